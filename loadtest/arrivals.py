@@ -1,0 +1,84 @@
+"""Open-loop arrivals: when requests are due, decided by nobody who waits for a response.
+
+One `Dispatcher` per load-generating process draws arrival times on an absolute
+schedule at that process's share of the target rate and puts a ticket
+(sequence number, scheduled time) on a queue. Users take tickets; a user never
+decides when to send, so a slow server cannot slow the offered load down
+(no coordinated omission). The sum of independent Poisson streams is Poisson,
+so N processes each at rate/N offer a Poisson stream at the full rate.
+"""
+from __future__ import annotations
+
+import random
+
+import gevent
+from gevent.event import Event
+from gevent.queue import Queue
+
+from loadtest.clock import now
+
+
+def interarrival_s(rate_rps: float, kind: str, rng: random.Random) -> float:
+    if kind == "poisson":
+        return rng.expovariate(rate_rps)
+    if kind == "constant":
+        return 1.0 / rate_rps
+    raise ValueError(f"arrival kind must be 'poisson' or 'constant', not {kind!r}")
+
+
+class Dispatcher:
+    """Issues tickets at `rate_rps` (changeable at any time) into `tickets`."""
+
+    def __init__(self, kind: str = "poisson", seed: int = 0):
+        interarrival_s(1.0, kind, random.Random())  # validate early
+        self.kind = kind
+        self.rng = random.Random(seed)
+        self.rate_rps = 0.0
+        self.tickets: Queue = Queue()
+        self.issued = 0
+        self._changed = Event()
+        self._greenlet: gevent.Greenlet | None = None
+        self.idle_users = 0
+        self.on_issue = None  # callback(seq, scheduled_s, queued: bool), set by the owner
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+
+    def take(self) -> tuple[int, float, bool]:
+        """Block until a request is due; return its ticket (seq, scheduled_s, queued)."""
+        self.idle_users += 1
+        try:
+            return self.tickets.get()
+        finally:
+            self.idle_users -= 1
+
+    def set_rate(self, rate_rps: float) -> None:
+        self.rate_rps = max(0.0, float(rate_rps))
+        self._changed.set()
+
+    def _run(self) -> None:
+        tickets = self.tickets
+        while True:
+            self._changed.clear()
+            rate, kind, rng = self.rate_rps, self.kind, self.rng
+            if rate <= 0:
+                self._changed.wait()
+                continue
+            due = now()
+            while not self._changed.is_set():
+                due += interarrival_s(rate, kind, rng)
+                delay = due - now()
+                if delay > 0 and self._changed.wait(delay):
+                    break  # new rate: restart the schedule from now
+                self.issued += 1
+                # more tickets waiting than idle users: this one waits for a free user
+                queued = tickets.qsize() >= self.idle_users
+                if self.on_issue is not None:
+                    self.on_issue(self.issued, due, queued)
+                tickets.put_nowait((self.issued, due, queued))

@@ -1,0 +1,74 @@
+"""What a person watching the run reads: one line per step, a live line per second in fixed mode."""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from loadtest.clock import now
+
+
+def _p(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _ms(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.0f}"
+
+
+def banner(settings, n_prompts: int) -> None:
+    mode = f"fixed {settings.rps:g} req/s for {settings.duration:g} s" if settings.rps is not None else \
+        f"SLO search ({settings.slo.describe()})"
+    _p(f"llmcap: {settings.name}: {n_prompts} prompts, model {settings.model or '(from /v1/models)'}, "
+       f"{mode}; run directory {settings.run_dir}")
+
+
+def step_line(step: dict) -> None:
+    verdict = "PASS" if step["passed"] else "FAIL"
+    errors = f"{step['error_rate']:.1%}"
+    _p(f"step {step['index']:>2} {step['phase']:<7} offered {step['offered_rps']:8.2f}/s "
+       f"achieved {step['achieved_rps']:8.2f}/s  p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} "
+       f"p99 {_ms(step['p99_ms'])} ms  TTFT p95 {_ms(step['ttft_p95_ms'])} ms  errors {errors}  "
+       f"{verdict}: {step['reason']}")
+
+
+def final(outcome, settings) -> None:
+    if outcome.generator_bottleneck:
+        _p(f"llmcap: the load generator is the bottleneck ({outcome.generator_bottleneck}); no server verdict. "
+           "Add processes (--processes N, or --master/--worker on more hosts) and run again.")
+    elif outcome.mode == "fixed":
+        _p(f"llmcap: fixed-rate run done; results in {settings.run_dir}/result.json")
+    elif outcome.max_sustained_rps:
+        _p(f"llmcap: max sustained rate {outcome.max_sustained_rps:.2f} req/s under {settings.slo.describe()} "
+           f"(first failing: {outcome.first_failing_rps and round(outcome.first_failing_rps, 2)} req/s); "
+           f"results in {settings.run_dir}/result.json")
+    else:
+        first = outcome.steps[0] if outcome.steps else None
+        why = f": {first['reason']}" if first else ""
+        _p(f"llmcap: no sustained rate: even {settings.search.start_rps:g} req/s fails the SLO{why}")
+
+
+class LiveLine:
+    """Fixed mode: once a second, the last 5 s of offered/achieved rate, latency and lateness."""
+
+    def __init__(self, collector, settings):
+        self.collector = collector
+        self.settings = settings
+
+    def tick(self, info: dict) -> None:
+        s = self.collector.recent_samples()
+        t = now()
+        span = 5.0
+        done = s[(s["end_s"] >= t - span) & (s["error"] == 0)]
+        sent = s[s["sent_s"] >= t - span]
+        e2e = (done["end_s"] - done["scheduled_s"]) * 1000
+        ttft = (done["first_token_s"] - done["scheduled_s"]) * 1000
+        late = (sent["sent_s"] - sent["scheduled_s"]) * 1000
+
+        def q(a, p):
+            return _ms(float(np.percentile(a, p))) if len(a) else "-"
+        _p(f"[{t - info['started']:5.0f}s] offered {info['offered_rps']:.1f}/s achieved {len(done) / span:.1f}/s "
+           f"in-flight {self.collector.in_flight()} p50 {q(e2e, 50)} p95 {q(e2e, 95)} ms "
+           f"TTFT p95 {q(ttft, 95)} ms lateness p99 {q(late, 99)} ms")

@@ -1,0 +1,129 @@
+"""Per-process load generation state, and the master-side collector of its samples.
+
+Each load-generating process (the local runner, or each worker) has one
+`LoadProcess`: its dispatcher, the requests it has open, and the samples it has
+not yet delivered. Every `FLUSH_S` it delivers one batch (numpy bytes plus a
+little bookkeeping) to the `Collector`: directly in a local run, as a Locust
+message in a distributed one. The collector is the only writer of the run
+directory and knows, per process, which requests are still open, which is how a
+step knows its window's requests are all in.
+"""
+from __future__ import annotations
+
+from array import array
+
+import gevent
+import numpy as np
+
+from loadtest.arrivals import Dispatcher
+from loadtest.clock import now
+from loadtest.samples import ERROR_KINDS, SAMPLE_DTYPE, SampleWriter
+
+FLUSH_S = 0.5
+
+
+class LoadProcess:
+    def __init__(self, dispatcher: Dispatcher, deliver, worker_index: int = 0):
+        self.dispatcher = dispatcher
+        dispatcher.on_issue = self._on_issue
+        self.deliver = deliver
+        self.worker_index = worker_index
+        self.open: dict[int, float] = {}
+        self._rows: list[tuple] = []
+        self._gaps = array("f")
+        self._errors: list[list] = []
+        self._flusher: gevent.Greenlet | None = None
+        self.cpu_overloaded = lambda: False
+
+    def _on_issue(self, seq: int, scheduled_s: float, queued: bool) -> None:
+        self.open[seq] = scheduled_s
+
+    def record(self, seq: int, scheduled_s: float, queued: bool, prompt_hash: int, r) -> None:
+        """Called once per finished request, on the hot path: append a tuple, nothing more."""
+        self.open.pop(seq, None)
+        gaps = r.itl_ms
+        if r.error:
+            self._errors.append([len(self._rows), ERROR_KINDS[r.error], r.message])
+        self._rows.append((scheduled_s, r.sent_s, r.first_token_s, r.end_s, r.status, r.error, queued,
+                           r.prompt_tokens, r.completion_tokens, len(gaps), prompt_hash, self.worker_index))
+        self._gaps.extend(gaps)
+
+    def start(self) -> None:
+        self.dispatcher.start()
+        if self._flusher is None:
+            self._flusher = gevent.spawn(self._flush_forever)
+
+    def stop(self) -> None:
+        self.dispatcher.stop()
+        if self._flusher is not None:
+            self._flusher.kill(block=False)
+            self._flusher = None
+        self.flush()
+
+    def _flush_forever(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_S)
+            self.flush()
+
+    def flush(self) -> None:
+        rows, gaps, errors = self._rows, self._gaps, self._errors
+        self._rows, self._gaps, self._errors = [], array("f"), []
+        t = now()
+        open_ = self.open
+        self.deliver({
+            "worker": self.worker_index,
+            "t": t,
+            "samples": np.array(rows, dtype=SAMPLE_DTYPE).tobytes() if rows else b"",
+            "itl": gaps.tobytes(),
+            "errors": errors,
+            "issued": self.dispatcher.issued,
+            "open": len(open_),
+            "oldest_open_s": min(open_.values()) if open_ else None,
+            "rate_rps": self.dispatcher.rate_rps,
+            "cpu_overloaded": bool(self.cpu_overloaded()),
+        })
+
+
+class Collector:
+    """Receives batches from every load-generating process and appends them to the run directory."""
+
+    RECENT_S = 10.0
+
+    def __init__(self, writer: SampleWriter):
+        self.writer = writer
+        self.sources: dict[int, dict] = {}
+        self.recent: list[np.ndarray] = []  # for the once-a-second console line only
+        self.total = 0
+
+    def add(self, batch: dict) -> None:
+        samples = np.frombuffer(batch["samples"], dtype=SAMPLE_DTYPE)
+        itl = np.frombuffer(batch["itl"], dtype="<f4")
+        self.writer.append(samples, itl, batch["errors"])
+        self.total += len(samples)
+        meta = {k: v for k, v in batch.items() if k not in ("samples", "itl", "errors")}
+        meta["received"] = now()
+        self.sources[batch["worker"]] = meta
+        if len(samples):
+            self.recent.append(samples)
+            horizon = now() - self.RECENT_S
+            while self.recent and self.recent[0]["end_s"].max() < horizon:
+                self.recent.pop(0)
+
+    def forget(self, worker: int) -> None:
+        self.sources.pop(worker, None)
+
+    def settled(self, before_s: float) -> bool:
+        """Every process has reported after `before_s` with nothing scheduled before it still open."""
+        if not self.sources:
+            return False
+        return all(s["t"] > before_s + 2 * FLUSH_S and (s["oldest_open_s"] is None or s["oldest_open_s"] >= before_s)
+                   for s in self.sources.values())
+
+    def in_flight(self) -> int:
+        return sum(s["open"] for s in self.sources.values())
+
+    def recent_samples(self) -> np.ndarray:
+        return np.concatenate(self.recent) if self.recent else np.zeros(0, SAMPLE_DTYPE)
+
+    def generator_overloaded(self) -> bool:
+        return any(s["cpu_overloaded"] for s in self.sources.values())

@@ -1,0 +1,159 @@
+"""The SLO-driven search for the maximum sustained request rate.
+
+Grow the offered rate geometrically from `start_rps` until a step fails the SLO,
+bisect between the last passing and the first failing rate until they are within
+`precision` of each other, then hold the best passing rate for a longer
+confirmation step. A failed confirmation makes that rate the new failing bound
+and the bisection goes on below it.
+
+`RateSearch` is the pure decision logic (rates in, verdicts in, next rate out);
+`run_search` drives a `Load` (anything with set_rate / wait_settled / drain /
+window) through the steps and judges each from the raw samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol
+
+import gevent
+
+from loadtest.clock import now
+from loadtest.stats import Slo, generator_fell_behind, judge, summarize_window
+
+GROW, BISECT, CONFIRM = "grow", "bisect", "confirm"
+
+
+@dataclasses.dataclass
+class SearchParams:
+    start_rps: float = 1.0
+    growth: float = 2.0
+    precision: float = 0.03
+    step_seconds: float = 20.0
+    warmup_seconds: float = 5.0
+    confirm_seconds: float = 40.0
+    max_rps: float | None = None
+    max_steps: int = 30
+    max_lateness_ms: float = 50.0
+
+
+class RateSearch:
+    """Decides the next rate to try from the verdicts so far."""
+
+    def __init__(self, params: SearchParams):
+        if params.start_rps <= 0 or params.growth <= 1 or params.precision <= 0:
+            raise ValueError("search needs start_rps > 0, growth > 1 and precision > 0")
+        self.p = params
+        self.passed: list[float] = []
+        self.failed: list[float] = []
+        self.confirmed = False
+        self.steps = 0
+
+    @property
+    def best_rps(self) -> float | None:
+        """Highest passing rate below every failing one."""
+        hi = self.first_failing_rps
+        below = [r for r in self.passed if hi is None or r < hi]
+        return max(below) if below else None
+
+    @property
+    def first_failing_rps(self) -> float | None:
+        return min(self.failed) if self.failed else None
+
+    def next_step(self) -> tuple[float, str] | None:
+        """(rate, phase) to run next, or None when the search is over."""
+        if self.steps >= self.p.max_steps:
+            return None
+        lo, hi = self.best_rps, self.first_failing_rps
+        if lo is None:
+            if hi is not None:
+                return None  # the lowest rate we may try failed (or a confirmation failed)
+            return self.p.start_rps, GROW
+        if hi is None:
+            if self.p.max_rps is not None and lo >= self.p.max_rps:
+                return (None if self.confirmed else (lo, CONFIRM))
+            nxt = lo * self.p.growth
+            return (min(nxt, self.p.max_rps) if self.p.max_rps else nxt), GROW
+        if (hi - lo) / lo > self.p.precision:
+            return (lo + hi) / 2, BISECT
+        return None if self.confirmed else (lo, CONFIRM)
+
+    def record(self, rate_rps: float, phase: str, passed: bool) -> None:
+        self.steps += 1
+        if phase == CONFIRM:
+            if passed:
+                self.confirmed = True
+            else:
+                # the short step was lucky: this rate is not sustained after all
+                self.passed = [r for r in self.passed if r < rate_rps]
+                self.failed.append(rate_rps)
+            return
+        (self.passed if passed else self.failed).append(rate_rps)
+
+
+class Load(Protocol):
+    def set_rate(self, rate_rps: float) -> None: ...
+    def wait_settled(self, before_s: float, timeout_s: float) -> None: ...
+    def drain(self, timeout_s: float) -> None: ...
+    def window(self):  # -> (samples, itl)
+        ...
+    def generator_overloaded(self) -> bool: ...
+
+
+@dataclasses.dataclass
+class SearchOutcome:
+    steps: list[dict]
+    max_sustained_rps: float | None
+    first_failing_rps: float | None
+    confirmed: bool
+    generator_bottleneck: str | None = None
+    mode: str = "search"
+
+
+def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo: Slo,
+             request_timeout_s: float, max_lateness_ms: float, phase: str = "fixed",
+             on_tick: Callable[[dict], None] | None = None) -> dict:
+    """Offer `rate_rps`, measure one window, wait for its requests, drain; return the step."""
+    started = now()
+    load.set_rate(rate_rps)
+    window_start = started + warmup_s
+    window_end = window_start + measure_s
+    while now() < window_end:
+        if on_tick is not None:
+            on_tick({"phase": phase, "offered_rps": rate_rps, "started": started,
+                     "window_start": window_start, "window_end": window_end})
+        gevent.sleep(min(1.0, max(0.0, window_end - now())))
+    # keep the load on while the window's last requests finish, as they would in production
+    load.wait_settled(window_end, request_timeout_s + 10.0)
+    load.set_rate(0)
+    samples, itl = load.window()
+    summary = summarize_window(samples, itl, window_start, window_end)
+    passed, reason = judge(summary, slo)
+    bottleneck = generator_fell_behind(summary, max_lateness_ms)
+    if bottleneck is None and load.generator_overloaded():
+        bottleneck = "the load generator's CPU usage went over 90 %"
+    step = {"phase": phase, "offered_rps": rate_rps, **summary, "passed": passed and bottleneck is None,
+            "reason": bottleneck or reason, "generator_bottleneck": bottleneck is not None,
+            "warmup_start": started}
+    load.drain(request_timeout_s + 10.0)
+    return step
+
+
+def run_search(load: Load, params: SearchParams, slo: Slo, request_timeout_s: float,
+               on_step: Callable[[dict], None] = lambda step: None,
+               on_tick: Callable[[dict], None] | None = None) -> SearchOutcome:
+    search = RateSearch(params)
+    steps: list[dict] = []
+    while (nxt := search.next_step()) is not None:
+        rate, phase = nxt
+        measure_s = params.confirm_seconds if phase == CONFIRM else params.step_seconds
+        step = run_step(load, rate, measure_s, params.warmup_seconds, slo, request_timeout_s,
+                        params.max_lateness_ms, phase, on_tick)
+        step["index"] = len(steps)
+        steps.append(step)
+        on_step(step)
+        if step["generator_bottleneck"]:
+            return SearchOutcome(steps, search.best_rps, search.first_failing_rps, search.confirmed,
+                                 generator_bottleneck=step["reason"])
+        search.record(rate, phase, step["passed"])
+    return SearchOutcome(steps, search.best_rps if search.confirmed else None,
+                         search.first_failing_rps, search.confirmed)

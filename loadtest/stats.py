@@ -1,0 +1,127 @@
+"""Pure functions from raw samples to the numbers a step is judged on.
+
+Latencies are measured from the *scheduled* time, so time a request spent
+waiting for a free client is charged to it (no coordinated omission). Percentiles
+are exact over the raw samples (numpy's linear interpolation), not Locust's
+rounded buckets.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from loadtest.samples import ERROR_KINDS, itl_of
+
+
+@dataclasses.dataclass
+class Slo:
+    p95_ms: float = 1000.0
+    p99_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    max_error_rate: float = 0.01
+    min_achieved_ratio: float = 0.95  # completions / arrivals in the window
+
+    def describe(self) -> str:
+        parts = [f"p95 <= {self.p95_ms:g} ms"]
+        if self.p99_ms is not None:
+            parts.append(f"p99 <= {self.p99_ms:g} ms")
+        if self.ttft_p95_ms is not None:
+            parts.append(f"TTFT p95 <= {self.ttft_p95_ms:g} ms")
+        parts.append(f"errors <= {self.max_error_rate:.1%}")
+        return ", ".join(parts)
+
+
+def pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def summarize_window(samples: np.ndarray, itl: np.ndarray, start_s: float, end_s: float) -> dict:
+    """Everything about the requests *scheduled* in [start_s, end_s)."""
+    scheduled = samples["scheduled_s"]
+    in_window = (scheduled >= start_s) & (scheduled < end_s)
+    ok = in_window & (samples["error"] == 0)
+    failed = in_window & (samples["error"] != 0)
+    w = samples[ok]
+    e2e_ms = (w["end_s"] - w["scheduled_s"]) * 1000.0
+    e2e_from_send_ms = (w["end_s"] - w["sent_s"]) * 1000.0
+    ttft_ms = (w["first_token_s"] - w["scheduled_s"]) * 1000.0
+    sent = samples[in_window]
+    lateness_ms = (sent["sent_s"] - sent["scheduled_s"]) * 1000.0
+    gaps = itl_of(samples, itl, ok)
+    n_scheduled = int(in_window.sum())
+    window_s = end_s - start_s
+    # throughput: successful completions that *ended* in the window, whenever scheduled
+    ended = (samples["end_s"] >= start_s) & (samples["end_s"] < end_s) & (samples["error"] == 0)
+    n_completed = int(ended.sum())
+    kinds = samples["error"][failed]
+    errors = {ERROR_KINDS[k]: int((kinds == k).sum()) for k in np.unique(kinds)}
+    prompt_tokens = w["prompt_tokens"][w["prompt_tokens"] >= 0]
+    completion_tokens = w["completion_tokens"][w["completion_tokens"] >= 0]
+    return {
+        "start": start_s,
+        "end": end_s,
+        "scheduled": n_scheduled,
+        "succeeded": int(ok.sum()),
+        "failed": int(failed.sum()),
+        "errors": errors,
+        "error_rate": float(failed.sum() / n_scheduled) if n_scheduled else 0.0,
+        "arrival_rps": n_scheduled / window_s if window_s > 0 else float("nan"),
+        "achieved_rps": n_completed / window_s if window_s > 0 else float("nan"),
+        "achieved_ratio": n_completed / n_scheduled if n_scheduled else 0.0,
+        "p50_ms": pct(e2e_ms, 50),
+        "p95_ms": pct(e2e_ms, 95),
+        "p99_ms": pct(e2e_ms, 99),
+        "mean_ms": _mean(e2e_ms),
+        "p95_from_send_ms": pct(e2e_from_send_ms, 95),
+        "ttft_p50_ms": pct(ttft_ms, 50),
+        "ttft_p95_ms": pct(ttft_ms, 95),
+        "ttft_p99_ms": pct(ttft_ms, 99),
+        "itl_p50_ms": pct(gaps, 50),
+        "itl_p95_ms": pct(gaps, 95),
+        "itl_p99_ms": pct(gaps, 99),
+        "lateness_p50_ms": pct(lateness_ms, 50),
+        "lateness_p99_ms": pct(lateness_ms, 99),
+        "queued_fraction": float(sent["queued"].mean()) if len(sent) else 0.0,
+        "mean_prompt_tokens": _mean(prompt_tokens.astype(float)),
+        "mean_completion_tokens": _mean(completion_tokens.astype(float)),
+    }
+
+
+def judge(summary: dict, slo: Slo) -> tuple[bool, str]:
+    """A step passes when the SLO holds, errors are rare, and the server keeps up."""
+    if summary["scheduled"] == 0:
+        return False, "no requests were scheduled in the window"
+    if summary["error_rate"] > slo.max_error_rate:
+        top = max(summary["errors"], key=summary["errors"].get)
+        return False, f"error rate {summary['error_rate']:.1%} > {slo.max_error_rate:.1%} (mostly {top})"
+    checks = [("p95", summary["p95_ms"], slo.p95_ms), ("p99", summary["p99_ms"], slo.p99_ms),
+              ("TTFT p95", summary["ttft_p95_ms"], slo.ttft_p95_ms)]
+    for name, value, limit in checks:
+        if limit is not None and not (value <= limit):  # NaN fails too
+            return False, f"{name} {value:.0f} ms > {limit:g} ms"
+    if summary["achieved_ratio"] < slo.min_achieved_ratio:
+        return False, (f"completed {summary['achieved_ratio']:.0%} of arrivals "
+                       f"(< {slo.min_achieved_ratio:.0%}): a queue is growing")
+    return True, f"p95 {summary['p95_ms']:.0f} ms <= {slo.p95_ms:g} ms"
+
+
+def generator_fell_behind(summary: dict, max_lateness_ms: float) -> str | None:
+    """Why the load generator, not the server, limited this step (None if it did not).
+
+    Late sends while users were idle mean this process could not keep its own
+    schedule (CPU). Late sends because every user was busy mean the server holds
+    too many requests open: that is the server's failure, and is judged by the SLO.
+    """
+    late = summary["lateness_p99_ms"]
+    if math.isnan(late) or late <= max_lateness_ms:
+        return None
+    if summary["queued_fraction"] > 0.01:
+        return None
+    return (f"lateness p99 {late:.0f} ms > {max_lateness_ms:g} ms while users were idle: "
+            "this process cannot keep the schedule")

@@ -1,0 +1,14 @@
+"""Text-to-SQL: replay schema + question prompts in the reference benchmark's chat format.
+
+    locust -f loadtest/text2sql.py --headless -H http://127.0.0.1:8000
+"""
+from loadtest.datasets import TEXT2SQL
+from loadtest.machinery import ChatUser, RateSearchShape
+
+
+class Text2SQLUser(ChatUser):
+    task_spec = TEXT2SQL
+
+
+class Search(RateSearchShape):
+    pass

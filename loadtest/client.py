@@ -146,6 +146,11 @@ class ChatClient:
                 r.error = BAD_STREAM
                 r.message = "not an SSE data line: " + line[:80].decode("utf-8", "replace")
                 return
+            if not (line.endswith(b"}\n") or line.endswith(b"]\n") or line.endswith(b"}\r\n")
+                    or line.endswith(b"]\r\n")):
+                r.error = BAD_STREAM  # a data line must hold a whole JSON object, or [DONE]
+                r.message = "malformed SSE data: " + line[:80].decode("utf-8", "replace")
+                return
             if _has_token(line):
                 t = now()
                 if tokens:
@@ -159,7 +164,7 @@ class ChatClient:
             if payload == b"[DONE]":
                 done = True
                 break
-            if payload[:1] != b"{" or payload[-1:] != b"}":
+            if payload[:1] != b"{":
                 r.error = BAD_STREAM
                 r.message = "malformed SSE data: " + payload[:80].decode("utf-8", "replace")
                 return

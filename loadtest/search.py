@@ -122,7 +122,9 @@ def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo
             on_tick({"phase": phase, "offered_rps": rate_rps, "started": started,
                      "window_start": window_start, "window_end": window_end})
         gevent.sleep(min(1.0, max(0.0, window_end - now())))
-    # keep the load on while the window's last requests finish, as they would in production
+    if phase == "fixed":
+        load.set_rate(0)  # a fixed run sends for exactly its duration
+    # a search step keeps the load on while the window's last requests finish, as in production
     load.wait_settled(window_end, request_timeout_s + 10.0)
     load.set_rate(0)
     samples, itl = load.window()

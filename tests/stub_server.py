@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     config = StubConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(StubConfig)})
-    web.run_app(make_app(config), host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(make_app(config), host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=0.5)
 
 
 if __name__ == "__main__":

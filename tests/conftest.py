@@ -1,0 +1,100 @@
+"""Shared fixtures: a stub server in its own process, and a way to run locust like a user does."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+PY = sys.executable
+LOCUST = str(Path(sys.executable).with_name("locust"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+class Stub:
+    """Handle on a running stub server (tests/stub_server.py)."""
+
+    def __init__(self, port: int, proc: subprocess.Popen):
+        self.port = port
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+
+    def _post(self, path: str, body: dict | None = None) -> dict:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body or {}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=5).read())
+
+    def configure(self, **changes) -> dict:
+        return self._post("/stub/config", changes)
+
+    def reset(self) -> None:
+        self._post("/stub/reset")
+
+    def stats(self) -> dict:
+        return json.loads(urllib.request.urlopen(self.url + "/stub/stats", timeout=5).read())
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def start_stub(*args: str) -> Stub:
+    port = free_port()
+    proc = subprocess.Popen([PY, str(REPO / "tests" / "stub_server.py"), "--port", str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/health")
+    return Stub(port, proc)
+
+
+DEFAULTS = dict(chunks=30, first_delay_ms=0.0, chunk_delay_ms=0.0, slots=0, fault="none", fault_every=1,
+                fault_status=500, slow_headers_ms=2000.0, cut_after_chunks=3, model="stub-model")
+
+
+@pytest.fixture(scope="module")
+def stub_server():
+    stub = start_stub()
+    yield stub
+    stop_process(stub.proc)
+
+
+@pytest.fixture
+def stub(stub_server):
+    stub_server.configure(**DEFAULTS)
+    stub_server.reset()
+    return stub_server
+
+
+def run_locust(locustfile: str, host: str, *args: str, timeout_s: float = 300, env: dict | None = None,
+               cwd: Path = REPO) -> subprocess.CompletedProcess:
+    cmd = [LOCUST, "-f", str(REPO / locustfile), "--headless", "-H", host, "--only-summary", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=cwd,
+                          env={**os.environ, **(env or {})})

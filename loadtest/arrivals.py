@@ -39,7 +39,7 @@ class Dispatcher:
         self._changed = Event()
         self._greenlet: gevent.Greenlet | None = None
         self.idle_users = 0
-        self.on_issue = None  # callback(seq, scheduled_s, queued: bool), set by the owner
+        self.on_issue = None  # callback(seq, scheduled_s), set by the owner
 
     def start(self) -> None:
         if self._greenlet is None:
@@ -50,8 +50,8 @@ class Dispatcher:
             self._greenlet.kill(block=False)
             self._greenlet = None
 
-    def take(self) -> tuple[int, float, bool]:
-        """Block until a request is due; return its ticket (seq, scheduled_s, queued)."""
+    def take(self) -> tuple[int, float, float, bool]:
+        """Block until a request is due; return its ticket (seq, scheduled_s, issued_s, queued)."""
         self.idle_users += 1
         try:
             return self.tickets.get()
@@ -80,5 +80,5 @@ class Dispatcher:
                 # more tickets waiting than idle users: this one waits for a free user
                 queued = tickets.qsize() >= self.idle_users
                 if self.on_issue is not None:
-                    self.on_issue(self.issued, due, queued)
-                tickets.put_nowait((self.issued, due, queued))
+                    self.on_issue(self.issued, due)
+                tickets.put_nowait((self.issued, due, now(), queued))

@@ -160,7 +160,7 @@ def _on_init(environment, **_kw):
     else:
         deliver = STATE.collector.add
     STATE.process = LoadProcess(dispatcher, deliver, worker_index)
-    STATE.process.cpu_overloaded = lambda: runner.cpu_warning_emitted
+    STATE.process.cpu_percent = lambda: runner.current_cpu_usage
 
 
 def _api_key(settings) -> str | None:
@@ -228,9 +228,8 @@ class _RunnerLoad:
     def window(self):
         return read_samples(STATE.settings.run_dir)
 
-    def generator_overloaded(self) -> bool:
-        return bool(self.runner.cpu_warning_emitted or getattr(self.runner, "worker_cpu_warning_emitted", False)
-                    or STATE.collector.generator_overloaded())
+    def max_cpu_percent(self, start_s: float, end_s: float) -> float:
+        return STATE.collector.max_cpu_percent(start_s, end_s)
 
 
 def server_queue_empty(metrics_url: str | None) -> bool:
@@ -372,12 +371,12 @@ class ChatUser(User):
 
     @task
     def send(self):
-        seq, scheduled_s, queued = self.ticket
-        index = self.prompts.pick(seq)
+        ticket = self.ticket
+        index = self.prompts.pick(ticket[0])
         r = self.client.stream(self.bodies[index])
-        self.process.record(seq, scheduled_s, queued, self.prompts.hashes[index], r)
+        self.process.record(ticket, self.prompts.hashes[index], r)
         # one Locust event per request, with the end-to-end time (not the header time)
-        self.fire(request_type="POST", name="chat/completions", response_time=(r.end_s - scheduled_s) * 1000.0,
+        self.fire(request_type="POST", name="chat/completions", response_time=(r.end_s - ticket[1]) * 1000.0,
                   response_length=max(r.completion_tokens, 0), exception=RequestFailed(r.message) if r.error else None, context=None)
 
 

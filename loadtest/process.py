@@ -33,18 +33,19 @@ class LoadProcess:
         self._gaps = array("f")
         self._errors: list[list] = []
         self._flusher: gevent.Greenlet | None = None
-        self.cpu_overloaded = lambda: False
+        self.cpu_percent = lambda: 0.0  # this process's CPU use, as Locust measures it
 
-    def _on_issue(self, seq: int, scheduled_s: float, queued: bool) -> None:
+    def _on_issue(self, seq: int, scheduled_s: float) -> None:
         self.open[seq] = scheduled_s
 
-    def record(self, seq: int, scheduled_s: float, queued: bool, prompt_hash: int, r) -> None:
+    def record(self, ticket: tuple, prompt_hash: int, r) -> None:
         """Called once per finished request, on the hot path: append a tuple, nothing more."""
+        seq, scheduled_s, issued_s, queued = ticket
         self.open.pop(seq, None)
         gaps = r.itl_ms
         if r.error:
             self._errors.append([len(self._rows), ERROR_KINDS[r.error], r.message])
-        self._rows.append((scheduled_s, r.sent_s, r.first_token_s, r.end_s, r.status, r.error, queued,
+        self._rows.append((scheduled_s, issued_s, r.sent_s, r.first_token_s, r.end_s, r.status, r.error, queued,
                            r.prompt_tokens, r.completion_tokens, len(gaps), prompt_hash, self.worker_index))
         self._gaps.extend(gaps)
 
@@ -80,7 +81,7 @@ class LoadProcess:
             "open": len(open_),
             "oldest_open_s": min(open_.values()) if open_ else None,
             "rate_rps": self.dispatcher.rate_rps,
-            "cpu_overloaded": bool(self.cpu_overloaded()),
+            "cpu_percent": float(self.cpu_percent()),
         })
 
 
@@ -93,6 +94,7 @@ class Collector:
         self.writer = writer
         self.sources: dict[int, dict] = {}
         self.recent: list[np.ndarray] = []  # for the once-a-second console line only
+        self.cpu: list[tuple[float, float]] = []  # (t, cpu %) of every batch, any process
         self.total = 0
 
     def add(self, batch: dict) -> None:
@@ -103,6 +105,7 @@ class Collector:
         meta = {k: v for k, v in batch.items() if k not in ("samples", "itl", "errors")}
         meta["received"] = now()
         self.sources[batch["worker"]] = meta
+        self.cpu.append((batch["t"], batch["cpu_percent"]))
         if len(samples):
             self.recent.append(samples)
             horizon = now() - self.RECENT_S
@@ -125,5 +128,8 @@ class Collector:
     def recent_samples(self) -> np.ndarray:
         return np.concatenate(self.recent) if self.recent else np.zeros(0, SAMPLE_DTYPE)
 
-    def generator_overloaded(self) -> bool:
-        return any(s["cpu_overloaded"] for s in self.sources.values())
+    def max_cpu_percent(self, start_s: float, end_s: float) -> float:
+        """Highest CPU use any load-generating process reported in [start_s, end_s]."""
+        values = [c for t, c in self.cpu if start_s <= t <= end_s]
+        self.cpu = [(t, c) for t, c in self.cpu if t >= start_s]  # older steps are judged already
+        return max(values, default=0.0)

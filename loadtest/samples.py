@@ -17,7 +17,8 @@ import numpy as np
 
 SAMPLE_DTYPE = np.dtype([
     ("scheduled_s", "<f8"),   # when the arrival process said to send
-    ("sent_s", "<f8"),        # when the request was handed to the socket
+    ("issued_s", "<f8"),      # when the dispatcher handed out its ticket (late: busy event loop)
+    ("sent_s", "<f8"),        # when a user sent it (later than issued: no user was free)
     ("first_token_s", "<f8"), # first non-empty content delta; NaN if none
     ("end_s", "<f8"),         # last byte, error, or timeout
     ("status", "<i2"),        # HTTP status; 0 if none was received

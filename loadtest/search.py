@@ -96,7 +96,7 @@ class Load(Protocol):
     def drain(self, timeout_s: float) -> None: ...
     def window(self):  # -> (samples, itl)
         ...
-    def generator_overloaded(self) -> bool: ...
+    def max_cpu_percent(self, start_s: float, end_s: float) -> float: ...
 
 
 @dataclasses.dataclass
@@ -130,12 +130,11 @@ def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo
     samples, itl = load.window()
     summary = summarize_window(samples, itl, window_start, window_end)
     passed, reason = judge(summary, slo)
-    bottleneck = generator_fell_behind(summary, max_lateness_ms)
-    if bottleneck is None and load.generator_overloaded():
-        bottleneck = "the load generator's CPU usage went over 90 %"
+    cpu_percent = load.max_cpu_percent(window_start, now())
+    bottleneck = generator_fell_behind(summary, max_lateness_ms, cpu_percent)
     step = {"phase": phase, "offered_rps": rate_rps, **summary, "passed": passed and bottleneck is None,
             "reason": bottleneck or reason, "generator_bottleneck": bottleneck is not None,
-            "warmup_start": started}
+            "warmup_start": started, "generator_cpu_percent": cpu_percent}
     load.drain(request_timeout_s + 10.0)
     return step
 

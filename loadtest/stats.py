@@ -53,6 +53,7 @@ def summarize_window(samples: np.ndarray, itl: np.ndarray, start_s: float, end_s
     ttft_ms = (w["first_token_s"] - w["scheduled_s"]) * 1000.0
     sent = samples[in_window]
     lateness_ms = (sent["sent_s"] - sent["scheduled_s"]) * 1000.0
+    dispatch_lateness_ms = (sent["issued_s"] - sent["scheduled_s"]) * 1000.0
     gaps = itl_of(samples, itl, ok)
     n_scheduled = int(in_window.sum())
     window_s = end_s - start_s
@@ -87,6 +88,7 @@ def summarize_window(samples: np.ndarray, itl: np.ndarray, start_s: float, end_s
         "itl_p99_ms": pct(gaps, 99),
         "lateness_p50_ms": pct(lateness_ms, 50),
         "lateness_p99_ms": pct(lateness_ms, 99),
+        "dispatch_lateness_p99_ms": pct(dispatch_lateness_ms, 99),
         "queued_fraction": float(sent["queued"].mean()) if len(sent) else 0.0,
         "mean_prompt_tokens": _mean(prompt_tokens.astype(float)),
         "mean_completion_tokens": _mean(completion_tokens.astype(float)),
@@ -111,17 +113,29 @@ def judge(summary: dict, slo: Slo) -> tuple[bool, str]:
     return True, f"p95 {summary['p95_ms']:.0f} ms <= {slo.p95_ms:g} ms"
 
 
-def generator_fell_behind(summary: dict, max_lateness_ms: float) -> str | None:
+def generator_fell_behind(summary: dict, max_lateness_ms: float, cpu_percent: float = 0.0) -> str | None:
     """Why the load generator, not the server, limited this step (None if it did not).
 
-    Late sends while users were idle mean this process could not keep its own
-    schedule (CPU). Late sends because every user was busy mean the server holds
-    too many requests open: that is the server's failure, and is judged by the SLO.
+    A dispatcher that hands out tickets late means the process's event loop is too
+    busy to keep its own schedule. Late sends while users were idle mean the same.
+    Late sends only because every user was busy with an open request mean the
+    server is holding too many requests: the server's failure, which the SLO
+    judges (latency counts from the schedule).
     """
     late = summary["lateness_p99_ms"]
+    dispatch_late = summary["dispatch_lateness_p99_ms"]
+    if not math.isnan(dispatch_late) and dispatch_late > max_lateness_ms:
+        return (f"the dispatcher issued requests late (p99 {dispatch_late:.0f} ms > {max_lateness_ms:g} ms, "
+                f"load-generator CPU {cpu_percent:.0f} %): this process cannot keep the schedule")
     if math.isnan(late) or late <= max_lateness_ms:
         return None
-    if summary["queued_fraction"] > 0.01:
-        return None
-    return (f"lateness p99 {late:.0f} ms > {max_lateness_ms:g} ms while users were idle: "
-            "this process cannot keep the schedule")
+    if summary["queued_fraction"] <= 0.01:
+        return (f"lateness p99 {late:.0f} ms > {max_lateness_ms:g} ms while users were idle: "
+                "this process cannot keep the schedule")
+    if cpu_percent >= CPU_WARNING_PERCENT:
+        return (f"lateness p99 {late:.0f} ms > {max_lateness_ms:g} ms with a load-generating process "
+                f"at {cpu_percent:.0f} % CPU")
+    return None
+
+
+CPU_WARNING_PERCENT = 90.0  # Locust's CPU_WARNING_THRESHOLD

@@ -1,0 +1,133 @@
+"""The rate search and the step verdict as pure functions over numbers."""
+import math
+
+import numpy as np
+import pytest
+
+from loadtest.samples import ERROR_CODE, SAMPLE_DTYPE
+from loadtest.search import BISECT, CONFIRM, GROW, RateSearch, SearchParams
+from loadtest.stats import Slo, generator_fell_behind, judge, summarize_window
+
+
+def drive(capacity: float, params: SearchParams, lucky: set = frozenset()):
+    """Run the search against an oracle: a rate passes iff it is <= capacity (or in `lucky`)."""
+    s = RateSearch(params)
+    trail = []
+    while (nxt := s.next_step()) is not None:
+        rate, phase = nxt
+        passed = rate <= capacity or (rate in lucky and phase != CONFIRM)
+        trail.append((round(rate, 4), phase, passed))
+        s.record(rate, phase, passed)
+    return s, trail
+
+
+def test_grow_bisect_confirm():
+    s, trail = drive(37.0, SearchParams(start_rps=5, growth=2, precision=0.03))
+    assert [t[1] for t in trail[:4]] == [GROW] * 4 and [t[0] for t in trail[:4]] == [5, 10, 20, 40]
+    assert trail[4] == (30.0, BISECT, True)
+    assert trail[-1][1] == CONFIRM and trail[-1][2]
+    assert s.confirmed
+    assert s.best_rps <= 37.0 and (s.first_failing_rps - s.best_rps) / s.best_rps <= 0.03
+    assert s.first_failing_rps > 37.0
+
+
+def test_failed_confirmation_searches_lower():
+    # 36 passes its short step by luck but not the confirmation
+    params = SearchParams(start_rps=9, growth=2, precision=0.03)
+    s, trail = drive(33.0, params, lucky={36.0})
+    confirms = [t for t in trail if t[1] == CONFIRM]
+    assert confirms[0] == (36.0, CONFIRM, False)
+    assert confirms[-1][2] and s.confirmed
+    assert 33.0 * 0.97 <= s.best_rps <= 33.0
+
+
+def test_start_rate_failing_ends_the_search():
+    s, trail = drive(0.5, SearchParams(start_rps=1))
+    assert trail == [(1, GROW, False)] and s.best_rps is None and s.next_step() is None
+
+
+def test_max_rps_caps_growth_and_is_confirmed():
+    s, trail = drive(1000, SearchParams(start_rps=10, growth=3, max_rps=50))
+    assert [t[0] for t in trail] == [10, 30, 50, 50] and trail[-1][1] == CONFIRM
+
+
+@pytest.mark.parametrize("bad", [dict(start_rps=0), dict(growth=1.0), dict(precision=0)])
+def test_bad_search_parameters(bad):
+    with pytest.raises(ValueError):
+        RateSearch(SearchParams(**bad))
+
+
+def make_samples(n: int, rate: float, latency_s, error=None, ttft_s=0.05, lateness_s=0.0, queued=0,
+                 dispatch_lateness_s=0.0):
+    s = np.zeros(n, SAMPLE_DTYPE)
+    s["scheduled_s"] = 1000 + np.arange(n) / rate
+    s["issued_s"] = s["scheduled_s"] + dispatch_lateness_s
+    s["sent_s"] = s["scheduled_s"] + lateness_s
+    s["first_token_s"] = s["scheduled_s"] + ttft_s
+    s["end_s"] = s["scheduled_s"] + latency_s
+    s["status"] = 200
+    s["error"] = 0 if error is None else error
+    s["queued"] = queued
+    s["prompt_tokens"] = 250
+    s["completion_tokens"] = 30
+    s["itl_count"] = 2
+    itl = np.tile(np.array([10.0, 30.0], np.float32), n)
+    return s, itl
+
+
+def test_summary_numbers():
+    latency = np.linspace(0.1, 1.1, 1000)  # 100..1100 ms, uniformly
+    s, itl = make_samples(1000, 10.0, latency)
+    summary = summarize_window(s, itl, 1000.0, 1100.0)
+    assert summary["scheduled"] == 1000 and summary["failed"] == 0
+    assert summary["arrival_rps"] == pytest.approx(10.0)
+    assert summary["p50_ms"] == pytest.approx(600, abs=0.1)
+    assert summary["p95_ms"] == pytest.approx(100 + 0.95 * 1000, abs=0.1)
+    assert summary["ttft_p95_ms"] == pytest.approx(50)
+    assert summary["itl_p50_ms"] == pytest.approx(20) and summary["itl_p95_ms"] == pytest.approx(30)
+    assert summary["mean_prompt_tokens"] == 250 and summary["mean_completion_tokens"] == 30
+    # completions that ended inside the window: those scheduled before 1100 - latency
+    ended = ((s["end_s"] >= 1000) & (s["end_s"] < 1100)).sum()
+    assert summary["achieved_rps"] == pytest.approx(ended / 100)
+
+
+def test_window_selects_by_scheduled_time():
+    s, itl = make_samples(100, 10.0, 0.2)
+    summary = summarize_window(s, itl, 1002.0, 1005.0)
+    assert summary["scheduled"] == 30
+
+
+def test_judge_passes_and_names_each_failure():
+    s, itl = make_samples(200, 10.0, 0.3)
+    ok = summarize_window(s, itl, 1000, 1020)
+    assert judge(ok, Slo(p95_ms=500))[0]
+    passed, reason = judge(ok, Slo(p95_ms=250))
+    assert not passed and reason.startswith("p95 300 ms > 250 ms")
+    assert "TTFT p95" in judge(ok, Slo(p95_ms=500, ttft_p95_ms=10))[1]
+    errors = np.where(np.arange(200) % 10 == 0, ERROR_CODE["http_status"], 0)
+    bad, itl = make_samples(200, 10.0, 0.3, error=errors)
+    passed, reason = judge(summarize_window(bad, itl, 1000, 1020), Slo(p95_ms=500))
+    assert not passed and "error rate 10.0%" in reason and "http_status" in reason
+
+
+def test_growing_queue_fails_even_within_slo():
+    # latency grows linearly: only half of the arrivals complete within the window
+    s, itl = make_samples(200, 10.0, np.arange(200) * 0.05)
+    summary = summarize_window(s, itl, 1000, 1020)
+    passed, reason = judge(summary, Slo(p95_ms=1e9))
+    assert not passed and "queue is growing" in reason
+
+
+def test_generator_self_check():
+    s, itl = make_samples(200, 10.0, 0.3, lateness_s=0.2)
+    late = summarize_window(s, itl, 1000, 1020)
+    assert "idle" in generator_fell_behind(late, 50)
+    s, itl = make_samples(200, 10.0, 0.3, lateness_s=0.2, queued=1)
+    busy = summarize_window(s, itl, 1000, 1020)
+    assert generator_fell_behind(busy, 50) is None  # every user busy: the server's problem
+    assert "CPU" in generator_fell_behind(busy, 50, cpu_percent=97)
+    on_time, itl = make_samples(200, 10.0, 0.3, lateness_s=0.001)
+    assert generator_fell_behind(summarize_window(on_time, itl, 1000, 1020), 50, cpu_percent=99) is None
+    assert not math.isnan(late["lateness_p99_ms"])
+    s, itl = make_samples(200, 10.0, 0.3, lateness_s=0.2, dispatch_lateness_s=0.1, queued=1)
+    assert "dispatcher issued requests late" in generator_fell_behind(summarize_window(s, itl, 1000, 1020), 50)

@@ -8,6 +8,7 @@ Relative paths in a profile are relative to the profile file.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import yaml
@@ -159,8 +160,8 @@ def load_profile(path: str | Path) -> dict:
     profile["serving"]["variants"] = variants
     if not variants:
         raise ProfileError(f"{path}: serving.variants: at least one variant is required")
-    if profile["search"]["arrival"] not in ("poisson", "constant"):
-        raise ProfileError(f"{path}: search.arrival: expected 'poisson' or 'constant'")
+    if profile["search"]["arrival"] not in ("poisson", "poisson-iid", "constant"):
+        raise ProfileError(f"{path}: search.arrival: expected poisson, poisson-iid or constant")
     for i, u in enumerate(profile["cost"]["utilizations"]):
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise ProfileError(f"{path}: cost.utilizations[{i}]: expected a number in (0, 1], got {u!r}")
@@ -179,7 +180,8 @@ def load_profile(path: str | Path) -> dict:
             raise ProfileError(f"{path}: model.id: local model directory not found: {local}")
         profile["model"]["id"] = str(local)
     if profile["serving"]["python"] and profile["serving"]["python"].startswith("."):
-        profile["serving"]["python"] = str((base / profile["serving"]["python"]).resolve())
+        # not resolve(): a venv's python is a symlink to the base interpreter
+        profile["serving"]["python"] = os.path.abspath(base / profile["serving"]["python"])
     if not profile["model"]["served_name"]:
         profile["model"]["served_name"] = Path(model_id).name
     return profile

@@ -146,3 +146,6 @@ def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0
     order = list(range(len(requests)))
     random.Random(seed).shuffle(order)
     return Prompts(requests, hashes, order)
+
+
+TASKS: dict[str, Task] = {TEXT2SQL.name: TEXT2SQL}

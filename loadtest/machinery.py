@@ -39,6 +39,8 @@ from loadtest.result import append_step, write_result
 from loadtest.samples import SampleWriter, read_samples
 from loadtest.search import run_search, run_step
 from loadtest.settings import add_arguments, resolve
+from serving import scraper
+from serving.telemetry import server_pids, server_summary
 
 log = logging.getLogger("llmcap")
 
@@ -55,6 +57,7 @@ class _State:
     process: LoadProcess | None = None
     collector: Collector | None = None
     controller: gevent.Greenlet | None = None
+    scraper = None  # the telemetry scraper's process
     done = False
     exit_code = EXIT_OK
 
@@ -149,6 +152,11 @@ def _on_init(environment, **_kw):
     if not is_worker:
         STATE.collector = Collector(writer)
         console.banner(settings, len(prompts))
+        targets = {"vllm": settings.metrics_url} if settings.metrics_url else {}
+        if settings.gpu_metrics_url:
+            targets["gpu"] = settings.gpu_metrics_url
+        if targets:
+            STATE.scraper = scraper.start(settings.run_dir / "telemetry", targets)
     if isinstance(runner, MasterRunner):
         runner.register_message(BATCH_MESSAGE, lambda msg, **kw: STATE.collector.add(msg.data))
         return
@@ -289,7 +297,9 @@ def _control(environment) -> None:
 
 
 def _on_step(step: dict) -> None:
-    append_step(STATE.settings.run_dir, step)
+    run_dir = STATE.settings.run_dir
+    step["server"] = server_summary(run_dir / "telemetry", step["start"], step["end"], server_pids(run_dir))
+    append_step(run_dir, step)
     console.step_line(step)
 
 
@@ -331,6 +341,8 @@ def _on_quitting(environment, **_kw):
         except Exception as e:  # a report problem must not cost the measurement
             sys.stderr.write(f"llmcap: report failed: {type(e).__name__}: {e}\n")
     STATE.collector.writer.close()
+    if STATE.scraper is not None:
+        STATE.scraper.terminate()
     environment.process_exit_code = STATE.exit_code
 
 

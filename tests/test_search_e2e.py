@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import run_locust
 from tests.queueing import rate_at_slo
 
-FAST = ["--start-rps", "5", "--growth", "2", "--step-seconds", "8", "--warmup-seconds", "2",
+FAST = ["--start-rps", "5", "--growth", "2", "--step-seconds", "8", "--warmup-seconds", "4",
         "--confirm-seconds", "10", "--precision", "0.03", "--max-concurrency", "300"]
 RESULT_FIELDS = {"max_sustained_rps", "first_failing_rps", "slo", "steps", "latency_at_max", "versions", "command"}
 STEP_FIELDS = {"offered_rps", "achieved_rps", "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms",

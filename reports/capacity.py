@@ -1,0 +1,158 @@
+"""A run directory's capacity numbers (capacity.json): what a planner takes to the budget meeting.
+
+Everything here is computed from result.json (the steps and their server
+summaries), server/config.json (what vLLM ran) and the profile's cost section;
+no rendering. One number, one place: every figure in the Markdown, HTML and
+comparison reports is read from the dict this module returns.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
+from reports.flops import GPU_PEAK_TFLOPS, architecture_of, hardware_limit, precision_of
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PRICES = REPO / "profiles" / "hosted_prices.yaml"
+DEFAULT_COST = {"gpu": "H100-SXM", "gpus_per_replica": 1, "usd_per_gpu_hour": 2.40, "utilizations": [1.0, 0.5, 0.1]}
+GIB = 2**30
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_hosted_prices(path: str | Path | None = None) -> dict:
+    path = Path(path) if path else DEFAULT_PRICES
+    data = yaml.safe_load(path.read_text())
+    return {"as_of": str(data["as_of"]), "source": data.get("source", ""), "prices": data["prices"]}
+
+
+def _confirm_step(result: dict) -> dict | None:
+    passed = [s for s in result["steps"] if s.get("phase") in ("confirm", "fixed") and s.get("passed")]
+    return passed[-1] if passed else None
+
+
+def _peak_over_steps(steps: list[dict], key: str) -> float | None:
+    values = [s.get("server", {}).get(key) for s in steps]
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
+    run_dir = Path(run_dir)
+    result = _read_json(run_dir / "result.json")
+    if result is None:
+        raise FileNotFoundError(f"{run_dir}/result.json: no result in this run directory")
+    server = _read_json(run_dir / "server" / "config.json") or {}
+    cost_cfg = {**DEFAULT_COST, **(result.get("cost") or {})}
+    at = _confirm_step(result)
+    rps = result.get("max_sustained_rps")
+    steps = result["steps"]
+    gpus = cost_cfg["gpus_per_replica"]
+
+    out: dict = {
+        "name": result["name"],
+        "variant": server.get("variant"),
+        "model": server.get("model") or result.get("model"),
+        "partial": result.get("partial", False),
+        "mode": result.get("mode"),
+        "slo": result["slo"],
+        "max_sustained_rps": rps,
+        "first_failing_rps": result.get("first_failing_rps"),
+        "generator_bottleneck": result.get("generator_bottleneck"),
+        "steps": len(steps),
+        "gpu": cost_cfg["gpu"],
+        "gpus_per_replica": gpus,
+        "usd_per_gpu_hour": cost_cfg["usd_per_gpu_hour"],
+    }
+    if at:
+        out["latency_at_max"] = {k: at.get(k) for k in (
+            "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")}
+        out["achieved_rps_at_max"] = at.get("achieved_rps")
+        out["error_rate_at_max"] = at.get("error_rate")
+        out["mean_prompt_tokens"] = at.get("mean_prompt_tokens")
+        out["mean_completion_tokens"] = at.get("mean_completion_tokens")
+        out["server_at_max"] = at.get("server", {})
+    else:
+        with_tokens = [s for s in steps if s.get("mean_prompt_tokens")]
+        if with_tokens:
+            out["mean_prompt_tokens"] = with_tokens[-1]["mean_prompt_tokens"]
+            out["mean_completion_tokens"] = with_tokens[-1]["mean_completion_tokens"]
+    if rps:
+        out["requests_per_day_per_gpu"] = rps * 86400 / gpus
+
+    # memory: name each figure; none of them alone is "the GPU memory"
+    arch = architecture_of(out["model"] or "")
+    variant_args = {"quantization": server.get("quantization")}
+    precision = precision_of(variant_args)
+    memory = {
+        "weights_gib_logged": server.get("model_weights_gib_logged"),
+        "weights_gib_computed": arch.weight_bytes(8 if precision == "fp8" else 16) / GIB if arch else None,
+        "kv_cache_dtype": server.get("kv_cache_dtype"),
+        "kv_cache_size_tokens": _kv_tokens(server.get("cache_config") or {}),
+        "kv_cache_usage_peak": _peak_over_steps(steps, "kv_cache_usage_peak"),
+        "gpu_memory_used_peak_gib": _gib(_peak_over_steps(steps, "gpu_memory_used_peak_bytes")),
+        "server_process_memory_peak_gib": _gib(_peak_over_steps(steps, "server_process_memory_peak_bytes")),
+    }
+    out["memory"] = memory
+    out["parameters"] = arch.total_params if arch else None
+
+    if rps:
+        tokens = (out.get("mean_prompt_tokens") or 0) + (out.get("mean_completion_tokens") or 0)
+        out["cost"] = [{
+            "utilization": u,
+            "usd_per_million_requests": usd_per_million_requests(rps, cost_cfg["usd_per_gpu_hour"], gpus, u),
+            "usd_per_million_tokens": usd_per_million_tokens(rps, tokens, cost_cfg["usd_per_gpu_hour"], gpus, u)
+            if tokens else None,
+        } for u in cost_cfg["utilizations"]]
+    if out.get("mean_prompt_tokens") is not None:
+        prices = load_hosted_prices(prices_path or cost_cfg.get("hosted_prices"))
+        out["hosted"] = {"as_of": prices["as_of"], "rows": [{
+            "name": p["name"],
+            "input_usd_per_mtok": p["input_usd_per_mtok"],
+            "output_usd_per_mtok": p["output_usd_per_mtok"],
+            "usd_per_million_requests": hosted_usd_per_million_requests(
+                out["mean_prompt_tokens"], out["mean_completion_tokens"] or 0,
+                p["input_usd_per_mtok"], p["output_usd_per_mtok"]),
+        } for p in prices["prices"]]}
+    if arch and out.get("mean_prompt_tokens") is not None and cost_cfg["gpu"] in GPU_PEAK_TFLOPS:
+        limit = hardware_limit(arch, cost_cfg["gpu"], precision, gpus, out["mean_prompt_tokens"],
+                               out.get("mean_completion_tokens") or 0, rps)
+        vllm_flops = (out.get("server_at_max") or {}).get("vllm_flops_per_gpu_per_s")
+        if limit and vllm_flops:
+            limit["vllm_mfu"] = vllm_flops / (limit["peak_tflops"] / gpus * 1e12)
+        out["hardware_limit"] = limit
+    out["per_step"] = [{k: s.get(k) for k in (
+        "index", "phase", "offered_rps", "achieved_rps", "p50_ms", "p95_ms", "p99_ms", "ttft_p95_ms", "itl_p95_ms",
+        "error_rate", "passed", "reason", "start", "end")} | {"server": s.get("server", {})} for s in steps]
+    return out
+
+
+def _kv_tokens(cache: dict) -> int | None:
+    """KV-cache capacity in tokens from vllm:cache_config_info's labels."""
+    for key in ("kv_cache_size_tokens", "num_gpu_blocks", "num_cpu_blocks"):
+        value = cache.get(key)
+        if value not in (None, "", "None"):
+            try:
+                n = int(float(value))
+            except ValueError:
+                continue
+            return n if key == "kv_cache_size_tokens" else n * int(float(cache.get("block_size") or 16))
+    return None
+
+
+def _gib(value: float | None) -> float | None:
+    return value / GIB if value is not None else None
+
+
+def write_capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
+    data = capacity(run_dir, prices_path)
+    (Path(run_dir) / "capacity.json").write_text(json.dumps(data, indent=1))
+    return data

@@ -1,0 +1,92 @@
+"""The report's plots, as PNG files. Each takes plain numbers (capacity dicts, telemetry scrapes)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from serving.telemetry import load_scrapes  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def latency_vs_rate(runs: dict[str, dict], path: Path) -> Path:
+    """p50/p95/p99 end-to-end latency against offered rate, one colour per run, with the SLO line."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    slo = None
+    for label, cap in runs.items():
+        steps = sorted((s for s in cap["per_step"] if s["p95_ms"] is not None), key=lambda s: s["offered_rps"])
+        x = [s["offered_rps"] for s in steps]
+        line, = ax.plot(x, [s["p95_ms"] for s in steps], "o-", label=f"{label} p95")
+        ax.plot(x, [s["p50_ms"] for s in steps], "--", color=line.get_color(), alpha=0.6, label=f"{label} p50")
+        ax.plot(x, [s["p99_ms"] for s in steps], ":", color=line.get_color(), alpha=0.6, label=f"{label} p99")
+        if cap.get("max_sustained_rps"):
+            ax.axvline(cap["max_sustained_rps"], color=line.get_color(), alpha=0.3)
+        slo = cap["slo"]["p95_ms"]
+    if slo:
+        ax.axhline(slo, color="red", linestyle="-.", label=f"SLO p95 {slo:g} ms")
+    ax.set_xlabel("offered rate (req/s)")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def achieved_vs_offered(runs: dict[str, dict], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    top = 0.0
+    for label, cap in runs.items():
+        steps = sorted(cap["per_step"], key=lambda s: s["offered_rps"])
+        x = [s["offered_rps"] for s in steps]
+        ax.plot(x, [s["achieved_rps"] for s in steps], "o-", label=label)
+        top = max([top, *x])
+    ax.plot([0, top], [0, top], color="grey", linestyle=":", label="achieved = offered")
+    ax.set_xlabel("offered rate (req/s)")
+    ax.set_ylabel("completed (req/s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+SERVER_SERIES = [
+    ("gpu", "llmcap_gpu_memory_used_bytes", "GPU memory used (GiB)", 2**-30),
+    ("gpu", "llmcap_gpu_utilization_ratio", "GPU utilization", 1.0),
+    ("gpu", "llmcap_gpu_power_watts", "GPU power (W)", 1.0),
+    ("vllm", "vllm:kv_cache_usage_perc", "KV cache in use", 1.0),
+    ("vllm", "vllm:num_requests_running", "requests running", 1.0),
+    ("vllm", "vllm:num_requests_waiting", "requests waiting", 1.0),
+]
+
+
+def server_over_time(run_dir: Path, cap: dict, path: Path) -> Path | None:
+    """Telemetry over the run with the measured windows shaded; None when nothing was scraped."""
+    series = []
+    for target, name, label, scale in SERVER_SERIES:
+        scrapes = load_scrapes(run_dir / "telemetry" / f"{target}.jsonl")
+        points = [(t, sum(v for n, _l, v in rows if n == name) * scale) for t, rows in scrapes
+                  if any(n == name for n, _l, _v in rows)]
+        if points:
+            series.append((label, points))
+    if not series:
+        return None
+    t0 = min(p[0][0] for _label, p in series)
+    fig, axes = plt.subplots(len(series), 1, figsize=(8, 1.6 * len(series) + 0.6), sharex=True)
+    axes = axes if len(series) > 1 else [axes]
+    for ax, (label, points) in zip(axes, series):
+        ax.plot([t - t0 for t, _ in points], [v for _, v in points], linewidth=1)
+        ax.set_ylabel(label, fontsize=7)
+        ax.grid(alpha=0.3)
+        for s in cap["per_step"]:
+            if s.get("start") and s.get("end"):
+                ax.axvspan(s["start"] - t0, s["end"] - t0, color="green" if s["passed"] else "red", alpha=0.08)
+    axes[-1].set_xlabel("seconds since the first scrape (shaded: measured windows, green passed, red failed)")
+    return _save(fig, path)

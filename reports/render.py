@@ -1,0 +1,95 @@
+"""One document, two renderings: a report is a list of blocks rendered to Markdown and to a
+self-contained HTML page (images embedded). All text goes through html.escape in HTML,
+so dataset-derived strings (model names, error messages, prompts) render as text.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+# blocks: ("h1"|"h2"|"p"|"note", text) | ("table", headers, rows) | ("img", path, alt)
+
+
+def fmt(value, digits: int = 0, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return text + unit
+
+
+def usd(value) -> str:
+    if value is None:
+        return "–"
+    return f"${value:,.2f}" if value >= 0.1 else f"${value:,.4f}"
+
+
+def pct(value, digits: int = 0) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h1":
+            out.append(f"# {block[1]}\n")
+        elif kind == "h2":
+            out.append(f"## {block[1]}\n")
+        elif kind == "p":
+            out.append(block[1] + "\n")
+        elif kind == "note":
+            out.append("> " + block[1] + "\n")
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            out.append("| " + " | ".join(headers) + " |")
+            out.append("|" + "|".join("---" for _ in headers) + "|")
+            for row in rows:
+                out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+            out.append("")
+        elif kind == "img":
+            out.append(f"![{block[2]}]({Path(block[1]).name})\n")
+    return "\n".join(out)
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
+color:#1b1f24}table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #d0d7de;padding:.3em .6em;
+text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}blockquote{color:#57606a;
+border-left:3px solid #d0d7de;margin:0;padding-left:1em}img{max-width:100%}h1{font-size:1.6em}h2{font-size:1.25em;
+border-bottom:1px solid #d0d7de;padding-bottom:.2em}"""
+
+
+def to_html(blocks: list[tuple], title: str) -> str:
+    e = html.escape
+    out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
+           f"<style>{CSS}</style></head><body>"]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            out.append(f"<{kind}>{e(block[1])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{e(block[1])}</p>")
+        elif kind == "note":
+            out.append(f"<blockquote>{e(block[1])}</blockquote>")
+        elif kind == "table":
+            out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in block[1]) + "</tr>")
+            for row in block[2]:
+                out.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>")
+            out.append("</table>")
+        elif kind == "img":
+            data = base64.b64encode(Path(block[1]).read_bytes()).decode()
+            out.append(f'<p><img alt="{e(block[2])}" src="data:image/png;base64,{data}"></p>')
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write(blocks: list[tuple], directory: Path, stem: str, title: str) -> tuple[Path, Path]:
+    md = directory / f"{stem}.md"
+    page = directory / f"{stem}.html"
+    md.write_text(to_markdown(blocks))
+    page.write_text(to_html(blocks, title))
+    return md, page

@@ -1,0 +1,218 @@
+"""Start and stop a vLLM server for one variant of a profile, and record what it really ran.
+
+    with VllmServer(profile, "bf16", run_dir) as server:
+        ...  # server.url is healthy and serves the model
+
+The command is built from the profile alone (`build_command`), so a dry run shows
+exactly what would start. The server runs in its own process group, logs to
+`<run_dir>/server/vllm.log`, and is stopped with SIGTERM, then SIGKILL after a
+grace period, on exit, Ctrl-C or error. A server that dies while starting is
+reported with the last lines of its log within a second of its death.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+class ServerError(RuntimeError):
+    """The server could not be started; the message says why (with its log's last lines)."""
+
+
+VARIANT_FLAGS = ("dtype", "quantization", "kv_cache_dtype", "max_model_len", "gpu_memory_utilization",
+                 "max_num_seqs")
+
+
+def effective_args(profile: dict, variant: str) -> dict:
+    """Common serving args with the variant's on top."""
+    serving = profile["serving"]
+    if variant not in serving["variants"]:
+        raise ServerError(f"{profile['_file']}: serving.variants: no variant {variant!r} "
+                          f"(have: {', '.join(serving['variants'])})")
+    v = serving["variants"][variant]
+    args = {k: serving.get(k) for k in VARIANT_FLAGS}
+    args.update({k: v[k] for k in VARIANT_FLAGS if v.get(k) is not None})
+    args["extra_args"] = list(serving["extra_args"]) + list(v["extra_args"])
+    return args
+
+
+def build_command(profile: dict, variant: str, port: int | None = None) -> list[str]:
+    """The exact command line for one variant. Prefers the `vllm serve` console script; with
+    `serving.python` set (an engine venv, as for the CPU build whose console script is broken)
+    it runs the OpenAI API server module with that interpreter."""
+    serving = profile["serving"]
+    args = effective_args(profile, variant)
+    model = profile["model"]
+    if serving["python"]:
+        cmd = [serving["python"], "-m", "vllm.entrypoints.openai.api_server", "--model", model["id"]]
+    else:
+        cmd = ["vllm", "serve", model["id"]]
+    cmd += ["--served-model-name", model["served_name"], "--host", serving["host"],
+            "--port", str(port or serving["port"])]
+    if model["tokenizer"]:
+        cmd += ["--tokenizer", model["tokenizer"]]
+    for key in VARIANT_FLAGS:
+        if args[key] is not None:
+            cmd += ["--" + key.replace("_", "-"), str(args[key])]
+    # repeated prompts would otherwise be served from the prefix cache: not the production case
+    if "--enable-prefix-caching" not in args["extra_args"]:
+        cmd.append("--no-enable-prefix-caching")
+    cmd += [str(a) for a in args["extra_args"]]
+    return cmd
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    # the most telling lines: errors first, then the end
+    errors = [line for line in text if re.search(r"Error|error:|Exception|Traceback|OOM|out of memory", line)]
+    picked = (errors[-5:] + ["..."] if errors else []) + text[-lines:]
+    return "\n".join(picked)
+
+
+def parse_metric_labels(text: str, name: str) -> dict | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            body = line[len(name) + 1:line.rindex("}")]
+            return dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', body))
+    return None
+
+
+class VllmServer:
+    def __init__(self, profile: dict, variant: str, run_dir: str | Path, *, port: int | None = None,
+                 startup_timeout_s: float | None = None, grace_s: float = 15.0):
+        self.profile = profile
+        self.variant = variant
+        self.run_dir = Path(run_dir)
+        self.port = port or profile["serving"]["port"]
+        self.host = profile["serving"]["host"]
+        self.url = f"http://{self.host}:{self.port}"
+        self.model_name = profile["model"]["served_name"]
+        self.startup_timeout_s = startup_timeout_s or profile["serving"]["startup_timeout_s"]
+        self.grace_s = grace_s
+        self.command = build_command(profile, variant, self.port)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.run_dir / "server" / "vllm.log"
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> "VllmServer":
+        if not port_is_free(self.host, self.port):
+            raise ServerError(f"port {self.port} on {self.host} is already in use: stop what runs there "
+                              "or set serving.port")
+        exe = self.command[0]
+        if not (os.path.isfile(exe) or shutil.which(exe)):
+            raise ServerError(f"{exe}: not found (install the engine: scripts/install-cpu-engine.sh for CPU, "
+                              "or `pip install vllm` on a GPU host, or set serving.python)")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **{k: str(v) for k, v in self.profile["serving"]["env"].items()}}
+        log = open(self.log_path, "ab")
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
+        log.close()
+        (self.run_dir / "server" / "pid").write_text(str(self.proc.pid))
+        try:
+            self._wait_ready()
+            self.record_config()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.time() + self.startup_timeout_s
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"vLLM exited with code {self.proc.returncode} while starting "
+                                  f"({self.log_path}):\n{tail(self.log_path)}")
+            try:
+                urllib.request.urlopen(self.url + "/health", timeout=2).read()
+                models = json.loads(urllib.request.urlopen(self.url + "/v1/models", timeout=5).read())
+                if any(m.get("id") == self.model_name for m in models.get("data", [])):
+                    self.ready_s = time.time() - self.started_at
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise ServerError(f"vLLM not healthy within {self.startup_timeout_s:g} s ({self.log_path}):\n"
+                          f"{tail(self.log_path)}")
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(self.grace_s)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+        # engine core processes live in the same group; make sure none outlives the server
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def __enter__(self) -> "VllmServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- what ran -------------------------------------------------------------------------
+    def record_config(self) -> dict:
+        metrics = ""
+        try:
+            metrics = urllib.request.urlopen(self.url + "/metrics", timeout=5).read().decode()
+        except OSError:
+            pass
+        log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        version = re.search(r"vLLM API server version ([\w.+\-]+)", log) or re.search(r"version ([0-9][\w.+\-]*)", log)
+        weights = re.search(r"Model loading took ([0-9.]+) GiB", log)
+        cache = parse_metric_labels(metrics, "vllm:cache_config_info") or {}
+        args = effective_args(self.profile, self.variant)
+        config = {
+            "variant": self.variant,
+            "command": self.command,
+            "url": self.url,
+            "model": self.profile["model"]["id"],
+            "served_model_name": self.model_name,
+            "vllm_version": version.group(1) if version else None,
+            "dtype": args["dtype"] or "auto",
+            "quantization": args["quantization"],
+            "kv_cache_dtype": cache.get("cache_dtype") or args["kv_cache_dtype"] or "auto",
+            "cache_config": cache,
+            "model_weights_gib_logged": float(weights.group(1)) if weights else None,
+            "pid": self.proc.pid,
+            "ready_seconds": round(getattr(self, "ready_s", 0.0), 1),
+        }
+        (self.run_dir / "server" / "config.json").write_text(json.dumps(config, indent=1))
+        self.config = config
+        return config

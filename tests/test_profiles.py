@@ -1,0 +1,78 @@
+"""Profiles: the schema's errors are one line naming file and field; shipped profiles build exact commands."""
+from pathlib import Path
+
+import pytest
+
+from llmcap.profile import ProfileError, load_profile
+from serving.launcher import build_command
+from tests.conftest import REPO, SHARED
+
+CPU = REPO / "profiles" / "cpu-tiny.yaml"
+H100 = REPO / "profiles" / "text2sql-qwen3-4b-h100.yaml"
+ENGINE_PY = str(REPO / ".engine" / "venv" / "bin" / "python")
+TINY = str(REPO / ".engine" / "tiny-qwen3")
+
+
+def test_cpu_profile_commands():
+    p = load_profile(CPU)
+    common = ["-m", "vllm.entrypoints.openai.api_server", "--model", TINY, "--served-model-name", "tiny-qwen3",
+              "--host", "127.0.0.1", "--port", "8011", "--dtype", "bfloat16"]
+    tail = ["--max-model-len", "2048", "--gpu-memory-utilization", "0.3", "--no-enable-prefix-caching"]
+    assert build_command(p, "bf16") == [ENGINE_PY, *common, *tail]
+    assert build_command(p, "fp8-kv") == [ENGINE_PY, *common, "--kv-cache-dtype", "fp8", *tail]
+    assert build_command(p, "bf16", port=9001)[10] == "9001"
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "text2sql").is_dir(), reason="../shared/datasets not present")
+def test_h100_profile_commands():
+    p = load_profile(H100)
+    base = ["vllm", "serve", "distil-labs/distil-qwen3-4b-text2sql", "--served-model-name", "qwen3-4b-text2sql",
+            "--host", "127.0.0.1", "--port", "8000", "--dtype", "bfloat16"]
+    tail = ["--max-model-len", "4096", "--gpu-memory-utilization", "0.92", "--max-num-seqs", "256",
+            "--no-enable-prefix-caching"]
+    assert build_command(p, "bf16") == [*base, *tail]
+    assert build_command(p, "fp8") == [*base, "--quantization", "fp8", *tail]
+    assert p["cost"]["usd_per_gpu_hour"] == 2.40 and p["cost"]["gpu"] == "H100-SXM"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """name: t
+model: {id: some/model}
+serving:
+  variants:
+    bf16: {dtype: bfloat16}
+"""
+
+
+def test_defaults_fill_in(tmp_path):
+    p = load_profile(write(tmp_path, MINIMAL))
+    assert p["slo"]["p95_ms"] == 1000.0 and p["search"]["growth"] == 2.0 and p["model"]["served_name"] == "model"
+
+
+@pytest.mark.parametrize("text,message", [
+    (MINIMAL + "slo: {p95: 300}\n", "p.yaml: slo.p95: unknown key"),
+    (MINIMAL + "slo: {p95_ms: fast}\n", "p.yaml: slo.p95_ms: expected integer or number, got str 'fast'"),
+    (MINIMAL.replace("{dtype: bfloat16}", "{dtyp: bfloat16}"), "p.yaml: serving.variants.bf16.dtyp: unknown key"),
+    (MINIMAL + "serving: {port: true}\n", None),  # duplicate key at top level: YAML keeps the last
+    (MINIMAL + "dataset: {path: nowhere.jsonl}\n", "p.yaml: dataset.path: file not found"),
+    (MINIMAL + "cost: {utilizations: [1.5]}\n", "p.yaml: cost.utilizations[0]: expected a number in (0, 1]"),
+    ("name: t\nmodel: {id: [unclosed\n", "p.yaml:3: malformed YAML"),
+    ("name: t\n", "p.yaml: model.id: required"),
+    (MINIMAL.replace("some/model", "./missing-model"), "p.yaml: model.id: local model directory not found"),
+])
+def test_profile_errors_are_one_line(tmp_path, text, message):
+    with pytest.raises(ProfileError) as e:
+        load_profile(write(tmp_path, text))
+    assert "\n" not in str(e.value)
+    if message:
+        assert message in str(e.value), str(e.value)
+
+
+def test_missing_profile_file(tmp_path):
+    with pytest.raises(ProfileError, match="profile not found"):
+        load_profile(tmp_path / "nope.yaml")

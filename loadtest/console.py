@@ -72,3 +72,24 @@ class LiveLine:
         _p(f"[{t - info['started']:5.0f}s] offered {info['offered_rps']:.1f}/s achieved {len(done) / span:.1f}/s "
            f"in-flight {self.collector.in_flight()} p50 {q(e2e, 50)} p95 {q(e2e, 95)} ms "
            f"TTFT p95 {q(ttft, 95)} ms lateness p99 {q(late, 99)} ms")
+
+
+class ProgressFile:
+    """progress.json in the run directory, for `llmcap plan`'s status line (or anyone watching)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.steps = 0
+        self.last_p95_ms = None
+
+    def step_done(self, step: dict) -> None:
+        self.steps += 1
+        self.last_p95_ms = step.get("p95_ms")
+
+    def tick(self, info: dict) -> None:
+        import json
+        data = {"step": self.steps, "phase": info["phase"], "offered_rps": info["offered_rps"],
+                "last_p95_ms": self.last_p95_ms, "t": now()}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.path)

@@ -58,6 +58,7 @@ class _State:
     collector: Collector | None = None
     controller: gevent.Greenlet | None = None
     scraper = None  # the telemetry scraper's process
+    progress = None
     done = False
     exit_code = EXIT_OK
 
@@ -151,6 +152,7 @@ def _on_init(environment, **_kw):
 
     if not is_worker:
         STATE.collector = Collector(writer)
+        STATE.progress = console.ProgressFile(settings.run_dir / "progress.json")
         console.banner(settings, len(prompts))
         targets = {"vllm": settings.metrics_url} if settings.metrics_url else {}
         if settings.gpu_metrics_url:
@@ -283,7 +285,7 @@ def _control(environment) -> None:
             outcome = _fixed_outcome(step)
         else:
             outcome = run_search(load, settings.search, settings.slo, settings.request["timeout_s"],
-                                 on_step=_on_step)
+                                 on_step=_on_step, on_tick=STATE.progress.tick)
         STATE.exit_code = exit_code_of(outcome)
         write_result(settings, outcome, started, partial=False)
         console.final(outcome, settings)
@@ -298,6 +300,7 @@ def _control(environment) -> None:
 
 def _on_step(step: dict) -> None:
     run_dir = STATE.settings.run_dir
+    STATE.progress.step_done(step)
     step["server"] = server_summary(run_dir / "telemetry", step["start"], step["end"], server_pids(run_dir))
     append_step(run_dir, step)
     console.step_line(step)

@@ -1,0 +1,148 @@
+"""The capacity report: cost formula, FLOPs, headline numbers from a fixture run, safe HTML."""
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from reports.capacity import capacity
+from reports.compare import write_comparison
+from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
+from reports.flops import KNOWN, flops_per_request, hardware_limit
+from reports.report import write_report
+
+GIB = 2**30
+
+
+def test_cost_reproduces_the_reference_run():
+    assert round(usd_per_million_requests(222, 2.40), 2) == 3.00
+    assert round(usd_per_million_requests(222, 2.40, utilization=0.1), 2) == 30.03
+    assert usd_per_million_requests(100, 2.0, gpus=2, utilization=0.5) == pytest.approx(2 * 2.0 / (100 * 3600 * 0.5) * 1e6)
+    assert usd_per_million_tokens(222, 300, 2.40) == pytest.approx(usd_per_million_requests(222, 2.40) / 300)
+    # 300 prompt + 40 completion tokens at $1 / $5 per million: $300 + $200 per million requests
+    assert hosted_usd_per_million_requests(300, 40, 1.0, 5.0) == pytest.approx(500.0)
+    with pytest.raises(ValueError):
+        usd_per_million_requests(0, 2.4)
+    with pytest.raises(ValueError):
+        usd_per_million_requests(10, 2.4, utilization=1.5)
+
+
+def test_qwen3_4b_flops_by_hand():
+    arch = KNOWN["qwen3-4b"]
+    # per layer: q 2560x4096, k and v 2560x1024 each, o 4096x2560, MLP 3 x 2560x9728
+    per_layer = 2560 * 4096 + 2 * 2560 * 1024 + 4096 * 2560 + 3 * 2560 * 9728
+    assert per_layer == 100_925_440
+    lm_head = 151936 * 2560
+    assert arch.matmul_params == 36 * per_layer + lm_head == 4_022_272_000
+    assert 4.00e9 < arch.total_params < 4.03e9  # "Qwen3-4B": 4.02 B parameters
+    p, c = 300, 40
+    linear = 2 * 4_022_272_000 * (p + c)
+    attention = 4 * 36 * 32 * 128 * (p * (p + 1) / 2 + c * p + c * (c + 1) / 2)
+    assert flops_per_request(arch, p, c) == pytest.approx(linear + attention)
+    assert flops_per_request(arch, p, c) == pytest.approx(2.76e12, rel=0.01)
+    limit = hardware_limit(arch, "H100-SXM", "bf16", 1, p, c, measured_rps=222)
+    assert limit["compute_ceiling_rps"] == pytest.approx(989.4e12 / (linear + attention))
+    assert limit["mfu"] == pytest.approx(222 / limit["compute_ceiling_rps"])
+    # BF16 weights of Qwen3-4B ~7.5 GiB (the reference run's 7.6 GiB); FP8 linear layers ~44 % less
+    bf16, fp8 = arch.weight_bytes(16) / GIB, arch.weight_bytes(8) / GIB
+    assert 7.4 < bf16 < 7.6 and 0.40 < 1 - fp8 / bf16 < 0.48
+
+
+def step(index, phase, rate, p50, p95, p99, passed, start, **extra):
+    return {"index": index, "phase": phase, "offered_rps": rate, "achieved_rps": rate * 0.99, "p50_ms": p50,
+            "p95_ms": p95, "p99_ms": p99, "ttft_p50_ms": 50.0, "ttft_p95_ms": 90.0, "itl_p50_ms": 8.0,
+            "itl_p95_ms": 12.0, "error_rate": 0.0, "mean_prompt_tokens": 300.0, "mean_completion_tokens": 40.0,
+            "passed": passed, "reason": "x", "start": start, "end": start + 30, **extra}
+
+
+def make_run(tmp_path, name="fixture", model="qwen3-4b-text2sql", quantization=None, rps=222.0, weights=7.6):
+    run = tmp_path / name
+    (run / "server").mkdir(parents=True)
+    steps = [step(0, "grow", 100, 300, 400, 500, True, 1000, server={"kv_cache_usage_peak": 0.2}),
+             step(1, "grow", 200, 350, 560, 700, True, 1100, server={"kv_cache_usage_peak": 0.4,
+                                                                      "gpu_memory_used_peak_bytes": 70 * GIB}),
+             step(2, "grow", 400, 2000, 5000, 6000, False, 1200, server={"kv_cache_usage_peak": 0.97}),
+             step(3, "confirm", rps, 390, 640, 870, True, 1300, server={"kv_cache_usage_peak": 0.5,
+                                                                         "server_process_memory_peak_bytes": 72 * GIB})]
+    result = {"name": "text2sql-fixture", "mode": "search", "partial": False, "max_sustained_rps": rps,
+              "first_failing_rps": 229.0, "generator_bottleneck": None,
+              "slo": {"p95_ms": 1000, "p99_ms": None, "ttft_p95_ms": None, "max_error_rate": 0.01},
+              "steps": steps, "model": model,
+              "cost": {"gpu": "H100-SXM", "gpus_per_replica": 1, "usd_per_gpu_hour": 2.40,
+                       "utilizations": [1.0, 0.5, 0.1], "hosted_prices": None}}
+    (run / "result.json").write_text(json.dumps(result))
+    (run / "server" / "config.json").write_text(json.dumps({
+        "variant": name, "model": model, "quantization": quantization, "kv_cache_dtype": "auto",
+        "model_weights_gib_logged": weights,
+        "cache_config": {"block_size": "16", "num_gpu_blocks": "4096", "cache_dtype": "auto"}}))
+    return run
+
+
+def test_headline_numbers_from_a_fixture_run(tmp_path):
+    cap = capacity(make_run(tmp_path))
+    assert cap["max_sustained_rps"] == 222.0 and cap["first_failing_rps"] == 229.0
+    assert cap["latency_at_max"]["p50_ms"] == 390 and cap["latency_at_max"]["p95_ms"] == 640
+    assert cap["latency_at_max"]["p99_ms"] == 870
+    assert cap["requests_per_day_per_gpu"] == 222 * 86400
+    cost = {c["utilization"]: c for c in cap["cost"]}
+    assert round(cost[1.0]["usd_per_million_requests"], 2) == 3.00
+    assert round(cost[0.1]["usd_per_million_requests"], 2) == 30.03
+    assert cost[1.0]["usd_per_million_tokens"] == pytest.approx(2.40 / (222 * 3600) * 1e6 / 340)
+    mem = cap["memory"]
+    assert mem["weights_gib_logged"] == 7.6 and 7.4 < mem["weights_gib_computed"] < 7.6
+    assert mem["kv_cache_size_tokens"] == 4096 * 16
+    assert mem["kv_cache_usage_peak"] == 0.97  # peak over all steps, the failing one included
+    assert mem["gpu_memory_used_peak_gib"] == 70 and mem["server_process_memory_peak_gib"] == 72
+    hosted = {r["name"]: r["usd_per_million_requests"] for r in cap["hosted"]["rows"]}
+    assert hosted["Claude Haiku 4.5"] == pytest.approx(300 * 1.0 + 40 * 5.0)
+    assert hosted["GPT-5 nano"] == pytest.approx(300 * 0.05 + 40 * 0.40)
+    limit = cap["hardware_limit"]
+    assert limit["precision"] == "bf16" and limit["mfu"] == pytest.approx(222 / limit["compute_ceiling_rps"])
+
+
+def test_report_files_and_html_escaping(tmp_path):
+    run = make_run(tmp_path, name="<script>alert(1)</script>", model="evil<script>alert(2)</script>")
+    errors = run / "result.json"
+    data = json.loads(errors.read_text())
+    data["steps"][2]["reason"] = "HTTP 500: <script>alert(3)</script>"
+    errors.write_text(json.dumps(data))
+    write_report(run)
+    for f in ("report.md", "report.html", "capacity.json", "latency_vs_rate.png", "achieved_vs_offered.png"):
+        assert (run / f).is_file(), f
+    page = (run / "report.html").read_text()
+    assert "<script" not in page and "&lt;script&gt;alert(1)" in page and "&lt;script&gt;alert(3)" in page
+    assert page.count('src="data:image/png;base64,') == 2 and 'src="http' not in page
+    assert "$3.00" in (run / "report.md").read_text()
+
+
+def test_compare_fp8_against_bf16(tmp_path):
+    bf16 = make_run(tmp_path, "bf16")
+    fp8 = make_run(tmp_path, "fp8", quantization="fp8", rps=255.3, weights=4.3)
+    data = write_comparison([bf16, fp8], tmp_path / "cmp")
+    rows = {v["variant"]: v for v in data["variants"]}
+    assert rows["fp8"]["max_sustained_rps_change"] == pytest.approx(255.3 / 222 - 1)  # +15 %
+    assert rows["fp8"]["weights_change"] == pytest.approx(4.3 / 7.6 - 1)  # -43 %
+    assert data["common_rate_rps"] == 222.0
+    assert rows["bf16"]["p95_ms_at_common_rate"] == pytest.approx(640)
+    for f in ("comparison.md", "comparison.html", "comparison.json", "latency_vs_rate.png"):
+        assert (tmp_path / "cmp" / f).is_file()
+    assert "+15 %" in (tmp_path / "cmp" / "comparison.md").read_text() or \
+        "15 %" in (tmp_path / "cmp" / "comparison.md").read_text()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium not installed (apt-get install chromium)")
+def test_html_opens_in_headless_chromium_without_errors(tmp_path):
+    run = make_run(tmp_path)
+    write_report(run)
+    shot = tmp_path / "report.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    run_ = subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1100,1600",
+                           (run / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000, run_.stderr[-2000:]
+    console_errors = [l for l in run_.stderr.splitlines() if "CONSOLE" in l and "rror" in l]
+    assert not console_errors, console_errors

@@ -14,14 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from llmcap.errors import UserError
 from llmcap.profile import ProfileError, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
 EXIT_BAD_INPUT = 2
-
-
-class UserError(Exception):
-    pass
 
 
 def _profile(path: str) -> dict:
@@ -54,7 +51,7 @@ def cmd_serve(args) -> int:
                 return 1
     except ServerError as e:
         print(f"llmcap: {e}", file=sys.stderr)
-        return 1
+        return 2 if args.dry_run else 1
     return 0
 
 
@@ -73,7 +70,8 @@ def engine_python(profile: dict | None) -> str:
 
 def build_tiny_model(out: Path, profile: dict | None, seed: int = 0) -> dict:
     """Train the tokenizer on the profile's prompts (and the shipped examples) and build the model."""
-    from loadtest.datasets import TASKS, DatasetError, load_prompts
+    from loadtest.datasets import DatasetError, load_prompts
+    from loadtest.tasks import TASKS
     texts = []
     sources = [(TASKS[name], None) for name in sorted(TASKS)]
     if profile:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def _user_error(message: str):
-    from llmcap.cli import UserError
+    from llmcap.errors import UserError
     return UserError(message)
 
 

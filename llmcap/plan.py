@@ -248,7 +248,7 @@ def _write_index(plan_dir: Path, profile: dict, names: list[str], statuses: dict
 
 
 def cmd_plan(args) -> int:
-    from llmcap.cli import UserError
+    from llmcap.errors import UserError
     from llmcap.profile import ProfileError
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     try:

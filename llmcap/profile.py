@@ -69,6 +69,7 @@ SCHEMA = {
         "stream": (bool, True),
         "timeout_s": (NUM, 60.0),
         "api_key_env": (OPT_STR, None),
+        "tool_choice": (OPT_STR, None),  # overrides the task's (function-calling tasks send "required")
     },
     "slo": {
         "p95_ms": (NUM, 1000.0),

@@ -44,6 +44,52 @@ def read_jsonl(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
     return records
 
 
+def read_csv(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
+    """CSV with a header row; quoted fields may hold newlines (use the csv module, not lines)."""
+    import csv
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset file not found")
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [k for k in fields if k not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}:1: header lacks column {missing[0]!r} (has: {', '.join(reader.fieldnames or [])})")
+        records = []
+        for record in reader:
+            if any(record.get(k) is None for k in fields):
+                raise DatasetError(f"{path}:{reader.line_num}: record has fewer columns than the header")
+            records.append(record)
+    if not records:
+        raise DatasetError(f"{path}: dataset is empty")
+    return records
+
+
+def read_trec(path: str | Path) -> list[dict]:
+    """Li & Roth's TREC format: `COARSE:fine question tokens` per line. The training file holds one
+    byte that is not UTF-8, as in the original distribution: read as Latin-1 where UTF-8 fails."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        label, _, question = line.partition(" ")
+        coarse, colon, fine = label.partition(":")
+        if not colon or not question:
+            raise DatasetError(f"{path}:{number}: expected 'COARSE:fine question', got {line[:40]!r}")
+        records.append({"question": question.strip(), "answer": coarse, "fine": fine})
+    if not records:
+        raise DatasetError(f"{path}: dataset is empty")
+    return records
+
+
 # The reference benchmark's chat format: a generic "problem solving model" system
 # message with the task description inside <task_description> tags, and a user
 # message that wraps the record in <question> tags. Worded for llmcap.
@@ -58,9 +104,12 @@ choose the most reasonable reading and still answer in the required format.
 {task_description}
 </task_description>
 
-The task instance will arrive inside a <question> block in the next message.
+{inputs}
 Produce only the answer to that instance, in the format the task description
 requires, and nothing else."""
+QUESTION_ONLY = "The task instance will arrive inside a <question> block in the next message."
+WITH_CONTEXT = ("The next message holds a <context> block with the material to use and a <question> block\n"
+                "with the task instance.")
 
 USER_TEMPLATE = """Solve the task described in the system message for the question below.
 Output only the solution.
@@ -68,13 +117,6 @@ Output only the solution.
 <question>
 {question}
 </question>"""
-
-TEXT2SQL_TASK_DESCRIPTION = (
-    "Translate the natural-language question into one SQLite query over the given schema. "
-    "Use only tables and columns that appear in the schema, write SQL keywords in upper case, "
-    "and return the query alone, ending with a semicolon, without any explanation."
-)
-
 
 def task_description(dataset: Path, default: str) -> str:
     """The dataset folder's own job_description.json wins over the built-in text."""
@@ -94,21 +136,6 @@ class Task:
     read: Callable[[Path], list[dict]]
     build: Callable[[dict, Path], dict]  # record, dataset path -> request fields (messages, ...)
     expected_field: str | None = None  # the reference answer, for `llmcap inspect`
-
-
-def _text2sql_build(record: dict, dataset: Path) -> dict:
-    system = SYSTEM_TEMPLATE.format(task_description=task_description(dataset, TEXT2SQL_TASK_DESCRIPTION))
-    return {"messages": [{"role": "system", "content": system},
-                         {"role": "user", "content": USER_TEMPLATE.format(question=record["question"].strip())}]}
-
-
-TEXT2SQL = Task(
-    name="text2sql",
-    default_dataset=REPO / "examples" / "text2sql" / "test.jsonl",
-    read=lambda path: read_jsonl(path, ("question",)),
-    build=_text2sql_build,
-    expected_field="answer",
-)
 
 
 @dataclasses.dataclass
@@ -147,5 +174,3 @@ def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0
     random.Random(seed).shuffle(order)
     return Prompts(requests, hashes, order)
 
-
-TASKS: dict[str, Task] = {TEXT2SQL.name: TEXT2SQL}

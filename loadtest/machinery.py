@@ -122,7 +122,13 @@ def build_bodies(prompts, model: str, request: dict) -> list[bytes]:
         fields["ignore_eos"] = True
     if request["min_tokens"] is not None:
         fields["min_tokens"] = request["min_tokens"]
-    return [json.dumps({**fields, **p}, separators=(",", ":")).encode() for p in prompts.requests]
+    bodies = []
+    for p in prompts.requests:
+        body = {**fields, **p}
+        if request.get("tool_choice") and "tools" in body:
+            body["tool_choice"] = request["tool_choice"]
+        bodies.append(json.dumps(body, separators=(",", ":")).encode())
+    return bodies
 
 
 @events.init.add_listener

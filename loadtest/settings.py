@@ -28,6 +28,7 @@ OPTIONS = [
     ("--temperature", "request", "temperature", float, "sampling temperature"),
     ("--ignore-eos", "request", "ignore_eos", "bool", "vLLM ignore_eos: always generate max_tokens"),
     ("--request-timeout-s", "request", "timeout_s", float, "a request open this long fails with 'timeout'"),
+    ("--tool-choice", "request", "tool_choice", str, "function-calling tasks: auto, required or none"),
     ("--api-key-env", "request", "api_key_env", str, "environment variable that holds the API key"),
     ("--slo-p95-ms", "slo", "p95_ms", float, "SLO: end-to-end p95 (ms)"),
     ("--slo-p99-ms", "slo", "p99_ms", float, "SLO: end-to-end p99 (ms)"),

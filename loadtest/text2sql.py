@@ -2,7 +2,7 @@
 
     locust -f loadtest/text2sql.py --headless -H http://127.0.0.1:8000
 """
-from loadtest.datasets import TEXT2SQL
+from loadtest.tasks import TEXT2SQL
 from loadtest.machinery import ChatUser, RateSearchShape
 
 

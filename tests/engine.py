@@ -33,3 +33,16 @@ def group_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+@pytest.fixture(scope="session")
+def cpu_server(tmp_path_factory):
+    """One bf16 tiny-model server shared by the engine tests that only need a server to talk to."""
+    if not engine_available():
+        pytest.skip("vLLM CPU engine not installed (scripts/install-cpu-engine.sh)")
+    from serving.launcher import VllmServer
+    from tests.conftest import free_port
+    server = VllmServer(cpu_profile(), "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())
+    server.start()
+    yield server
+    server.stop()

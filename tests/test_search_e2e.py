@@ -1,12 +1,13 @@
 """The whole search against a server of known capacity, and its exit codes."""
 import json
+import time
 
 import pytest
 
 from tests.conftest import run_locust
 from tests.queueing import rate_at_slo
 
-FAST = ["--start-rps", "5", "--growth", "2", "--step-seconds", "8", "--warmup-seconds", "4",
+FAST = ["--start-rps", "20", "--growth", "2", "--step-seconds", "8", "--warmup-seconds", "4",
         "--confirm-seconds", "10", "--precision", "0.03", "--max-concurrency", "300"]
 RESULT_FIELDS = {"max_sustained_rps", "first_failing_rps", "slo", "steps", "latency_at_max", "versions", "command"}
 STEP_FIELDS = {"offered_rps", "achieved_rps", "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms",
@@ -31,11 +32,16 @@ def check_result_schema(result):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("slots,service_ms,slo_ms", [(4, 100, 250), (8, 50, 150)])
+@pytest.mark.parametrize("slots,service_ms,slo_ms", [(8, 50, 150), (12, 50, 110)])
 def test_search_finds_the_queueing_limit(stub, tmp_path, slots, service_ms, slo_ms):
     stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
     expected = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
+    t0 = time.time()
     run, result = search(stub, tmp_path, slo_ms)
+    elapsed_s = time.time() - t0
+    print(f"search C={slots} S={service_ms} ms SLO {slo_ms} ms: found {result and result['max_sustained_rps']}, "
+          f"M/D/C {expected:.1f} req/s, {elapsed_s:.0f} s")
+    assert elapsed_s < 240
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     check_result_schema(result)
     found = result["max_sustained_rps"]
@@ -46,9 +52,9 @@ def test_search_finds_the_queueing_limit(stub, tmp_path, slots, service_ms, slo_
 
 @pytest.mark.slow
 def test_search_distributed_agrees(stub, tmp_path):
-    stub.configure(slots=4, first_delay_ms=100, chunks=1)
-    expected = rate_at_slo(250, 4, 0.1, overhead_s=0.004)
-    run, result = search(stub, tmp_path, 250, "--processes", "2")
+    stub.configure(slots=8, first_delay_ms=50, chunks=1)
+    expected = rate_at_slo(150, 8, 0.05, overhead_s=0.004)
+    run, result = search(stub, tmp_path, 150, "--processes", "2")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     check_result_schema(result)
     workers = {s["worker"] for s in __import__("loadtest.samples", fromlist=["x"]).read_samples(tmp_path / "run")[0]}

@@ -77,4 +77,9 @@ def register_exporter(sub) -> None:
     register(sub)
 
 
-REGISTER: list = [register_reports, register_plan, register_exporter]
+def register_inspect(sub) -> None:
+    from llmcap.inspect_cmd import register
+    register(sub)
+
+
+REGISTER: list = [register_reports, register_plan, register_exporter, register_inspect]

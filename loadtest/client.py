@@ -37,7 +37,7 @@ class StreamResult:
     """What one request measured. Times are `clock.now()` seconds; NaN = never happened."""
 
     __slots__ = ("sent_s", "first_token_s", "end_s", "status", "error", "message",
-                 "prompt_tokens", "completion_tokens", "itl_ms")
+                 "prompt_tokens", "completion_tokens", "itl_ms", "text")
 
     def __init__(self):
         self.first_token_s = float("nan")
@@ -47,6 +47,7 @@ class StreamResult:
         self.prompt_tokens = -1
         self.completion_tokens = -1
         self.itl_ms: list[float] = []
+        self.text: list[str] | None = None  # the generated text, only with --store-text
 
 
 def _has_token(line: bytes) -> bool:
@@ -65,7 +66,8 @@ class ChatClient:
     """One keep-alive connection to an OpenAI-compatible server (one per load-generating user)."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 60.0,
-                 connect_timeout_s: float = 10.0, path: str = "/v1/chat/completions"):
+                 connect_timeout_s: float = 10.0, path: str = "/v1/chat/completions", store_text: bool = False):
+        self.store_text = store_text
         url = urlsplit(base_url if "://" in base_url else "http://" + base_url)
         self.timeout_s = timeout_s
         prefix = url.path.rstrip("/")
@@ -86,6 +88,8 @@ class ChatClient:
     def stream(self, body: bytes) -> StreamResult:
         """Send one streamed chat completion and time it. Never raises for server faults."""
         r = StreamResult()
+        if self.store_text:
+            r.text = []
         r.sent_s = sent = now()
         response = None
         timer = gevent.Timeout(self.timeout_s)
@@ -159,6 +163,8 @@ class ChatClient:
                     r.first_token_s = t
                 last = t
                 tokens += 1
+                if r.text is not None:
+                    _keep_text(line, r.text)
                 continue
             payload = line[5:].strip()
             if payload == b"[DONE]":
@@ -187,6 +193,20 @@ class ChatClient:
         elif not tokens:
             r.error = NO_TOKENS
             r.message = "stream finished without a content token"
+
+
+def _keep_text(line: bytes, out: list[str]) -> None:
+    """--store-text only: the slow path that parses the chunk."""
+    try:
+        delta = json.loads(line[5:])["choices"][0]["delta"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return
+    for key in ("content", "reasoning_content"):
+        if delta.get(key):
+            out.append(delta[key])
+    for call in delta.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        out.append((fn.get("name") or "") + (fn.get("arguments") or ""))
 
 
 def _sent_anything(e: BaseException) -> bool:

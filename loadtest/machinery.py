@@ -157,6 +157,8 @@ def _on_init(environment, **_kw):
     STATE.bodies = build_bodies(prompts, model, settings.request)
 
     if not is_worker:
+        if settings.store_text:
+            _write_prompts(settings.run_dir, prompts)
         STATE.collector = Collector(writer)
         STATE.progress = console.ProgressFile(settings.run_dir / "progress.json")
         console.banner(settings, len(prompts))
@@ -177,6 +179,13 @@ def _on_init(environment, **_kw):
         deliver = STATE.collector.add
     STATE.process = LoadProcess(dispatcher, deliver, worker_index)
     STATE.process.cpu_percent = lambda: runner.current_cpu_usage
+
+
+def _write_prompts(run_dir, prompts) -> None:
+    """--store-text: the requests themselves, once, keyed by the hash the samples carry."""
+    with open(run_dir / "prompts.jsonl", "w") as f:
+        for h, request in zip(prompts.hashes, prompts.requests):
+            f.write(json.dumps({"prompt_hash": h, **request}) + "\n")
 
 
 def _api_key(settings) -> str | None:
@@ -379,7 +388,7 @@ class ChatUser(User):
         self.bodies = STATE.bodies
         self.prompts = STATE.prompts
         self.client = ChatClient(self.environment.host or settings.host, api_key=_api_key(settings),
-                                 timeout_s=settings.request["timeout_s"])
+                                 timeout_s=settings.request["timeout_s"], store_text=settings.store_text)
         self.fire = self.environment.events.request.fire
         self.wait()  # take the first ticket while WAITING, so a stop kills an idle user at once
 

@@ -32,6 +32,7 @@ class LoadProcess:
         self._rows: list[tuple] = []
         self._gaps = array("f")
         self._errors: list[list] = []
+        self._texts: list[list] = []  # [index in batch, completion text], only with --store-text
         self._flusher: gevent.Greenlet | None = None
         self.cpu_percent = lambda: 0.0  # this process's CPU use, as Locust measures it
 
@@ -45,6 +46,8 @@ class LoadProcess:
         gaps = r.itl_ms
         if r.error:
             self._errors.append([len(self._rows), ERROR_KINDS[r.error], r.message])
+        if r.text is not None:
+            self._texts.append([len(self._rows), "".join(r.text)])
         self._rows.append((scheduled_s, issued_s, r.sent_s, r.first_token_s, r.end_s, r.status, r.error, queued,
                            r.prompt_tokens, r.completion_tokens, len(gaps), prompt_hash, self.worker_index))
         self._gaps.extend(gaps)
@@ -67,8 +70,8 @@ class LoadProcess:
             self.flush()
 
     def flush(self) -> None:
-        rows, gaps, errors = self._rows, self._gaps, self._errors
-        self._rows, self._gaps, self._errors = [], array("f"), []
+        rows, gaps, errors, texts = self._rows, self._gaps, self._errors, self._texts
+        self._rows, self._gaps, self._errors, self._texts = [], array("f"), [], []
         t = now()
         open_ = self.open
         self.deliver({
@@ -77,6 +80,7 @@ class LoadProcess:
             "samples": np.array(rows, dtype=SAMPLE_DTYPE).tobytes() if rows else b"",
             "itl": gaps.tobytes(),
             "errors": errors,
+            "texts": texts,
             "issued": self.dispatcher.issued,
             "open": len(open_),
             "oldest_open_s": min(open_.values()) if open_ else None,
@@ -100,9 +104,9 @@ class Collector:
     def add(self, batch: dict) -> None:
         samples = np.frombuffer(batch["samples"], dtype=SAMPLE_DTYPE)
         itl = np.frombuffer(batch["itl"], dtype="<f4")
-        self.writer.append(samples, itl, batch["errors"])
+        self.writer.append(samples, itl, batch["errors"], batch.get("texts"))
         self.total += len(samples)
-        meta = {k: v for k, v in batch.items() if k not in ("samples", "itl", "errors")}
+        meta = {k: v for k, v in batch.items() if k not in ("samples", "itl", "errors", "texts")}
         meta["received"] = now()
         self.sources[batch["worker"]] = meta
         self.cpu.append((batch["t"], batch["cpu_percent"]))

@@ -37,6 +37,7 @@ SAMPLES_FILE = "samples.bin"
 ITL_FILE = "itl_ms.f32"
 ERRORS_FILE = "errors.jsonl"
 SCHEMA_FILE = "samples.json"
+TEXTS_FILE = "texts.jsonl"  # only with --store-text: completions; prompts.jsonl maps prompt_hash -> request
 
 
 class SampleWriter:
@@ -53,8 +54,9 @@ class SampleWriter:
         self._errors = open(self.run_dir / ERRORS_FILE, "a")
         self.count = 0
 
-    def append(self, samples: np.ndarray, itl_ms: np.ndarray, errors: list) -> None:
-        """`errors`: [index in this batch, kind, message] for each failed request."""
+    def append(self, samples: np.ndarray, itl_ms: np.ndarray, errors: list, texts: list | None = None) -> None:
+        """`errors`: [index in this batch, kind, message] for each failed request;
+        `texts`: [index in this batch, completion] (only when text is stored)."""
         if len(samples):
             # gaps first: a reader trusts a record only once its gaps are there
             self._itl.write(np.ascontiguousarray(itl_ms, dtype="<f4").tobytes())
@@ -65,6 +67,10 @@ class SampleWriter:
             self._errors.write(json.dumps({"sample": self.count + index, "kind": kind, "message": message}) + "\n")
         if errors:
             self._errors.flush()
+        if texts:
+            with open(self.run_dir / TEXTS_FILE, "a") as f:
+                for index, text in texts:
+                    f.write(json.dumps({"sample": self.count + index, "completion": text}) + "\n")
         self.count += len(samples)
 
     def close(self) -> None:

@@ -76,7 +76,7 @@ def start_stub(*args: str) -> Stub:
 
 
 DEFAULTS = dict(chunks=30, first_delay_ms=0.0, chunk_delay_ms=0.0, slots=0, fault="none", fault_every=1,
-                fault_status=500, slow_headers_ms=2000.0, cut_after_chunks=3, model="stub-model")
+                fault_status=500, slow_headers_ms=2000.0, cut_after_chunks=3, model="stub-model", api_key="")
 
 
 @pytest.fixture(scope="module")

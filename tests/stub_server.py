@@ -35,6 +35,7 @@ class StubConfig:
     fault_status: int = 500
     slow_headers_ms: float = 2000.0
     cut_after_chunks: int = 3
+    api_key: str = ""  # if set, requests need "Authorization: Bearer <api_key>"
 
     def update(self, changes: dict) -> None:
         for key, value in changes.items():
@@ -107,6 +108,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     cfg = state.config
     state.arrivals.append(time.time())
     state.request_count += 1
+    if cfg.api_key and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+        return web.json_response({"error": {"message": "bad API key", "code": 401}}, status=401)
     n = state.request_count
     body = await request.json()
     state.last_body = body

@@ -76,3 +76,15 @@ def test_profile_errors_are_one_line(tmp_path, text, message):
 def test_missing_profile_file(tmp_path):
     with pytest.raises(ProfileError, match="profile not found"):
         load_profile(tmp_path / "nope.yaml")
+
+
+@pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="../shared/datasets not present")
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "profiles").rglob("*.yaml") if p.name != "hosted_prices.yaml"),
+                         ids=lambda p: p.name)
+def test_every_shipped_profile_loads_and_builds(path):
+    p = load_profile(path)
+    for variant in p["serving"]["variants"]:
+        cmd = build_command(p, variant)
+        assert "--served-model-name" in cmd and p["model"]["served_name"] in cmd
+        if p["dataset"]["task"] in ("smart_home", "git_assistant"):
+            assert cmd[cmd.index("--tool-call-parser") + 1] == "hermes" and "--enable-auto-tool-choice" in cmd

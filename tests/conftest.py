@@ -67,8 +67,8 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
-def start_stub(*args: str) -> Stub:
-    port = free_port()
+def start_stub(*args: str, port: int | None = None) -> Stub:
+    port = port or free_port()
     proc = subprocess.Popen([PY, str(REPO / "tests" / "stub_server.py"), "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/health")

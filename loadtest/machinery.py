@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import urllib.error
 import urllib.request
 
 import gevent
+import greenlet
 from locust import LoadTestShape, User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -60,6 +62,7 @@ class _State:
     scraper = None  # the telemetry scraper's process
     progress = None
     done = False
+    interrupted = False
     exit_code = EXIT_OK
 
 
@@ -157,6 +160,7 @@ def _on_init(environment, **_kw):
     STATE.bodies = build_bodies(prompts, model, settings.request)
 
     if not is_worker:
+        _sigterm_as_ctrl_c()
         if settings.store_text:
             _write_prompts(settings.run_dir, prompts)
         STATE.collector = Collector(writer)
@@ -179,6 +183,14 @@ def _on_init(environment, **_kw):
         deliver = STATE.collector.add
     STATE.process = LoadProcess(dispatcher, deliver, worker_index)
     STATE.process.cpu_percent = lambda: runner.current_cpu_usage
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """Headless Locust with a LoadTestShape runs the whole test inside start_automatic_run(), before it
+    installs its own SIGTERM handler (locust 2.47 main.py), so SIGTERM would kill the process with no
+    teardown. Turn it into the Ctrl-C path, which stops the runner and fires `quitting`."""
+    main = greenlet.getcurrent()
+    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(main.throw, KeyboardInterrupt))
 
 
 def _write_prompts(run_dir, prompts) -> None:
@@ -206,6 +218,10 @@ def _on_test_start(environment, **_kw):
 
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_kw):
+    if STATE.controller is not None and not STATE.done:
+        # stopped before the controller finished: Ctrl-C, SIGTERM, or a stop from the web UI
+        STATE.interrupted = True
+        STATE.controller.kill(block=False)
     if STATE.process is not None:
         STATE.process.stop()
 
@@ -341,27 +357,28 @@ def exit_code_of(outcome) -> int:
 def _on_quitting(environment, **_kw):
     if STATE.settings is None or isinstance(environment.runner, WorkerRunner):
         return
-    if not STATE.done:
-        # interrupted (Ctrl-C, SIGTERM, or the run was stopped): keep what was measured
-        if STATE.controller is not None:
-            STATE.controller.kill(block=False)
-        if STATE.process is not None:
-            STATE.process.stop()
-        write_result(STATE.settings, None, None, partial=True)
-        sys.stderr.write(f"llmcap: interrupted; partial results in {STATE.settings.run_dir}\n")
-        STATE.exit_code = STATE.exit_code or 1
-    if STATE.settings.write_report:
-        try:
-            from reports.report import write_report
-            write_report(STATE.settings.run_dir)
-        except ImportError:
-            pass
-        except Exception as e:  # a report problem must not cost the measurement
-            sys.stderr.write(f"llmcap: report failed: {type(e).__name__}: {e}\n")
-    STATE.collector.writer.close()
-    if STATE.scraper is not None:
-        STATE.scraper.terminate()
-    environment.process_exit_code = STATE.exit_code
+    try:
+        if STATE.interrupted or not STATE.done:
+            # interrupted (Ctrl-C, SIGTERM, or the run was stopped): keep what was measured
+            if STATE.controller is not None:
+                STATE.controller.kill(block=True, timeout=5)
+            if STATE.process is not None:
+                STATE.process.stop()
+            write_result(STATE.settings, None, None, partial=True)
+            sys.stderr.write(f"llmcap: interrupted; partial results in {STATE.settings.run_dir}\n")
+            STATE.exit_code = STATE.exit_code or 1
+        STATE.collector.writer.close()
+        if STATE.settings.write_report:
+            try:
+                from reports.report import write_report
+                write_report(STATE.settings.run_dir)
+            except Exception as e:  # a report problem must not cost the measurement
+                sys.stderr.write(f"llmcap: report failed: {type(e).__name__}: {e}\n")
+    finally:
+        if STATE.scraper is not None:
+            STATE.scraper.terminate()
+            STATE.scraper.wait(5)
+        environment.process_exit_code = STATE.exit_code
 
 
 class RateSearchShape(LoadTestShape):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,8 +64,9 @@ async def scrape_forever(targets: dict[str, str], out: Path, interval_s: float) 
             files[name].write(json.dumps({"t": t, "m": rows}, separators=(",", ":")) + "\n")
             files[name].flush()
 
+        parent = os.getppid()
         next_t = time.time()
-        while True:
+        while os.getppid() == parent:  # never outlive the load test that started it
             await asyncio.gather(*(one(n, u) for n, u in targets.items()))
             next_t += interval_s
             await asyncio.sleep(max(0.0, next_t - time.time()))

@@ -56,20 +56,22 @@ def test_server_killed_and_restarted_mid_run(tmp_path):
         time.sleep(4)
         stub.proc.kill()  # the server dies mid-step
         stub.proc.wait()
+        killed = time.time()
         time.sleep(2)
         stub = start_stub("--chunks", "5", port=port)  # and comes back on the same port
+        back = time.time()
         out, err = proc.communicate(timeout=60)
     finally:
         stop_process(stub.proc)
     assert proc.returncode == 0, err[-2000:]
     samples, _ = read_samples(run_dir)
-    t = samples["scheduled_s"] - samples["scheduled_s"].min()
+    t = samples["scheduled_s"]
     ok = samples["error"] == 0
-    assert ok[t < 2].all()  # before the kill
-    down = (t > 5) & (t < 6)
-    assert down.any() and not ok[down].any()  # while it was down: connect errors, none lost
+    assert ok[t < killed - 0.5].all()  # before the kill
+    down = (t > killed + 0.2) & (t < back - 0.5)
+    assert down.sum() >= 10 and not ok[down].any()  # while it was down: errors, none lost
     assert {ERROR_KINDS[e] for e in samples["error"][down]} <= {"connect", "bad_stream"}
-    assert ok[t > 8].mean() > 0.9  # after the restart
+    assert ok[t > back + 0.5].mean() > 0.9  # after the restart
     assert 160 <= len(samples) <= 200  # 9 s at 20 req/s: every request is on disk
     assert (run_dir / "report.html").exists()
 

@@ -175,10 +175,13 @@ class VllmServer:
                 pass
             proc.wait(10)
         # engine core processes live in the same group; make sure none outlives the server
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.1)
 
     def __enter__(self) -> "VllmServer":
         return self.start()

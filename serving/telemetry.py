@@ -89,6 +89,18 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
     return les[-1]
 
 
+def quantile_bucket(q: float, buckets: dict[float, float]) -> tuple[float, float]:
+    """The bucket [lower, upper) that holds quantile q: the histogram cannot say more than that."""
+    les = sorted(buckets)
+    rank = q * buckets[les[-1]]
+    prev = 0.0
+    for le in les:
+        if buckets[le] >= rank:
+            return prev, le
+        prev = le
+    return prev, math.inf
+
+
 def histogram_delta_quantiles(scrapes: list[Scrape], name: str, start: float, end: float,
                               qs=(0.5, 0.95)) -> dict[float, float] | None:
     a, b = _at(scrapes, start), _at(scrapes, end)
@@ -98,7 +110,10 @@ def histogram_delta_quantiles(scrapes: list[Scrape], name: str, start: float, en
     if not bb:
         return None
     delta = {le: bb[le] - ba.get(le, 0.0) for le in bb}
-    return {q: histogram_quantile(q, delta) for q in qs}
+    out: dict = {q: histogram_quantile(q, delta) for q in qs}
+    if delta[max(delta)] > 0:
+        out["p50_bucket"] = quantile_bucket(0.5, delta)
+    return out
 
 
 def _peak(values: list[float]) -> float | None:
@@ -135,6 +150,9 @@ def server_summary(telemetry_dir: str | Path, start: float, end: float, server_p
             out["server_ttft_p50_ms"], out["server_ttft_p95_ms"] = _ms(ttft[0.5]), _ms(ttft[0.95])
         if e2e:
             out["server_e2e_p50_ms"], out["server_e2e_p95_ms"] = _ms(e2e[0.5]), _ms(e2e[0.95])
+            if "p50_bucket" in e2e:
+                # vLLM's buckets are coarse (the first ends at 0.3 s): the p50 lies somewhere in here
+                out["server_e2e_p50_bucket_ms"] = [_ms(b) if not math.isinf(b) else None for b in e2e["p50_bucket"]]
         flops = counter_delta(vllm, "vllm:estimated_flops_per_gpu_total", start, end)
         if flops is not None and end > start:
             out["vllm_flops_per_gpu_per_s"] = flops / (end - start)

@@ -18,7 +18,7 @@ def queried_metrics() -> set[str]:
     names = set()
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for target in panel["targets"]:
-            names |= set(re.findall(r"\b(vllm:[a-z_:]+|llmcap_gpu_[a-z_]+)", target["expr"]))
+            names |= set(re.findall(r"\b(vllm:[a-z0-9_:]+|llmcap_gpu_[a-z0-9_]+)", target["expr"]))
     return names
 
 

@@ -23,7 +23,9 @@ def test_variant_starts_answers_records_and_stops(tmp_path, variant, cache_dtype
     with server:
         r = ChatClient(server.url).stream(BODY)
         assert r.error == 0, r.message
-        assert r.completion_tokens == 12 and r.prompt_tokens > 5 and len(r.itl_ms) == 11
+        assert r.completion_tokens == 12 and r.prompt_tokens > 5
+        # a chunk per token that decodes to text (byte-level pieces of a random model may not)
+        assert 5 <= len(r.itl_ms) <= 11
         config = json.loads((tmp_path / "server" / "config.json").read_text())
         pgid = server.proc.pid
     assert config["kv_cache_dtype"] in cache_dtype, config

@@ -48,10 +48,16 @@ def _task_run(cpu_server, tmp_path, locustfile, dataset, *extra):  # noqa: F811
     return samples
 
 
-def test_function_calling_task_on_the_engine(cpu_server, tmp_path):  # noqa: F811
-    # tools are sent and rendered by the chat template: the tool schemas dominate the prompt
-    samples = _task_run(cpu_server, tmp_path, "loadtest/smart_home.py", SHARED / "datasets/smart_home/test.jsonl",
-                        "--tool-choice", "auto")
+def test_function_calling_task_on_the_engine(tmp_path):
+    # served as its profile says (auto tool choice, hermes parser); tools are sent in the request and
+    # rendered by the chat template, so the tool schemas dominate the prompt
+    from llmcap.profile import load_profile
+    from serving.launcher import VllmServer
+    from tests.conftest import REPO, free_port
+    profile = load_profile(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml")
+    with VllmServer(profile, "bf16", tmp_path / "server", port=free_port()) as server:
+        samples = _task_run(server, tmp_path, "loadtest/smart_home.py", SHARED / "datasets/smart_home/test.jsonl",
+                            "--llmcap-profile", str(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml"))
     assert 700 <= np.median(samples["prompt_tokens"]) <= 2000, np.median(samples["prompt_tokens"])
 
 

@@ -58,6 +58,7 @@ SCHEMA = {
         "max_num_seqs": ((int, type(None)), None),
         "extra_args": (list, []),
         "env": (dict, {}),
+        "nice": (int, 0),  # lower the server's CPU priority (client and server sharing cores)
         "startup_timeout_s": (NUM, 900),
         "variants": (dict, {}),  # name -> VARIANT
     },

@@ -31,7 +31,7 @@ def step_line(step: dict) -> None:
     _p(f"step {step['index']:>2} {step['phase']:<7} offered {step['offered_rps']:8.2f}/s "
        f"achieved {step['achieved_rps']:8.2f}/s  p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} "
        f"p99 {_ms(step['p99_ms'])} ms  TTFT p95 {_ms(step['ttft_p95_ms'])} ms  errors {errors}  "
-       f"{verdict}: {step['reason']}")
+       f"{verdict}: {step['reason']}" + (f"  [warning: {step['warning']}]" if step.get("warning") else ""))
 
 
 def final(outcome, settings) -> None:

@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import gevent
 
 from loadtest.clock import now
-from loadtest.stats import Slo, generator_fell_behind, judge, summarize_window
+from loadtest.stats import Slo, generator_check, judge, summarize_window
 
 GROW, BISECT, CONFIRM = "grow", "bisect", "confirm"
 
@@ -131,10 +131,10 @@ def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo
     summary = summarize_window(samples, itl, window_start, window_end)
     passed, reason = judge(summary, slo)
     cpu_percent = load.max_cpu_percent(window_start, now())
-    bottleneck = generator_fell_behind(summary, max_lateness_ms, cpu_percent)
+    bottleneck, warning = generator_check(summary, max_lateness_ms, cpu_percent)
     step = {"phase": phase, "offered_rps": rate_rps, **summary, "passed": passed and bottleneck is None,
             "reason": bottleneck or reason, "generator_bottleneck": bottleneck is not None,
-            "warmup_start": started, "generator_cpu_percent": cpu_percent}
+            "warmup_start": started, "generator_cpu_percent": cpu_percent, "warning": warning}
     load.drain(request_timeout_s + 10.0)
     return step
 

@@ -128,8 +128,10 @@ class VllmServer:
         env = {**os.environ, **{k: str(v) for k, v in self.profile["serving"]["env"].items()}}
         log = open(self.log_path, "ab")
         self.started_at = time.time()
+        nice = self.profile["serving"]["nice"]
         self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, start_new_session=True)
+                                     env=env, start_new_session=True,
+                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
         log.close()
         (self.run_dir / "server" / "pid").write_text(str(self.proc.pid))
         try:

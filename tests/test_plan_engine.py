@@ -1,0 +1,70 @@
+"""`llmcap plan` end to end on the real vLLM CPU engine: both variants found, compared, nothing left."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.engine import group_alive, needs_engine
+
+pytestmark = [needs_engine, pytest.mark.engine, pytest.mark.slow]
+LLMCAP = str(Path(sys.executable).with_name("llmcap"))
+SHORT = ["--", "--step-seconds", "4", "--warmup-seconds", "2", "--confirm-seconds", "5", "--precision", "0.3",
+         "--start-rps", "4"]
+
+
+def server_groups(plan_dir: Path) -> list[int]:
+    return [int(p.read_text()) for p in plan_dir.glob("*/server/pid")]
+
+
+def test_plan_compares_bf16_and_fp8_kv(tmp_path):
+    plan_dir = tmp_path / "plan"
+    t0 = time.time()
+    run = subprocess.run([LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), *SHORT],
+                         capture_output=True, text=True, timeout=1500)
+    print(f"plan took {time.time() - t0:.0f} s")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    for variant, cache_dtype in (("bf16", ("auto", "bfloat16")), ("fp8-kv", ("fp8",))):
+        cap = json.loads((plan_dir / variant / "capacity.json").read_text())
+        assert cap["max_sustained_rps"] > 0, cap
+        assert cap["memory"]["kv_cache_dtype"] in cache_dtype
+        assert cap["memory"]["kv_cache_size_tokens"] > 0
+        assert (plan_dir / variant / "report.html").is_file() and (plan_dir / variant / "report.md").is_file()
+    comparison = json.loads((plan_dir / "comparison.json").read_text())
+    assert [v["variant"] for v in comparison["variants"]] == ["bf16", "fp8-kv"]
+    fp8 = comparison["variants"][1]
+    assert fp8["kv_cache_size_change"] > 0.5  # FP8 KV entries are half the size: ~2x the tokens fit
+    assert (plan_dir / "comparison.html").is_file() and (plan_dir / "index.md").is_file()
+    assert "comparison report" in run.stdout and "[plan 1/2 bf16]" in run.stdout
+    assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_plan_interrupted(tmp_path, sig):
+    plan_dir = tmp_path / "plan"
+    proc = subprocess.Popen([LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir),
+                             "--processes", "2", *SHORT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    steps = plan_dir / "bf16" / "steps.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (steps.exists() and steps.read_text().strip()):
+        time.sleep(1)
+    assert steps.exists(), "no step finished in time"
+    time.sleep(2)
+    locusts = subprocess.run(["pgrep", "-f", f"run-dir {plan_dir}"], capture_output=True, text=True).stdout.split()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    result = json.loads((plan_dir / "bf16" / "result.json").read_text())
+    assert result["partial"] is True and result["steps"]
+    assert "PARTIAL RUN" in (plan_dir / "bf16" / "report.md").read_text()
+    assert "INTERRUPTED" in (plan_dir / "index.md").read_text()
+    time.sleep(1)
+    assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
+    alive = [p for p in locusts if os.path.exists(f"/proc/{p}")]
+    assert not alive, f"load generators left behind: {alive}"

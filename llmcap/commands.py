@@ -1,7 +1,6 @@
 """Subcommands whose code lives in reports/, serving/ and llmcap/plan.py: parse, call, print."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 

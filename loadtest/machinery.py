@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import urllib.error
@@ -39,7 +40,7 @@ from loadtest.datasets import DatasetError, Task, load_prompts
 from loadtest.process import Collector, LoadProcess
 from loadtest.result import append_step, write_result
 from loadtest.samples import SampleWriter, read_samples
-from loadtest.search import run_search, run_step
+from loadtest.search import SearchOutcome, run_search, run_step
 from loadtest.settings import add_arguments, resolve
 from serving import scraper
 from serving.telemetry import server_pids, server_summary
@@ -201,7 +202,6 @@ def _write_prompts(run_dir, prompts) -> None:
 
 
 def _api_key(settings) -> str | None:
-    import os
     env = settings.request.get("api_key_env")
     return os.environ.get(env) if env else None
 
@@ -337,8 +337,7 @@ def _on_step(step: dict) -> None:
     console.step_line(step)
 
 
-def _fixed_outcome(step: dict):
-    from loadtest.search import SearchOutcome
+def _fixed_outcome(step: dict) -> SearchOutcome:
     return SearchOutcome([step], step["offered_rps"] if step["passed"] else None,
                          None if step["passed"] else step["offered_rps"], confirmed=step["passed"],
                          generator_bottleneck=step["reason"] if step["generator_bottleneck"] else None,

@@ -70,6 +70,18 @@ def build_command(profile: dict, variant: str, port: int | None = None) -> list[
     return cmd
 
 
+def lower_priority(nice: int) -> None:
+    """Run in the server's child before exec. Its new session is a scheduler autogroup of its own
+    (Linux, sched_autogroup_enabled), where a plain nice only ranks threads inside the group: set
+    the group's nice too, so a load generator on the same cores gets the CPU when it needs it."""
+    os.nice(nice)
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        pass
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -131,7 +143,7 @@ class VllmServer:
         nice = self.profile["serving"]["nice"]
         self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True,
-                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                     preexec_fn=(lambda: lower_priority(nice)) if nice else None)
         log.close()
         (self.run_dir / "server" / "pid").write_text(str(self.proc.pid))
         try:

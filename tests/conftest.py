@@ -98,3 +98,16 @@ def run_locust(locustfile: str, host: str, *args: str, timeout_s: float = 300, e
     cmd = [LOCUST, "-f", str(REPO / locustfile), "--headless", "-H", host, "--only-summary", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=cwd,
                           env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def cpu_server(tmp_path_factory):
+    """One bf16 tiny-model vLLM CPU server shared by the engine tests that only need a server to talk to."""
+    from serving.launcher import VllmServer
+    from tests.engine import cpu_profile, engine_available
+    if not engine_available():
+        pytest.skip("vLLM CPU engine not installed (scripts/install-cpu-engine.sh)")
+    server = VllmServer(cpu_profile(), "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())
+    server.start()
+    yield server
+    server.stop()

@@ -1,4 +1,5 @@
 """Helpers for tests on the real vLLM CPU engine (skipped, with the reason, when it is not installed)."""
+import functools
 import os
 import subprocess
 
@@ -11,6 +12,7 @@ ENGINE_PY = REPO / ".engine" / "venv" / "bin" / "python"
 CPU_PROFILE = REPO / "profiles" / "cpu-tiny.yaml"
 
 
+@functools.lru_cache(maxsize=1)
 def engine_available() -> bool:
     return ENGINE_PY.exists() and subprocess.run([str(ENGINE_PY), "-c", "import vllm"],
                                                   capture_output=True).returncode == 0
@@ -34,15 +36,3 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
 
-
-@pytest.fixture(scope="session")
-def cpu_server(tmp_path_factory):
-    """One bf16 tiny-model server shared by the engine tests that only need a server to talk to."""
-    if not engine_available():
-        pytest.skip("vLLM CPU engine not installed (scripts/install-cpu-engine.sh)")
-    from serving.launcher import VllmServer
-    from tests.conftest import free_port
-    server = VllmServer(cpu_profile(), "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())
-    server.start()
-    yield server
-    server.stop()

@@ -8,7 +8,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.gpu_exporter import GpuMetrics
 from tests.conftest import REPO
-from tests.engine import cpu_server  # noqa: F401  (fixture)
 from tests.test_gpu_exporter import FakeNvml
 
 DASHBOARD = REPO / "dashboards" / "llmcap-vllm.json"
@@ -34,7 +33,7 @@ def test_gpu_panels_use_exporter_metrics():
     assert gpu and gpu <= have, gpu - have
 
 
-def test_vllm_panels_use_real_vllm_metrics(cpu_server):  # noqa: F811
+def test_vllm_panels_use_real_vllm_metrics(cpu_server):
     # a request first, so that every histogram and counter has a series
     body = json.dumps({"model": cpu_server.model_name, "max_tokens": 4,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()

@@ -6,12 +6,11 @@ import pytest
 
 from loadtest.samples import read_samples
 from tests.conftest import SHARED, run_locust
-from tests.engine import cpu_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.engine
 
 
-def test_telemetry_and_server_summaries_agree_with_the_client(cpu_server, tmp_path):  # noqa: F811
+def test_telemetry_and_server_summaries_agree_with_the_client(cpu_server, tmp_path):
     run_dir = tmp_path / "run"
     run = run_locust("loadtest/text2sql.py", cpu_server.url, "--rps", "8", "--duration", "12",
                      "--max-tokens", "16", "--ignore-eos", "--run-dir", str(run_dir))
@@ -35,7 +34,7 @@ def test_telemetry_and_server_summaries_agree_with_the_client(cpu_server, tmp_pa
     assert (samples["error"] == 0).all() and (samples["completion_tokens"] == 16).all()
 
 
-def _task_run(cpu_server, tmp_path, locustfile, dataset, *extra):  # noqa: F811
+def _task_run(cpu_server, tmp_path, locustfile, dataset, *extra):
     if not dataset.is_file():
         pytest.skip(f"{dataset} not present")
     run_dir = tmp_path / "run"
@@ -61,7 +60,7 @@ def test_function_calling_task_on_the_engine(tmp_path):
     assert 700 <= np.median(samples["prompt_tokens"]) <= 2000, np.median(samples["prompt_tokens"])
 
 
-def test_classification_task_on_the_engine(cpu_server, tmp_path):  # noqa: F811
+def test_classification_task_on_the_engine(cpu_server, tmp_path):
     samples = _task_run(cpu_server, tmp_path, "loadtest/banking77.py",
                         SHARED / "datasets/banking77/distil_8class/test.csv")
     assert 300 <= np.median(samples["prompt_tokens"]) <= 1000, np.median(samples["prompt_tokens"])

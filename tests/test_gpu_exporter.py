@@ -3,7 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 import threading
-import time
 import types
 import urllib.request
 
@@ -12,7 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.gpu_exporter import GpuMetrics, NvmlUnavailable, serve
-from tests.conftest import REPO, free_port, wait_http
+from tests.conftest import free_port, wait_http
 
 GIB = 2**30
 

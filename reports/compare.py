@@ -13,7 +13,7 @@ import numpy as np
 
 from reports import plots
 from reports.capacity import capacity
-from reports.render import fmt, pct, usd, write
+from reports.render import fmt, gib, pct, usd, write
 
 
 def interpolate_at(cap: dict, rate: float, key: str) -> float | None:
@@ -91,9 +91,9 @@ def write_comparison(run_dirs: list[str | Path], out_dir: str | Path, labels: li
         rows.append([v["variant"], v["status"],
                      f"{fmt(v['max_sustained_rps'], 1)} ({pct(v['max_sustained_rps_change'], 0)})",
                      fmt(v["p95_ms_at_max"]), fmt(v["p95_ms_at_common_rate"]),
-                     f"{fmt(v['weights_gib'], 2)} GiB ({pct(v['weights_change'], 0)})",
+                     f"{gib(v['weights_gib'])} ({pct(v['weights_change'], 0)})",
                      f"{v['kv_cache_dtype'] or '–'}, {fmt(v['kv_cache_size_tokens'])} ({pct(v['kv_cache_size_change'], 0)})",
-                     fmt(v["gpu_memory_used_peak_gib"], 2), usd(v["usd_per_million_requests"])])
+                     gib(v["gpu_memory_used_peak_gib"]), usd(v["usd_per_million_requests"])])
     common = data["common_rate_rps"]
     title = "llmcap comparison: " + ", ".join(v["variant"] for v in data["variants"])
     blocks = [("h1", title),
@@ -101,7 +101,7 @@ def write_comparison(run_dirs: list[str | Path], out_dir: str | Path, labels: li
                     f"Common rate (sustained by every variant): {fmt(common, 1)} req/s."),
               ("table", ["variant", "status", "max sustained req/s (change)", "p95 at max (ms)",
                          "p95 at common rate (ms)", "weights (change)", "KV cache dtype, tokens (change)",
-                         "peak GPU memory (GiB)", "$ / 1M requests at 100 %"], rows)]
+                         "peak GPU memory", "$ / 1M requests at 100 %"], rows)]
     if caps:
         images = [(plots.latency_vs_rate(caps, out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
                   (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered")]

@@ -22,6 +22,13 @@ def fmt(value, digits: int = 0, unit: str = "") -> str:
     return text + unit
 
 
+def gib(value) -> str:
+    """Memory in GiB; MiB below 0.1 GiB so a small model does not read as zero."""
+    if value is None:
+        return "–"
+    return f"{value:,.2f} GiB" if value >= 0.1 else f"{value * 1024:,.1f} MiB"
+
+
 def usd(value) -> str:
     if value is None:
         return "–"

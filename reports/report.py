@@ -5,7 +5,7 @@ from pathlib import Path
 
 from reports import plots
 from reports.capacity import write_capacity
-from reports.render import fmt, pct, usd, write
+from reports.render import fmt, gib, pct, usd, write
 
 HOSTED_NOTE = ("Hosted prices are list prices applied to the measured mean prompt and completion tokens. "
                "Hosted reasoning models may bill hidden reasoning tokens, so the hosted figure is a floor.")
@@ -37,12 +37,12 @@ def headline_blocks(cap: dict) -> list[tuple]:
         ["Requests per day per GPU", fmt(cap.get("requests_per_day_per_gpu"))],
         ["Mean prompt / completion tokens", f"{fmt(cap.get('mean_prompt_tokens'), 1)} / "
                                             f"{fmt(cap.get('mean_completion_tokens'), 1)}"],
-        ["Model weights (vLLM log / computed)", f"{fmt(mem['weights_gib_logged'], 2)} / "
-                                                f"{fmt(mem['weights_gib_computed'], 2)} GiB"],
+        ["Model weights (vLLM log / computed)", f"{gib(mem['weights_gib_logged'])} / "
+                                                f"{gib(mem['weights_gib_computed'])}"],
         ["KV cache (dtype, capacity)", f"{mem['kv_cache_dtype'] or '–'}, {fmt(mem['kv_cache_size_tokens'])} tokens"],
         ["Peak KV cache in use", pct(mem["kv_cache_usage_peak"], 1)],
-        ["Peak GPU memory used (device / vLLM processes)", f"{fmt(mem['gpu_memory_used_peak_gib'], 2)} / "
-                                                          f"{fmt(mem['server_process_memory_peak_gib'], 2)} GiB"],
+        ["Peak GPU memory used (device / vLLM processes)", f"{gib(mem['gpu_memory_used_peak_gib'])} / "
+                                                          f"{gib(mem['server_process_memory_peak_gib'])}"],
     ]
     blocks.append(("table", ["", cap.get("variant") or cap["name"]], rows))
     return blocks

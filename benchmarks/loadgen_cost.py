@@ -98,6 +98,8 @@ def run_rate(url: str, rate: float, seconds: float, processes: int, cores: str) 
         "e2e_p50_ms": step["p50_ms"],
         "e2e_p99_ms": step["p99_ms"],
         "self_check_flagged": bool(step.get("generator_bottleneck")),
+        "self_check_warning": step.get("warning"),
+        "generator_cpu_percent": step.get("generator_cpu_percent"),
         "errors": step["failed"],
         "exit_code": proc.returncode,
     }

@@ -183,7 +183,6 @@ def _on_init(environment, **_kw):
     else:
         deliver = STATE.collector.add
     STATE.process = LoadProcess(dispatcher, deliver, worker_index)
-    STATE.process.cpu_percent = lambda: runner.current_cpu_usage
 
 
 def _sigterm_as_ctrl_c() -> None:
@@ -269,8 +268,8 @@ class _RunnerLoad:
     def window(self):
         return read_samples(STATE.settings.run_dir)
 
-    def max_cpu_percent(self, start_s: float, end_s: float) -> float:
-        return STATE.collector.max_cpu_percent(start_s, end_s)
+    def cpu_percent(self, start_s: float, end_s: float) -> float:
+        return STATE.collector.cpu_percent(start_s, end_s)
 
 
 def server_queue_empty(metrics_url: str | None) -> bool:

@@ -10,6 +10,7 @@ step knows its window's requests are all in.
 """
 from __future__ import annotations
 
+import time
 from array import array
 
 import gevent
@@ -34,7 +35,8 @@ class LoadProcess:
         self._errors: list[list] = []
         self._texts: list[list] = []  # [index in batch, completion text], only with --store-text
         self._flusher: gevent.Greenlet | None = None
-        self.cpu_percent = lambda: 0.0  # this process's CPU use, as Locust measures it
+        # this process's own CPU use since the last batch (Locust samples it only every 10 s)
+        self._cpu_mark = (time.perf_counter(), time.process_time())
 
     def _on_issue(self, seq: int, scheduled_s: float) -> None:
         self.open[seq] = scheduled_s
@@ -73,6 +75,9 @@ class LoadProcess:
         rows, gaps, errors, texts = self._rows, self._gaps, self._errors, self._texts
         self._rows, self._gaps, self._errors, self._texts = [], array("f"), [], []
         t = now()
+        wall0, cpu0 = self._cpu_mark
+        self._cpu_mark = wall1, cpu1 = time.perf_counter(), time.process_time()
+        cpu_percent = 100.0 * (cpu1 - cpu0) / (wall1 - wall0) if wall1 > wall0 else 0.0
         open_ = self.open
         self.deliver({
             "worker": self.worker_index,
@@ -85,7 +90,7 @@ class LoadProcess:
             "open": len(open_),
             "oldest_open_s": min(open_.values()) if open_ else None,
             "rate_rps": self.dispatcher.rate_rps,
-            "cpu_percent": float(self.cpu_percent()),
+            "cpu_percent": cpu_percent,
         })
 
 
@@ -98,7 +103,7 @@ class Collector:
         self.writer = writer
         self.sources: dict[int, dict] = {}
         self.recent: list[np.ndarray] = []  # for the once-a-second console line only
-        self.cpu: list[tuple[float, float]] = []  # (t, cpu %) of every batch, any process
+        self.cpu: list[tuple[float, int, float]] = []  # (t, worker, cpu %) of every batch
         self.total = 0
 
     def add(self, batch: dict) -> None:
@@ -109,7 +114,7 @@ class Collector:
         meta = {k: v for k, v in batch.items() if k not in ("samples", "itl", "errors", "texts")}
         meta["received"] = now()
         self.sources[batch["worker"]] = meta
-        self.cpu.append((batch["t"], batch["cpu_percent"]))
+        self.cpu.append((batch["t"], batch["worker"], batch["cpu_percent"]))
         if len(samples):
             self.recent.append(samples)
             horizon = now() - self.RECENT_S
@@ -132,8 +137,11 @@ class Collector:
     def recent_samples(self) -> np.ndarray:
         return np.concatenate(self.recent) if self.recent else np.zeros(0, SAMPLE_DTYPE)
 
-    def max_cpu_percent(self, start_s: float, end_s: float) -> float:
-        """Highest CPU use any load-generating process reported in [start_s, end_s]."""
-        values = [c for t, c in self.cpu if start_s <= t <= end_s]
-        self.cpu = [(t, c) for t, c in self.cpu if t >= start_s]  # older steps are judged already
-        return max(values, default=0.0)
+    def cpu_percent(self, start_s: float, end_s: float) -> float:
+        """Mean CPU use over [start_s, end_s] of the busiest load-generating process."""
+        by_worker: dict[int, list[float]] = {}
+        for t, worker, cpu in self.cpu:
+            if start_s <= t <= end_s:
+                by_worker.setdefault(worker, []).append(cpu)
+        self.cpu = [row for row in self.cpu if row[0] >= start_s]  # older steps are judged already
+        return max((sum(v) / len(v) for v in by_worker.values()), default=0.0)

@@ -96,7 +96,7 @@ class Load(Protocol):
     def drain(self, timeout_s: float) -> None: ...
     def window(self):  # -> (samples, itl)
         ...
-    def max_cpu_percent(self, start_s: float, end_s: float) -> float: ...
+    def cpu_percent(self, start_s: float, end_s: float) -> float: ...
 
 
 @dataclasses.dataclass
@@ -130,7 +130,7 @@ def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo
     samples, itl = load.window()
     summary = summarize_window(samples, itl, window_start, window_end)
     passed, reason = judge(summary, slo)
-    cpu_percent = load.max_cpu_percent(window_start, now())
+    cpu_percent = load.cpu_percent(window_start, window_end)
     bottleneck, warning = generator_check(summary, max_lateness_ms, cpu_percent)
     step = {"phase": phase, "offered_rps": rate_rps, **summary, "passed": passed and bottleneck is None,
             "reason": bottleneck or reason, "generator_bottleneck": bottleneck is not None,

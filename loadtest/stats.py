@@ -131,22 +131,22 @@ def generator_check(summary: dict, max_lateness_ms: float, cpu_percent: float = 
 
     Sends later than the bound because every user was busy with an open request, while the
     dispatcher kept its schedule, are the server's doing: it holds too many requests, and the
-    SLO judges that (latency counts from the schedule). Otherwise late sends mean this process
-    did not run when it should have. With its CPU busy, it is the bottleneck: no server verdict.
-    With its CPU idle, the machine held it back (another process on the same cores, e.g. a CPU
-    server): the verdict stands, conservatively, and the step carries a warning.
+    SLO judges that (latency counts from the schedule), as long as this process had CPU to
+    spare. With its CPU busy, late sends make it the bottleneck: no server verdict. With its CPU
+    idle and no user shortage, the machine held it back (another process on the same cores, e.g.
+    a CPU server): the verdict stands, conservatively, and the step carries a warning.
     """
     dispatch_late = summary["dispatch_lateness_p99_ms"]
     send_late = summary["lateness_p99_ms"]
     if math.isnan(send_late) or send_late <= max_lateness_ms:
         return None, None
-    dispatcher_on_time = math.isnan(dispatch_late) or dispatch_late <= max_lateness_ms
-    if dispatcher_on_time and summary["queued_fraction"] > 0.01:
-        return None, None  # waiting for a free user: the server's doing
     late = max(send_late, 0 if math.isnan(dispatch_late) else dispatch_late)
     if cpu_percent >= CPU_BUSY_PERCENT:
         return (f"requests went out late (p99 {late:.0f} ms > {max_lateness_ms:g} ms) with the load generator "
                 f"at {cpu_percent:.0f} % CPU: this process cannot keep the schedule"), None
+    dispatcher_on_time = math.isnan(dispatch_late) or dispatch_late <= max_lateness_ms
+    if dispatcher_on_time and summary["queued_fraction"] > 0.01:
+        return None, None  # waiting for a free user: the server's doing
     return None, (f"requests went out late (p99 {late:.0f} ms) while the load generator used {cpu_percent:.0f} % CPU: "
                   "the machine held it back (a server on the same cores?); latency counts from the schedule, "
                   "so this step's verdict is conservative")

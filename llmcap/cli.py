@@ -147,7 +147,13 @@ def _extra_commands():
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:  # everything after -- goes to the load test (`llmcap plan P -- --step-seconds 5`)
+        i = argv.index("--")
+        argv, passthrough = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
+    args.passthrough = passthrough
     try:
         return args.func(args) or 0
     except UserError as e:

@@ -252,7 +252,7 @@ def cmd_plan(args) -> int:
     from llmcap.profile import ProfileError
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     try:
-        code, plan_dir = plan(args.profile, variants, args.out, args.processes, args.locust_args or [])
+        code, plan_dir = plan(args.profile, variants, args.out, args.processes, args.passthrough)
     except (ProfileError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     return code
@@ -264,5 +264,5 @@ def register(sub) -> None:
     p.add_argument("--variants", help="comma-separated subset, e.g. bf16,fp8 (default: all in the profile)")
     p.add_argument("--out", help="plan directory (default plans/<UTC time>-<profile name>)")
     p.add_argument("--processes", type=int, default=1, help="load-generating processes (Locust --processes)")
-    p.add_argument("locust_args", nargs="*", help="after --: extra Locust/llmcap arguments, e.g. -- --step-seconds 5")
+    p.epilog = "Arguments after -- go to each load test, e.g. llmcap plan P -- --step-seconds 5"
     p.set_defaults(func=cmd_plan)

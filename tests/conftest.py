@@ -100,9 +100,10 @@ def run_locust(locustfile: str, host: str, *args: str, timeout_s: float = 300, e
                           env={**os.environ, **(env or {})})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cpu_server(tmp_path_factory):
-    """One bf16 tiny-model vLLM CPU server shared by the engine tests that only need a server to talk to."""
+    """A bf16 tiny-model vLLM CPU server for the tests of one module that only need a server to talk to
+    (module scope: an idle server must not sit beside the other modules' timing tests)."""
     from serving.launcher import VllmServer
     from tests.engine import cpu_profile, engine_available
     if not engine_available():

@@ -175,14 +175,13 @@ def _on_init(environment, **_kw):
     if isinstance(runner, MasterRunner):
         runner.register_message(BATCH_MESSAGE, lambda msg, **kw: STATE.collector.add(msg.data))
         return
-    worker_index = getattr(runner, "worker_index", 0) if is_worker else 0
-    dispatcher = Dispatcher(settings.arrival, seed=settings.seed * 1000 + worker_index)
+    dispatcher = Dispatcher(settings.arrival, seed=settings.seed)  # re-seeded per worker at test start
     if is_worker:
         deliver = lambda batch: runner.send_message(BATCH_MESSAGE, batch)  # noqa: E731
         runner.register_message(RATE_MESSAGE, lambda msg, **kw: dispatcher.set_rate(msg.data["rps"]))
     else:
         deliver = STATE.collector.add
-    STATE.process = LoadProcess(dispatcher, deliver, worker_index)
+    STATE.process = LoadProcess(dispatcher, deliver, lambda: getattr(runner, "worker_index", 0))
 
 
 def _sigterm_as_ctrl_c() -> None:
@@ -210,6 +209,8 @@ def _on_test_start(environment, **_kw):
     if STATE.settings is None:
         return
     if STATE.process is not None:
+        # a worker knows its index once the master has acknowledged it: by now it has
+        STATE.process.dispatcher.rng.seed(STATE.settings.seed * 1000 + max(getattr(environment.runner, "worker_index", 0), 0))
         STATE.process.start()
     if not isinstance(environment.runner, WorkerRunner) and STATE.controller is None:
         STATE.controller = gevent.spawn(_control, environment)

@@ -10,6 +10,7 @@ step knows its window's requests are all in.
 """
 from __future__ import annotations
 
+import os
 import time
 from array import array
 
@@ -24,11 +25,13 @@ FLUSH_S = 0.5
 
 
 class LoadProcess:
-    def __init__(self, dispatcher: Dispatcher, deliver, worker_index: int = 0):
+    def __init__(self, dispatcher: Dispatcher, deliver, worker_index=lambda: 0):
         self.dispatcher = dispatcher
         dispatcher.on_issue = self._on_issue
         self.deliver = deliver
+        # Locust assigns a worker its index only once the master has acknowledged it
         self.worker_index = worker_index
+        self.source = os.getpid()
         self.open: dict[int, float] = {}
         self._rows: list[tuple] = []
         self._gaps = array("f")
@@ -37,6 +40,7 @@ class LoadProcess:
         self._flusher: gevent.Greenlet | None = None
         # this process's own CPU use since the last batch (Locust samples it only every 10 s)
         self._cpu_mark = (time.perf_counter(), time.process_time())
+        self._worker = 0
 
     def _on_issue(self, seq: int, scheduled_s: float) -> None:
         self.open[seq] = scheduled_s
@@ -51,7 +55,7 @@ class LoadProcess:
         if r.text is not None:
             self._texts.append([len(self._rows), "".join(r.text)])
         self._rows.append((scheduled_s, issued_s, r.sent_s, r.first_token_s, r.end_s, r.status, r.error, queued,
-                           r.prompt_tokens, r.completion_tokens, len(gaps), prompt_hash, self.worker_index))
+                           r.prompt_tokens, r.completion_tokens, len(gaps), prompt_hash, self._worker))
         self._gaps.extend(gaps)
 
     def start(self) -> None:
@@ -72,6 +76,7 @@ class LoadProcess:
             self.flush()
 
     def flush(self) -> None:
+        self._worker = max(int(self.worker_index()), 0)
         rows, gaps, errors, texts = self._rows, self._gaps, self._errors, self._texts
         self._rows, self._gaps, self._errors, self._texts = [], array("f"), [], []
         t = now()
@@ -80,7 +85,8 @@ class LoadProcess:
         cpu_percent = 100.0 * (cpu1 - cpu0) / (wall1 - wall0) if wall1 > wall0 else 0.0
         open_ = self.open
         self.deliver({
-            "worker": self.worker_index,
+            "source": self.source,
+            "worker": self._worker,
             "t": t,
             "samples": np.array(rows, dtype=SAMPLE_DTYPE).tobytes() if rows else b"",
             "itl": gaps.tobytes(),
@@ -98,6 +104,7 @@ class Collector:
     """Receives batches from every load-generating process and appends them to the run directory."""
 
     RECENT_S = 10.0
+    STALE_S = 5.0
 
     def __init__(self, writer: SampleWriter):
         self.writer = writer
@@ -113,26 +120,25 @@ class Collector:
         self.total += len(samples)
         meta = {k: v for k, v in batch.items() if k not in ("samples", "itl", "errors", "texts")}
         meta["received"] = now()
-        self.sources[batch["worker"]] = meta
-        self.cpu.append((batch["t"], batch["worker"], batch["cpu_percent"]))
+        self.sources[batch["source"]] = meta
+        self.cpu.append((batch["t"], batch["source"], batch["cpu_percent"]))
         if len(samples):
             self.recent.append(samples)
             horizon = now() - self.RECENT_S
             while self.recent and self.recent[0]["end_s"].max() < horizon:
                 self.recent.pop(0)
 
-    def forget(self, worker: int) -> None:
-        self.sources.pop(worker, None)
-
     def settled(self, before_s: float) -> bool:
-        """Every process has reported after `before_s` with nothing scheduled before it still open."""
-        if not self.sources:
+        """Every live process has reported after `before_s` with nothing scheduled before it still open.
+        A process silent for STALE_S is gone (a worker that died or left) and is not waited for."""
+        live = [s for s in self.sources.values() if s["received"] > now() - self.STALE_S]
+        if not live:
             return False
         return all(s["t"] > before_s + 2 * FLUSH_S and (s["oldest_open_s"] is None or s["oldest_open_s"] >= before_s)
-                   for s in self.sources.values())
+                   for s in live)
 
     def in_flight(self) -> int:
-        return sum(s["open"] for s in self.sources.values())
+        return sum(s["open"] for s in self.sources.values() if s["received"] > now() - self.STALE_S)
 
     def recent_samples(self) -> np.ndarray:
         return np.concatenate(self.recent) if self.recent else np.zeros(0, SAMPLE_DTYPE)

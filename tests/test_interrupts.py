@@ -42,7 +42,12 @@ def test_locust_interrupted(stub, tmp_path, sig, processes):
         cmd += ["--processes", str(processes)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_sigint)
-    wait_for_steps(run_dir, 1, 60)
+    try:
+        wait_for_steps(run_dir, 1, 90)
+    except TimeoutError:
+        proc.kill()  # do not leave a master holding Locust's port for the tests after this one
+        out, err = proc.communicate()
+        raise AssertionError(f"no step finished: {err[-3000:]}") from None
     time.sleep(2)  # interrupt in the middle of the second step
     kids = children_of(proc.pid)
     proc.send_signal(sig)

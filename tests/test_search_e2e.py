@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import run_locust
 from tests.queueing import rate_at_slo
 
-FAST = ["--start-rps", "20", "--growth", "2", "--step-seconds", "8", "--warmup-seconds", "4",
+FAST = ["--start-rps", "40", "--growth", "2", "--step-seconds", "8", "--warmup-seconds", "4",
         "--confirm-seconds", "10", "--precision", "0.03", "--max-concurrency", "300"]
 RESULT_FIELDS = {"max_sustained_rps", "first_failing_rps", "slo", "steps", "latency_at_max", "versions", "command"}
 STEP_FIELDS = {"offered_rps", "achieved_rps", "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms",
@@ -41,7 +41,7 @@ def test_search_finds_the_queueing_limit(stub, tmp_path, slots, service_ms, slo_
     elapsed_s = time.time() - t0
     print(f"search C={slots} S={service_ms} ms SLO {slo_ms} ms: found {result and result['max_sustained_rps']}, "
           f"M/D/C {expected:.1f} req/s, {elapsed_s:.0f} s")
-    assert elapsed_s < 240
+    assert elapsed_s < 240  # the goal is 3 minutes; generous for a loaded CI machine
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     check_result_schema(result)
     found = result["max_sustained_rps"]

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 
 import gevent
+import gevent.event
 import greenlet
 from locust import LoadTestShape, User, events, task
 from locust.runners import MasterRunner, WorkerRunner
@@ -64,6 +65,9 @@ class _State:
     progress = None
     done = False
     interrupted = False
+    # A worker's runner takes spawn messages while `init` still waits on the network
+    # (resolving the model), so users wait for this before they touch the process state
+    ready = gevent.event.Event()
     exit_code = EXIT_OK
 
 
@@ -182,6 +186,7 @@ def _on_init(environment, **_kw):
     else:
         deliver = STATE.collector.add
     STATE.process = LoadProcess(dispatcher, deliver, lambda: getattr(runner, "worker_index", 0))
+    STATE.ready.set()
 
 
 def _sigterm_as_ctrl_c() -> None:
@@ -398,6 +403,7 @@ class ChatUser(User):
     host = None
 
     def on_start(self):
+        STATE.ready.wait()
         settings = STATE.settings
         self.process = STATE.process
         self.take = self.process.dispatcher.take

@@ -8,7 +8,11 @@ streamed responses, and records for each rate: the rate the server counted, the 
 request of all load-generating processes (from /proc, steady state only: from 3 s into
 the run to 1 s before its end), lateness p50/p99, client-measured TTFT and end-to-end
 p50/p99 (the truth is ~0: this is the client's own overhead) and whether the load
-generator's self-check flagged itself. Results go to benchmarks/results/<UTC time>.json.
+generator's self-check flagged itself. At each rate it also runs a bare Locust locustfile
+(benchmarks/bare_locust.py) on the same core and records llmcap's CPU per request as a
+ratio to it: CPUs differ several-fold, the ratio is what compares across machines. The
+CPU model and its instruction sets go with every result. Results go to
+benchmarks/results/<UTC time>.json.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+from serving.cpu_support import cpu_model, instruction_sets  # noqa: E402
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -105,12 +111,30 @@ def run_rate(url: str, rate: float, seconds: float, processes: int, cores: str) 
     }
 
 
+def run_bare(url: str, rate: float, seconds: float, cores: str) -> dict:
+    """The same rate from a bare Locust FastHttpUser (closed loop, constant_throughput pacing)."""
+    users = max(20, int(rate // 10))
+    cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(HERE / "bare_locust.py"), "--headless",
+           "--only-summary", "-H", url, "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s"]
+    env = {**os.environ, "BARE_RPS_PER_USER": str(rate / users)}
+    proc = subprocess.Popen(pinned(cmd, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    time.sleep(4)  # spawned and paced
+    c0, n0, t0 = cpu_seconds(proc.pid), server_count(url), time.time()
+    time.sleep(max(1.0, seconds - 6))
+    c1, n1, t1 = cpu_seconds(proc.pid), server_count(url), time.time()
+    proc.wait(timeout=seconds + 60)
+    requests = n1 - n0
+    return {"achieved_rps_server": requests / (t1 - t0),
+            "cpu_ms_per_request": (c1 - c0) * 1000 / requests if requests else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[200, 400, 800, 1600, 3200])
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare-Locust yardstick")
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -127,13 +151,19 @@ def main() -> None:
         rows = []
         for rate in args.rates:
             row = run_rate(url, rate, args.seconds, args.processes, client_cores)
+            if not args.no_bare:
+                bare = run_bare(url, rate, args.seconds, client_cores)
+                row["bare_locust"] = bare
+                if bare["cpu_ms_per_request"] and row["cpu_ms_per_request"]:
+                    row["cpu_ratio_to_bare_locust"] = row["cpu_ms_per_request"] / bare["cpu_ms_per_request"]
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
         server.terminate()
     out = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "instruction_sets": instruction_sets(),
+                    "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "taskset": bool(shutil.which("taskset"))},
         "processes": args.processes, "seconds": args.seconds, "chunks": 30, "rows": rows,
     }

@@ -30,9 +30,12 @@ def _profile(path: str) -> dict:
 
 # -- serve ------------------------------------------------------------------------------------
 def cmd_serve(args) -> int:
-    from serving.launcher import ServerError, VllmServer, build_command
+    from serving.launcher import ServerError, UnsupportedVariant, VllmServer, build_command, variant_unsupported
     profile = _profile(args.profile)
     try:
+        if args.variant in profile["serving"]["variants"] and variant_unsupported(profile, args.variant):
+            raise UnsupportedVariant(f"{args.variant} cannot run on this machine: "
+                                     f"{variant_unsupported(profile, args.variant)}")
         if args.dry_run:
             print(" ".join(_quote(a) for a in build_command(profile, args.variant, args.port)))
             return 0
@@ -49,6 +52,9 @@ def cmd_serve(args) -> int:
             if server.proc.poll() is not None and server.proc.returncode not in (0, -signal.SIGTERM):
                 print(f"llmcap: vLLM exited with code {server.proc.returncode}", file=sys.stderr)
                 return 1
+    except UnsupportedVariant as e:
+        print(f"llmcap: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except ServerError as e:
         print(f"llmcap: {e}", file=sys.stderr)
         return 2 if args.dry_run else 1

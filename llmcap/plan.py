@@ -21,7 +21,7 @@ from pathlib import Path
 from llmcap.profile import load_profile
 from reports.compare import write_comparison
 from reports.render import fmt, write
-from serving.launcher import ServerError, VllmServer, port_is_free
+from serving.launcher import ServerError, VllmServer, port_is_free, variant_unsupported
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,13 @@ class Progress:
 
 def run_variant(profile: dict, profile_path: str, variant: str, run_dir: Path, progress: Progress,
                 processes: int, extra_locust_args: list[str]) -> tuple[str, str]:
-    """Serve, search, stop. Returns (status, detail); status is 'ok', 'no-capacity', 'failed' or 'interrupted'."""
+    """Serve, search, stop. Returns (status, detail); status is 'ok', 'no-capacity', 'unsupported', 'failed'
+    or 'interrupted'."""
+    reason = variant_unsupported(profile, variant)
+    if reason:
+        print(f"llmcap plan: {variant}: skipped, cannot run on this machine: {reason}", flush=True)
+        (run_dir / "UNSUPPORTED").write_text(reason + "\n")
+        return "unsupported", reason
     port = _free_port(profile["serving"]["port"])
     server = VllmServer(profile, variant, run_dir, port=port)
     exporter = None
@@ -139,7 +145,7 @@ def run_variant(profile: dict, profile_path: str, variant: str, run_dir: Path, p
         return "failed", f"locust exited with code {code} (see {run_dir}/locust.log)"
     except ServerError as e:
         first = str(e).splitlines()[0]
-        print(f"llmcap plan: {variant} failed to start: {e}", file=sys.stderr, flush=True)
+        print(f"llmcap plan: {variant} failed to start: {first}", file=sys.stderr, flush=True)
         (run_dir / "FAILED").write_text(str(e))
         return "failed", f"server did not start: {first}"
     except (Interrupted, KeyboardInterrupt):

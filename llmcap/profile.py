@@ -50,6 +50,7 @@ SCHEMA = {
     },
     "serving": {
         "engine": (str, "vllm"),
+        "device": (str, "gpu"),  # gpu, or cpu: vLLM's CPU build (its limits are checked before start)
         "python": (OPT_STR, None),  # the engine's own interpreter; None: the `vllm` console script
         "host": (str, "127.0.0.1"),
         "port": (int, 8000),
@@ -86,6 +87,8 @@ SCHEMA = {
         "warmup_seconds": (NUM, 5.0),
         "confirm_seconds": (NUM, 40.0),
         "max_rps": (OPT_NUM, None),
+        "min_rps": (OPT_NUM, None),  # floor of the descent when start_rps fails; None: start_rps / 16
+        "min_requests": (int, 20),  # a step's window holds at least this many arrivals
         "max_lateness_ms": (NUM, 50.0),
         "arrival": (str, "poisson"),
         "seed": (int, 0),
@@ -162,6 +165,8 @@ def load_profile(path: str | Path) -> dict:
     profile["serving"]["variants"] = variants
     if not variants:
         raise ProfileError(f"{path}: serving.variants: at least one variant is required")
+    if profile["serving"]["device"] not in ("gpu", "cpu"):
+        raise ProfileError(f"{path}: serving.device: expected gpu or cpu, got {profile['serving']['device']!r}")
     if profile["search"]["arrival"] not in ("poisson", "poisson-iid", "constant"):
         raise ProfileError(f"{path}: search.arrival: expected poisson, poisson-iid or constant")
     for i, u in enumerate(profile["cost"]["utilizations"]):

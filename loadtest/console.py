@@ -45,9 +45,10 @@ def final(outcome, settings) -> None:
            f"(first failing: {outcome.first_failing_rps and round(outcome.first_failing_rps, 2)} req/s); "
            f"results in {settings.run_dir}/result.json")
     else:
-        first = outcome.steps[0] if outcome.steps else None
-        why = f": {first['reason']}" if first else ""
-        _p(f"llmcap: no sustained rate: even {settings.search.start_rps:g} req/s fails the SLO{why}")
+        lowest = min(outcome.steps, key=lambda s: s["offered_rps"]) if outcome.steps else None
+        rate = lowest["offered_rps"] if lowest else settings.search.start_rps
+        why = f": {lowest['reason']}" if lowest else ""
+        _p(f"llmcap: no sustained rate: even {rate:.3g} req/s fails the SLO{why}")
 
 
 class LiveLine:

@@ -63,6 +63,7 @@ class _State:
     controller: gevent.Greenlet | None = None
     scraper = None  # the telemetry scraper's process
     progress = None
+    pending_rps: float | None = None  # a worker's rate, set by the master (maybe before init is done)
     done = False
     interrupted = False
     # A worker's runner takes spawn messages while `init` still waits on the network
@@ -145,6 +146,10 @@ def _on_init(environment, **_kw):
     is_worker = isinstance(runner, WorkerRunner)
     if environment.parsed_options is None or not any(getattr(c, "task_spec", None) for c in environment.user_classes):
         return
+    if is_worker:
+        # before anything that waits on the network: the master may set the rate while this init still
+        # resolves the model, and Locust drops a message that has no handler yet
+        runner.register_message(RATE_MESSAGE, _on_rate_message)
     try:
         settings = resolve(environment.parsed_options, _task_of(environment.user_classes).name)
         if not settings.host:
@@ -182,11 +187,18 @@ def _on_init(environment, **_kw):
     dispatcher = Dispatcher(settings.arrival, seed=settings.seed)  # re-seeded per worker at test start
     if is_worker:
         deliver = lambda batch: runner.send_message(BATCH_MESSAGE, batch)  # noqa: E731
-        runner.register_message(RATE_MESSAGE, lambda msg, **kw: dispatcher.set_rate(msg.data["rps"]))
     else:
         deliver = STATE.collector.add
     STATE.process = LoadProcess(dispatcher, deliver, lambda: getattr(runner, "worker_index", 0))
+    if STATE.pending_rps is not None:
+        dispatcher.set_rate(STATE.pending_rps)
     STATE.ready.set()
+
+
+def _on_rate_message(msg, **_kw) -> None:
+    STATE.pending_rps = msg.data["rps"]
+    if STATE.process is not None:
+        STATE.process.dispatcher.set_rate(msg.data["rps"])
 
 
 def _sigterm_as_ctrl_c() -> None:

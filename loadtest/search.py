@@ -4,7 +4,9 @@ Grow the offered rate geometrically from `start_rps` until a step fails the SLO,
 bisect between the last passing and the first failing rate until they are within
 `precision` of each other, then hold the best passing rate for a longer
 confirmation step. A failed confirmation makes that rate the new failing bound
-and the bisection goes on below it.
+and the bisection goes on below it. The start rate is a hint, not a precondition:
+when it fails, the rate steps down (divided by `growth`) until a step passes or
+the floor `min_rps` fails too, and only then is there "no capacity".
 
 `RateSearch` is the pure decision logic (rates in, verdicts in, next rate out);
 `run_search` drives a `Load` (anything with set_rate / wait_settled / drain /
@@ -20,7 +22,10 @@ import gevent
 from loadtest.clock import now
 from loadtest.stats import Slo, generator_check, judge, summarize_window
 
-GROW, BISECT, CONFIRM = "grow", "bisect", "confirm"
+GROW, DESCEND, BISECT, CONFIRM = "grow", "descend", "bisect", "confirm"
+
+# the floor of the descent when the profile names none: a start rate this far off is a wrong profile
+DEFAULT_DESCENT = 16.0
 
 
 @dataclasses.dataclass
@@ -32,6 +37,8 @@ class SearchParams:
     warmup_seconds: float = 5.0
     confirm_seconds: float = 40.0
     max_rps: float | None = None
+    min_rps: float | None = None  # None: start_rps / DEFAULT_DESCENT
+    min_requests: int = 20  # a step's window is long enough to hold at least this many arrivals
     max_steps: int = 30
     max_lateness_ms: float = 50.0
 
@@ -42,11 +49,20 @@ class RateSearch:
     def __init__(self, params: SearchParams):
         if params.start_rps <= 0 or params.growth <= 1 or params.precision <= 0:
             raise ValueError("search needs start_rps > 0, growth > 1 and precision > 0")
+        if params.min_rps is not None and not 0 < params.min_rps <= params.start_rps:
+            raise ValueError(f"search needs 0 < min_rps <= start_rps (got min_rps {params.min_rps:g}, "
+                             f"start_rps {params.start_rps:g})")
+        if params.min_requests < 1:
+            raise ValueError("search needs min_requests >= 1")
         self.p = params
         self.passed: list[float] = []
         self.failed: list[float] = []
         self.confirmed = False
         self.steps = 0
+
+    @property
+    def floor_rps(self) -> float:
+        return self.p.min_rps if self.p.min_rps else self.p.start_rps / DEFAULT_DESCENT
 
     @property
     def best_rps(self) -> float | None:
@@ -65,9 +81,12 @@ class RateSearch:
             return None
         lo, hi = self.best_rps, self.first_failing_rps
         if lo is None:
-            if hi is not None:
-                return None  # the lowest rate we may try failed (or a confirmation failed)
-            return self.p.start_rps, GROW
+            if hi is None:
+                return self.p.start_rps, GROW
+            lower = hi / self.p.growth
+            if lower < self.floor_rps * (1 - 1e-9):
+                return None  # even the floor failed: no capacity
+            return lower, DESCEND
         if hi is None:
             if self.p.max_rps is not None and lo >= self.p.max_rps:
                 return (None if self.confirmed else (lo, CONFIRM))
@@ -109,6 +128,13 @@ class SearchOutcome:
     mode: str = "search"
 
 
+def window_seconds(params: SearchParams, rate_rps: float, phase: str) -> float:
+    """The measured window: the phase's length, stretched at low rates so that it holds
+    `min_requests` arrivals (a p95 over a handful of requests is no verdict)."""
+    base = params.confirm_seconds if phase == CONFIRM else params.step_seconds
+    return max(base, params.min_requests / rate_rps)
+
+
 def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo: Slo,
              request_timeout_s: float, max_lateness_ms: float, phase: str = "fixed",
              on_tick: Callable[[dict], None] | None = None) -> dict:
@@ -146,7 +172,7 @@ def run_search(load: Load, params: SearchParams, slo: Slo, request_timeout_s: fl
     steps: list[dict] = []
     while (nxt := search.next_step()) is not None:
         rate, phase = nxt
-        measure_s = params.confirm_seconds if phase == CONFIRM else params.step_seconds
+        measure_s = window_seconds(params, rate, phase)
         step = run_step(load, rate, measure_s, params.warmup_seconds, slo, request_timeout_s,
                         params.max_lateness_ms, phase, on_tick)
         step["index"] = len(steps)

@@ -10,8 +10,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from llmcap.profile import SCHEMA, load_profile
-from loadtest.search import SearchParams
+from llmcap.profile import SCHEMA, ProfileError, load_profile
+from loadtest.search import RateSearch, SearchParams
 from loadtest.stats import Slo
 
 # (argument, profile section, profile key, type, help)
@@ -41,6 +41,10 @@ OPTIONS = [
     ("--precision", "search", "precision", float, "search: stop bisecting when (fail-pass)/pass <= this"),
     ("--confirm-seconds", "search", "confirm_seconds", float, "search: window of the confirmation step"),
     ("--max-rps", "search", "max_rps", float, "search: never offer more than this"),
+    ("--min-rps", "search", "min_rps", float,
+     "search: when the start rate fails, step down to this rate before concluding 'no capacity' "
+     "(default start rate / 16)"),
+    ("--min-requests", "search", "min_requests", int, "search: a step's window holds at least this many arrivals"),
     ("--max-lateness-ms", "search", "max_lateness_ms", float, "load generator self-check: lateness p99 bound"),
     ("--arrival", "search", "arrival", str, "poisson (default) or constant"),
     ("--seed", "search", "seed", int, "seed for arrivals and prompt order"),
@@ -111,6 +115,14 @@ def resolve(options, task_name: str) -> RunSettings:
     if not run_dir:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         run_dir = os.path.join("runs", f"{stamp}-{name}")
+    search = SearchParams(**{k: search_v[k] for k in (
+        "start_rps", "growth", "precision", "step_seconds", "warmup_seconds", "confirm_seconds",
+        "max_rps", "min_rps", "min_requests", "max_lateness_ms")})
+    try:
+        RateSearch(search)
+    except ValueError as e:
+        where = options.llmcap_profile if getattr(options, "llmcap_profile", None) else "arguments"
+        raise ProfileError(f"{where}: search: {e}") from None
     host = (options.host or "").rstrip("/")
     metrics_url = getattr(options, "metrics_url", None) or (host + "/metrics" if host else None)
     return RunSettings(
@@ -124,9 +136,7 @@ def resolve(options, task_name: str) -> RunSettings:
         request=section("request"),
         slo=Slo(p95_ms=slo_v["p95_ms"], p99_ms=slo_v["p99_ms"], ttft_p95_ms=slo_v["ttft_p95_ms"],
                 max_error_rate=slo_v["max_error_rate"]),
-        search=SearchParams(**{k: search_v[k] for k in (
-            "start_rps", "growth", "precision", "step_seconds", "warmup_seconds", "confirm_seconds",
-            "max_rps", "max_lateness_ms")}),
+        search=search,
         arrival=search_v["arrival"],
         seed=search_v["seed"],
         max_concurrency=search_v["max_concurrency"],

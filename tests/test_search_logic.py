@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from loadtest.samples import ERROR_CODE, SAMPLE_DTYPE
-from loadtest.search import BISECT, CONFIRM, GROW, RateSearch, SearchParams
+from loadtest.search import BISECT, CONFIRM, DESCEND, GROW, RateSearch, SearchParams, window_seconds
 from loadtest.stats import Slo, generator_check, judge, summarize_window
 
 
@@ -41,9 +41,33 @@ def test_failed_confirmation_searches_lower():
     assert 33.0 * 0.97 <= s.best_rps <= 33.0
 
 
-def test_start_rate_failing_ends_the_search():
-    s, trail = drive(0.5, SearchParams(start_rps=1))
-    assert trail == [(1, GROW, False)] and s.best_rps is None and s.next_step() is None
+def test_start_rate_above_capacity_steps_down_then_bisects():
+    # the profile's start rate is 8x the capacity: the search steps down, then bisects and confirms
+    s, trail = drive(5.0, SearchParams(start_rps=40, growth=2, precision=0.03))
+    assert trail[:4] == [(40, GROW, False), (20, DESCEND, False), (10, DESCEND, False), (5, DESCEND, True)]
+    assert all(t[1] == BISECT for t in trail[4:-1]) and trail[-1] == (s.best_rps, CONFIRM, True)
+    assert 5.0 * 0.97 <= s.best_rps <= 5.0 and (s.first_failing_rps - s.best_rps) / s.best_rps <= 0.03
+
+
+def test_descent_stops_at_the_floor():
+    s, trail = drive(0.001, SearchParams(start_rps=16, growth=2))  # default floor: start / 16
+    assert [t[0] for t in trail] == [16, 8, 4, 2, 1] and not any(t[2] for t in trail)
+    assert s.best_rps is None and s.next_step() is None
+    s, trail = drive(0.001, SearchParams(start_rps=16, growth=2, min_rps=4))
+    assert [t[0] for t in trail] == [16, 8, 4]
+
+
+def test_failed_confirmation_of_the_only_pass_steps_down():
+    params = SearchParams(start_rps=10, growth=2, precision=1.0)
+    s, trail = drive(4.0, params, lucky={10.0})  # 10 passes its step by luck, fails its confirmation
+    assert trail[:3] == [(10, GROW, True), (20, GROW, False), (10, CONFIRM, False)]
+    assert trail[3] == (5, DESCEND, False) and s.confirmed and s.best_rps <= 4.0
+
+
+def test_window_holds_enough_requests_at_low_rates():
+    params = SearchParams(step_seconds=10, confirm_seconds=20, min_requests=20)
+    assert window_seconds(params, 100, GROW) == 10 and window_seconds(params, 100, CONFIRM) == 20
+    assert window_seconds(params, 0.5, DESCEND) == 40
 
 
 def test_max_rps_caps_growth_and_is_confirmed():
@@ -51,7 +75,8 @@ def test_max_rps_caps_growth_and_is_confirmed():
     assert [t[0] for t in trail] == [10, 30, 50, 50] and trail[-1][1] == CONFIRM
 
 
-@pytest.mark.parametrize("bad", [dict(start_rps=0), dict(growth=1.0), dict(precision=0)])
+@pytest.mark.parametrize("bad", [dict(start_rps=0), dict(growth=1.0), dict(precision=0),
+                                 dict(start_rps=4, min_rps=8), dict(min_requests=0)])
 def test_bad_search_parameters(bad):
     with pytest.raises(ValueError):
         RateSearch(SearchParams(**bad))

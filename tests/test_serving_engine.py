@@ -7,7 +7,7 @@ import pytest
 from loadtest.client import ChatClient
 from serving.launcher import ServerError, VllmServer
 from tests.conftest import free_port
-from tests.engine import cpu_profile, group_alive, needs_engine
+from tests.engine import cpu_profile, group_alive, needs_cpu_support, needs_engine
 
 pytestmark = [needs_engine, pytest.mark.engine]
 
@@ -16,7 +16,11 @@ BODY = json.dumps({"model": "tiny-qwen3", "stream": True, "stream_options": {"in
                    "messages": [{"role": "user", "content": "SELECT the answer, please."}]}).encode()
 
 
-@pytest.mark.parametrize("variant,cache_dtype", [("bf16", ("auto", "bfloat16")), ("fp8-kv", ("fp8",))])
+@pytest.mark.parametrize("variant,cache_dtype", [
+    ("bf16", ("auto", "bfloat16")),
+    ("fp32", ("auto", "float32")),
+    pytest.param("fp8-kv", ("fp8",), marks=needs_cpu_support({"kv_cache_dtype": "fp8"})),
+])
 def test_variant_starts_answers_records_and_stops(tmp_path, variant, cache_dtype):
     profile = cpu_profile()
     server = VllmServer(profile, variant, tmp_path, port=free_port())

@@ -223,14 +223,21 @@ def _api_key(settings) -> str | None:
 
 @events.test_start.add_listener
 def _on_test_start(environment, **_kw):
-    if STATE.settings is None:
+    if not any(getattr(c, "task_spec", None) for c in environment.user_classes):
         return
-    if STATE.process is not None:
-        # a worker knows its index once the master has acknowledged it: by now it has
-        STATE.process.dispatcher.rng.seed(STATE.settings.seed * 1000 + max(getattr(environment.runner, "worker_index", 0), 0))
-        STATE.process.start()
-    if not isinstance(environment.runner, WorkerRunner) and STATE.controller is None:
+    if not isinstance(environment.runner, MasterRunner):
+        # a worker's test can start (the master's spawn message) while its init still waits on the
+        # network: start the load process once init is done, not never
+        gevent.spawn(_start_process, environment)
+    if STATE.settings is not None and not isinstance(environment.runner, WorkerRunner) and STATE.controller is None:
         STATE.controller = gevent.spawn(_control, environment)
+
+
+def _start_process(environment) -> None:
+    STATE.ready.wait()
+    # a worker knows its index once the master has acknowledged it: by now it has
+    STATE.process.dispatcher.rng.seed(STATE.settings.seed * 1000 + max(getattr(environment.runner, "worker_index", 0), 0))
+    STATE.process.start()
 
 
 @events.test_stop.add_listener

@@ -142,6 +142,8 @@ def run_variant(
             str(run_dir),
             "--model",
             server.model_name,
+            "--server-pid",
+            str(server.proc.pid if server.proc else 0),
         ]
         if gpu_present():
             exporter_port = _free_port(9400)

@@ -15,7 +15,7 @@ from loadtest.result import append_step, write_result
 from loadtest.run_state import RunState, state_of
 from loadtest.search import SearchOutcome, run_search, run_step
 from loadtest.server_api import server_queue_empty
-from serving.telemetry import server_pids, server_summary
+from serving.telemetry import process_tree, server_summary
 
 log = get_logger()
 
@@ -85,7 +85,8 @@ def control(environment) -> None:
     def on_step(step: dict) -> None:
         run_dir = settings.run_dir
         state.progress.step_done(step)
-        step["server"] = server_summary(run_dir / TELEMETRY_DIR, step["start"], step["end"], server_pids(run_dir))
+        pids = process_tree(settings.server_pid) if settings.server_pid else None
+        step["server"] = server_summary(run_dir / TELEMETRY_DIR, step["start"], step["end"], pids)
         append_step(run_dir, step)
         console.step_line(step)
 

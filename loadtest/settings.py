@@ -26,6 +26,7 @@ RUN_OPTIONS = [
     ("--duration", float, "fixed-rate mode: seconds to run (default 60)"),
     ("--metrics-url", str, "vLLM /metrics URL for drain checks and telemetry (default HOST/metrics)"),
     ("--gpu-metrics-url", str, "GPU exporter /metrics URL (llmcap gpu-exporter or DCGM)"),
+    ("--server-pid", int, "the server's PID, when it runs on this machine (GPU memory of its process tree)"),
     ("--store-text", bool, "also store prompt text with the samples (off: counts and a hash only)"),
     ("--no-report", bool, "do not write the report at the end"),
 ]
@@ -57,6 +58,7 @@ class RunSettings:
     duration: float
     metrics_url: str | None
     gpu_metrics_url: str | None
+    server_pid: int | None
     store_text: bool
     write_report: bool
 
@@ -111,6 +113,7 @@ def resolve(options, task_name: str) -> RunSettings:
         duration=getattr(options, "duration", None) or DEFAULT_DURATION_S,
         metrics_url=metrics_url,
         gpu_metrics_url=getattr(options, "gpu_metrics_url", None),
+        server_pid=getattr(options, "server_pid", None),
         store_text=bool(getattr(options, "store_text", None)),
         write_report=not getattr(options, "no_report", None),
     )

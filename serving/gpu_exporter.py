@@ -16,6 +16,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from llmcap.errors import LlmcapError
 from llmcap.log import get_logger
 
 log = get_logger("llmcap.gpu-exporter")
@@ -34,7 +35,7 @@ THROTTLE_REASONS = {
 GPU_LABELS = ("gpu", "uuid", "name")
 
 
-class NvmlUnavailable(RuntimeError):
+class NvmlUnavailable(LlmcapError):
     pass
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from llmcap.rundir import Scrape, load_scrapes, read_server_pid
+from llmcap.rundir import Scrape, load_scrapes
 
 
 def _value(rows: list, name: str, match: dict | None = None) -> float | None:
@@ -189,9 +189,3 @@ def process_tree(root_pid: int) -> set[int]:
         return {root_pid} | {p.pid for p in root.children(recursive=True)}
     except psutil.Error:
         return set()
-
-
-def server_pids(run_dir: str | Path) -> set[int] | None:
-    """The process tree of the server llmcap started for this run, if any."""
-    pid = read_server_pid(run_dir)
-    return process_tree(pid) if pid is not None else None

@@ -6,13 +6,20 @@ Each user posts one streamed chat completion and reads the whole response, paced
 `constant_throughput` (closed loop). `loadgen_cost.py` runs it beside llmcap at the same rates so
 the CPU per request of both is measured in the same run on the same machine.
 """
+
 import json
 import os
 
 from locust import FastHttpUser, constant_throughput, task
 
-BODY = json.dumps({"model": "zero", "stream": True, "max_tokens": 30,
-                   "messages": [{"role": "user", "content": "How many singers do we have?"}]})
+BODY = json.dumps(
+    {
+        "model": "zero",
+        "stream": True,
+        "max_tokens": 30,
+        "messages": [{"role": "user", "content": "How many singers do we have?"}],
+    }
+)
 
 
 class BareChatUser(FastHttpUser):

@@ -14,6 +14,7 @@ ratio to it: CPUs differ several-fold, the ratio is what compares across machine
 CPU model and its instruction sets go with every result. Results go to
 benchmarks/results/<UTC time>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,13 +28,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 from serving.cpu_support import cpu_model, instruction_sets  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -71,10 +73,30 @@ def pinned(cmd: list[str], cores: str) -> list[str]:
 
 def run_rate(url: str, rate: float, seconds: float, processes: int, cores: str) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="llmcap-bench-"))
-    cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(REPO / "loadtest" / "text2sql.py"), "--headless",
-           "--only-summary", "-H", url, "--model", "zero", "--rps", str(rate), "--duration", str(seconds),
-           "--run-dir", str(run_dir), "--max-concurrency", str(max(64, int(rate // 10))), "--no-report",
-           "--max-tokens", "30", "--metrics-url", url + "/no-metrics"]
+    cmd = [
+        str(Path(sys.executable).with_name("locust")),
+        "-f",
+        str(REPO / "loadtest" / "text2sql.py"),
+        "--headless",
+        "--only-summary",
+        "-H",
+        url,
+        "--model",
+        "zero",
+        "--rps",
+        str(rate),
+        "--duration",
+        str(seconds),
+        "--run-dir",
+        str(run_dir),
+        "--max-concurrency",
+        str(max(64, int(rate // 10))),
+        "--no-report",
+        "--max-tokens",
+        "30",
+        "--metrics-url",
+        url + "/no-metrics",
+    ]
     if processes > 1:
         cmd += ["--processes", str(processes)]
     proc = subprocess.Popen(pinned(cmd, cores), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -114,8 +136,21 @@ def run_rate(url: str, rate: float, seconds: float, processes: int, cores: str) 
 def run_bare(url: str, rate: float, seconds: float, cores: str) -> dict:
     """The same rate from a bare Locust FastHttpUser (closed loop, constant_throughput pacing)."""
     users = max(20, int(rate // 10))
-    cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(HERE / "bare_locust.py"), "--headless",
-           "--only-summary", "-H", url, "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s"]
+    cmd = [
+        str(Path(sys.executable).with_name("locust")),
+        "-f",
+        str(HERE / "bare_locust.py"),
+        "--headless",
+        "--only-summary",
+        "-H",
+        url,
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds:g}s",
+    ]
     env = {**os.environ, "BARE_RPS_PER_USER": str(rate / users)}
     proc = subprocess.Popen(pinned(cmd, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     time.sleep(4)  # spawned and paced
@@ -124,8 +159,10 @@ def run_bare(url: str, rate: float, seconds: float, cores: str) -> dict:
     c1, n1, t1 = cpu_seconds(proc.pid), server_count(url), time.time()
     proc.wait(timeout=seconds + 60)
     requests = n1 - n0
-    return {"achieved_rps_server": requests / (t1 - t0),
-            "cpu_ms_per_request": (c1 - c0) * 1000 / requests if requests else None}
+    return {
+        "achieved_rps_server": requests / (t1 - t0),
+        "cpu_ms_per_request": (c1 - c0) * 1000 / requests if requests else None,
+    }
 
 
 def main() -> None:
@@ -161,14 +198,22 @@ def main() -> None:
     finally:
         server.terminate()
     out = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "instruction_sets": instruction_sets(),
-                    "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "taskset": bool(shutil.which("taskset"))},
-        "processes": args.processes, "seconds": args.seconds, "chunks": 30, "rows": rows,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
+            "instruction_sets": instruction_sets(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "taskset": bool(shutil.which("taskset")),
+        },
+        "processes": args.processes,
+        "seconds": args.seconds,
+        "chunks": 30,
+        "rows": rows,
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-p{args.processes}.json"
+    path = Path(args.out) / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-p{args.processes}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"results: {path}")
 

@@ -6,6 +6,7 @@ Zero-work server on core 0, llmcap's locustfile on core 1 for 30 s; py-spy sampl
 generator for 15 s of steady state (idle frames excluded) and the script prints the functions
 with the most samples, by own time and by inclusive time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,48 @@ def main() -> None:
     out = run_dir / "stacks.txt"
     try:
         time.sleep(1)
-        cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(REPO / "loadtest" / "text2sql.py"),
-               "--headless", "--only-summary", "-H", url, "--model", "zero", "--rps", str(args.rps),
-               "--duration", "30", "--run-dir", str(run_dir / "run"), "--no-report", "--max-concurrency", "256",
-               "--metrics-url", url + "/no-metrics"]
+        cmd = [
+            str(Path(sys.executable).with_name("locust")),
+            "-f",
+            str(REPO / "loadtest" / "text2sql.py"),
+            "--headless",
+            "--only-summary",
+            "-H",
+            url,
+            "--model",
+            "zero",
+            "--rps",
+            str(args.rps),
+            "--duration",
+            "30",
+            "--run-dir",
+            str(run_dir / "run"),
+            "--no-report",
+            "--max-concurrency",
+            "256",
+            "--metrics-url",
+            url + "/no-metrics",
+        ]
         proc = subprocess.Popen(pinned(cmd, "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(8)
-        subprocess.run([pyspy, "record", "--pid", str(proc.pid), "--duration", "15", "--rate", "250",
-                        "--format", "raw", "--output", str(out)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                pyspy,
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                "15",
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
         proc.wait(timeout=120)
     finally:
         server.terminate()
@@ -60,7 +95,7 @@ def main() -> None:
     for f, n in own.most_common(args.top):
         print(f"  {100 * n / total:5.1f} %  {f}")
     print("\nby inclusive time (llmcap's functions):")
-    for f, n in [(f, n) for f, n in inclusive.most_common() if "llmcap" in f or "loadtest" in f][:args.top]:
+    for f, n in [(f, n) for f, n in inclusive.most_common() if "llmcap" in f or "loadtest" in f][: args.top]:
         print(f"  {100 * n / total:5.1f} %  {f}")
 
 

@@ -5,6 +5,7 @@
 Samples the locust process's resident memory (RSS) every 10 s and writes the series, with
 the start and end values, to benchmarks/results/soak-<UTC time>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -39,10 +40,26 @@ def main() -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="llmcap-soak-"))
     try:
         time.sleep(1)
-        cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(REPO / "loadtest" / "text2sql.py"),
-               "--headless", "--only-summary", "-H", url, "--model", "zero", "--rps", str(args.rps),
-               "--duration", str(args.seconds), "--run-dir", str(run_dir), "--no-report",
-               "--metrics-url", url + "/no-metrics"]
+        cmd = [
+            str(Path(sys.executable).with_name("locust")),
+            "-f",
+            str(REPO / "loadtest" / "text2sql.py"),
+            "--headless",
+            "--only-summary",
+            "-H",
+            url,
+            "--model",
+            "zero",
+            "--rps",
+            str(args.rps),
+            "--duration",
+            str(args.seconds),
+            "--run-dir",
+            str(run_dir),
+            "--no-report",
+            "--metrics-url",
+            url + "/no-metrics",
+        ]
         proc = subprocess.Popen(pinned(cmd, "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         series = []
         t0 = time.time()
@@ -55,12 +72,20 @@ def main() -> None:
         sent = server_count(url)
     finally:
         server.terminate()
-    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rps": args.rps,
-           "seconds": args.seconds, "requests": sent, "rss_mib_start": series[0][1], "rss_mib_end": series[-1][1],
-           "rss_mib_max": max(v for _, v in series), "series": series, "exit_code": proc.returncode,
-           "samples_bytes": (run_dir / "samples.bin").stat().st_size}
+    out = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rps": args.rps,
+        "seconds": args.seconds,
+        "requests": sent,
+        "rss_mib_start": series[0][1],
+        "rss_mib_end": series[-1][1],
+        "rss_mib_max": max(v for _, v in series),
+        "series": series,
+        "exit_code": proc.returncode,
+        "samples_bytes": (run_dir / "samples.bin").stat().st_size,
+    }
     (HERE / "results").mkdir(exist_ok=True)
-    path = HERE / "results" / f"soak-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path = HERE / "results" / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"RSS {out['rss_mib_start']} MiB at 10 s, {out['rss_mib_end']} MiB at the end; {sent} requests; {path}")
 

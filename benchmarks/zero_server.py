@@ -7,6 +7,7 @@ chunks, a usage chunk, [DONE]) at once, chunked HTTP/1.1 with keep-alive. A raw 
 protocol, not a web framework: it must not be the limit (see benchmarks/README.md for its
 measured ceiling). GET /stats returns the number of chat completions answered so far.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,12 +24,19 @@ def build_response(chunks: int, model: str) -> bytes:
     body = event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
     for i in range(chunks):
         body += event({**base, "choices": [{"index": 0, "delta": {"content": f" t{i}"}, "finish_reason": None}]})
-    body += event({**base, "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": chunks,
-                                                     "total_tokens": 100 + chunks}})
+    body += event(
+        {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": 100, "completion_tokens": chunks, "total_tokens": 100 + chunks},
+        }
+    )
     done = b"data: [DONE]\n\n"
     body += f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n"
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-            b"Connection: keep-alive\r\n\r\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: keep-alive\r\n\r\n"
+    )
     return head + body
 
 
@@ -54,7 +62,7 @@ class Zero(asyncio.Protocol):
                     length = int(line[15:])
             if len(self.buffer) < end + 4 + length:
                 return
-            self.buffer = self.buffer[end + 4 + length:]
+            self.buffer = self.buffer[end + 4 + length :]
             if head.startswith(b"POST"):
                 Zero.count += 1
                 self.transport.write(Zero.response)
@@ -67,8 +75,12 @@ class Zero(asyncio.Protocol):
 
     def _json(self, obj):
         body = json.dumps(obj).encode()
-        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
 
 
 async def serve(host: str, port: int) -> None:

@@ -1,40 +1,51 @@
 """Subcommands whose code lives in reports/, serving/ and llmcap/plan.py: parse, call, print."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
+from llmcap.rundir import is_run_dir
+
 
 def _user_error(message: str):
-    from llmcap.errors import UserError
-    return UserError(message)
+    from llmcap.errors import BadInput
+
+    return BadInput(message)
 
 
 def cmd_report(args) -> int:
     from reports.report import write_report
+
     run_dir = Path(args.run_dir)
-    if not (run_dir / "result.json").is_file():
+    if not is_run_dir(run_dir):
         raise _user_error(f"{run_dir}: not a run directory (no result.json)")
     cap = write_report(run_dir, args.prices)
     rps = cap.get("max_sustained_rps")
-    print(f"llmcap: {run_dir}/report.md, report.html, capacity.json written; max sustained "
-          f"{f'{rps:.1f} req/s' if rps else 'none'}")
+    print(
+        f"llmcap: {run_dir}/report.md, report.html, capacity.json written; max sustained "
+        f"{f'{rps:.1f} req/s' if rps else 'none'}"
+    )
     return 0
 
 
 def cmd_compare(args) -> int:
     from reports.compare import write_comparison
+
     for d in args.run_dirs:
-        if not (Path(d) / "result.json").is_file():
+        if not is_run_dir(d):
             raise _user_error(f"{d}: not a run directory (no result.json)")
     out = Path(args.out or "comparison")
     data = write_comparison(args.run_dirs, out)
-    print(f"llmcap: {out}/comparison.md, comparison.html, comparison.json written "
-          f"({len(data['variants'])} runs, baseline {data['baseline']})")
+    print(
+        f"llmcap: {out}/comparison.md, comparison.html, comparison.json written "
+        f"({len(data['variants'])} runs, baseline {data['baseline']})"
+    )
     return 0
 
 
 def cmd_cost(args) -> int:
     from reports.cost import usd_per_million_requests
+
     if args.rps <= 0 or args.gpu_hourly < 0 or args.gpus < 1:
         raise _user_error("--rps must be > 0, --gpu-hourly >= 0, --gpus >= 1")
     for u in args.utilization:
@@ -68,16 +79,19 @@ def register_reports(sub) -> None:
 
 def register_plan(sub) -> None:
     from llmcap.plan import register
+
     register(sub)
 
 
 def register_exporter(sub) -> None:
     from serving.gpu_exporter import register
+
     register(sub)
 
 
 def register_inspect(sub) -> None:
     from llmcap.inspect_cmd import register
+
     register(sub)
 
 

@@ -5,6 +5,7 @@ length in characters and, where the model's tokenizer can be loaded (by the
 engine's Python, which has transformers), in tokens: prompts rendered with the
 model's own chat template, tools included, exactly as vLLM will see them.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcap.errors import UserError
-from llmcap.profile import ProfileError, load_profile
-from loadtest.datasets import DatasetError, load_prompts
+from llmcap.errors import ProfileError
+from llmcap.profile import Profile, load_profile
+from loadtest.datasets import load_prompts
 from loadtest.tasks import TASKS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,24 +41,30 @@ def describe(values: list[float]) -> str:
     if not values:
         return "–"
     a = np.asarray(values, dtype=float)
-    return (f"mean {a.mean():7.1f}  p50 {np.percentile(a, 50):7.0f}  p95 {np.percentile(a, 95):7.0f}  "
-            f"min {a.min():6.0f}  max {a.max():6.0f}")
+    return (
+        f"mean {a.mean():7.1f}  p50 {np.percentile(a, 50):7.0f}  p95 {np.percentile(a, 95):7.0f}  "
+        f"min {a.min():6.0f}  max {a.max():6.0f}"
+    )
 
 
-def _engine_python(profile: dict) -> str | None:
-    candidates = [profile["serving"]["python"], str(REPO / ".engine" / "venv" / "bin" / "python")]
+def _engine_python(profile: Profile) -> str | None:
+    candidates = [profile.serving.python, str(REPO / ".engine" / "venv" / "bin" / "python")]
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
-def token_counts(profile: dict, requests: list[dict], expected: list[str]) -> tuple[dict | None, str]:
+def token_counts(profile: Profile, requests: list[dict], expected: list[str]) -> tuple[dict | None, str]:
     python = _engine_python(profile)
-    tokenizer = profile["model"]["tokenizer"] or profile["model"]["id"]
+    tokenizer = profile.model.tokenizer or profile.model.id
     if python is None:
         return None, "no engine Python with transformers (serving.python): characters only"
     if not (Path(tokenizer) / "tokenizer_config.json").is_file() and not (Path(tokenizer) / "tokenizer.json").is_file():
         return None, f"tokenizer {tokenizer} is not on local disk: characters only"
-    run = subprocess.run([python, "-c", COUNT_TOKENS, tokenizer], input=json.dumps(
-        {"requests": requests, "expected": expected}), capture_output=True, text=True)
+    run = subprocess.run(
+        [python, "-c", COUNT_TOKENS, tokenizer],
+        input=json.dumps({"requests": requests, "expected": expected}),
+        capture_output=True,
+        text=True,
+    )
     if run.returncode != 0:
         last = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}"
         return None, f"tokenizer failed ({last}): characters only"
@@ -66,27 +73,35 @@ def token_counts(profile: dict, requests: list[dict], expected: list[str]) -> tu
 
 def inspect(profile_path: str, with_tokens: bool = True) -> dict:
     profile = load_profile(profile_path)
-    task = TASKS.get(profile["dataset"]["task"])
+    task = TASKS.get(profile.dataset.task)
     if task is None:
-        raise ProfileError(f"{profile_path}: dataset.task: unknown task {profile['dataset']['task']!r} "
-                           f"(known: {', '.join(TASKS)})")
-    path = Path(profile["dataset"]["path"]) if profile["dataset"]["path"] else task.default_dataset
-    prompts = load_prompts(task, path, seed=profile["search"]["seed"], sample=profile["dataset"]["sample"])
+        raise ProfileError(
+            f"{profile_path}: dataset.task: unknown task {profile.dataset.task!r} (known: {', '.join(TASKS)})"
+        )
+    path = Path(profile.dataset.path) if profile.dataset.path else task.default_dataset
+    prompts = load_prompts(task, path, seed=profile.search.seed, sample=profile.dataset.sample)
     records = task.read(path)
     expected = [str(r.get(task.expected_field, "")) for r in records] if task.expected_field else []
-    prompt_chars = [sum(len(m.get("content") or "") for m in r["messages"]) + len(json.dumps(r["tools"]))
-                    if r.get("tools") else sum(len(m.get("content") or "") for m in r["messages"])
-                    for r in prompts.requests]
+    prompt_chars = [
+        sum(len(m.get("content") or "") for m in r["messages"]) + len(json.dumps(r["tools"]))
+        if r.get("tools")
+        else sum(len(m.get("content") or "") for m in r["messages"])
+        for r in prompts.requests
+    ]
     tokens, how = token_counts(profile, prompts.requests, expected) if with_tokens else (None, "not counted")
-    return {"task": task.name, "dataset": str(path), "prompts": len(prompts), "prompt_chars": prompt_chars,
-            "expected_chars": [len(e) for e in expected], "tokens": tokens, "tokens_how": how}
+    return {
+        "task": task.name,
+        "dataset": str(path),
+        "prompts": len(prompts),
+        "prompt_chars": prompt_chars,
+        "expected_chars": [len(e) for e in expected],
+        "tokens": tokens,
+        "tokens_how": how,
+    }
 
 
 def cmd_inspect(args) -> int:
-    try:
-        info = inspect(args.profile, not args.no_tokens)
-    except (ProfileError, DatasetError) as e:
-        raise UserError(str(e)) from None
+    info = inspect(args.profile, not args.no_tokens)
     print(f"{info['task']}: {info['prompts']} prompts from {info['dataset']}")
     print(f"  prompt chars     {describe(info['prompt_chars'])}")
     print(f"  expected chars   {describe(info['expected_chars'])}")
@@ -105,4 +120,3 @@ def register(sub) -> None:
     p.add_argument("--no-tokens", action="store_true", help="characters only (do not load the tokenizer)")
     p.add_argument("--json", help="also write the numbers to this file")
     p.set_defaults(func=cmd_inspect)
-

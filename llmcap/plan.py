@@ -7,23 +7,29 @@ comparison across variants and an index into the plan directory. A variant that
 fails to start, or sustains no rate, is reported as such and the others still run.
 Ctrl-C (or SIGTERM) stops the server and the load, and keeps finished runs.
 """
+
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
 import sys
-import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from llmcap.profile import load_profile
+from llmcap.errors import ExitCode, ProfileError
+from llmcap.log import get_logger
+from llmcap.profile import Profile, Slo, load_profile
+from llmcap.rundir import is_run_dir, read_progress, read_result, read_steps
+from llmcap.tiny_model import ensure_tiny_model
+from loadtest import console
 from reports.compare import write_comparison
 from reports.render import fmt, write
 from serving.launcher import ServerError, VllmServer, port_is_free, variant_unsupported
 
 REPO = Path(__file__).resolve().parent.parent
+log = get_logger("llmcap.plan")
 
 
 class Interrupted(Exception):
@@ -37,13 +43,14 @@ def _raise_interrupt(*_):
 def locustfile_for(task: str) -> Path:
     path = REPO / "loadtest" / f"{task}.py"
     if not path.is_file():
-        raise FileNotFoundError(f"no locustfile for task {task!r} ({path})")
+        raise ProfileError(f"dataset.task: no locustfile for task {task!r} ({path})")
     return path
 
 
 def gpu_present() -> bool:
     try:
         import pynvml
+
         pynvml.nvmlInit()
         count = pynvml.nvmlDeviceGetCount()
         pynvml.nvmlShutdown()
@@ -62,49 +69,50 @@ def _free_port(start: int) -> int:
 class Progress:
     """One status line every few seconds: variant, step, rate, p95, elapsed, rough time left."""
 
-    def __init__(self, variants: list[str], profile: dict):
+    def __init__(self, variants: list[str], profile: Profile):
         self.variants = variants
-        self.search = profile["search"]
+        self.search = profile.search
         self.t0 = time.time()
         self.current = ""
-        self.last_step: dict | None = None
-        self.steps_done = 0
         self.per_variant_s: list[float] = []
         self.variant_t0 = time.time()
 
     def start_variant(self, name: str) -> None:
         self.current = name
         self.variant_t0 = time.time()
-        self.steps_done = 0
-        self.last_step = None
 
     def end_variant(self) -> None:
         self.per_variant_s.append(time.time() - self.variant_t0)
 
-    def on_step(self, line: str) -> None:
-        self.steps_done += 1
-
     def line(self, run_dir: Path) -> str:
-        progress = {}
-        try:
-            progress = json.loads((run_dir / "progress.json").read_text())
-        except (OSError, ValueError):
-            pass
+        progress = read_progress(run_dir)
         index = self.variants.index(self.current) + 1 if self.current in self.variants else 0
         elapsed = time.time() - self.t0
-        step_s = self.search["warmup_seconds"] + self.search["step_seconds"] + 3
+        step_s = self.search.warmup_seconds + self.search.step_seconds + 3
         # a typical search: ~5 growth steps, ~3 bisections, one confirmation; finished variants tell better
-        per_variant = (sum(self.per_variant_s) / len(self.per_variant_s)) if self.per_variant_s else \
-            60 + 8 * step_s + self.search["confirm_seconds"]
+        per_variant = (
+            (sum(self.per_variant_s) / len(self.per_variant_s))
+            if self.per_variant_s
+            else 60 + 8 * step_s + self.search.confirm_seconds
+        )
         left = max(0.0, per_variant - (time.time() - self.variant_t0)) + per_variant * (len(self.variants) - index)
         rate = progress.get("offered_rps")
-        return (f"[plan {index}/{len(self.variants)} {self.current}] step {progress.get('step', '-')} "
-                f"{progress.get('phase', 'starting')} at {fmt(rate, 1)} req/s, last p95 "
-                f"{fmt(progress.get('last_p95_ms'))} ms; elapsed {elapsed / 60:.1f} min, ~{left / 60:.0f} min left")
+        return (
+            f"[plan {index}/{len(self.variants)} {self.current}] step {progress.get('step', '-')} "
+            f"{progress.get('phase', 'starting')} at {fmt(rate, 1)} req/s, last p95 "
+            f"{fmt(progress.get('last_p95_ms'))} ms; elapsed {elapsed / 60:.1f} min, ~{left / 60:.0f} min left"
+        )
 
 
-def run_variant(profile: dict, profile_path: str, variant: str, run_dir: Path, progress: Progress,
-                processes: int, extra_locust_args: list[str]) -> tuple[str, str]:
+def run_variant(
+    profile: Profile,
+    profile_path: str,
+    variant: str,
+    run_dir: Path,
+    progress: Progress,
+    processes: int,
+    extra_locust_args: list[str],
+) -> tuple[str, str]:
     """Serve, search, stop. Returns (status, detail); status is 'ok', 'no-capacity', 'unsupported', 'failed'
     or 'interrupted'."""
     reason = variant_unsupported(profile, variant)
@@ -112,7 +120,7 @@ def run_variant(profile: dict, profile_path: str, variant: str, run_dir: Path, p
         print(f"llmcap plan: {variant}: skipped, cannot run on this machine: {reason}", flush=True)
         (run_dir / "UNSUPPORTED").write_text(reason + "\n")
         return "unsupported", reason
-    port = _free_port(profile["serving"]["port"])
+    port = _free_port(profile.serving.port)
     server = VllmServer(profile, variant, run_dir, port=port)
     exporter = None
     locust = None
@@ -120,32 +128,63 @@ def run_variant(profile: dict, profile_path: str, variant: str, run_dir: Path, p
         print(f"llmcap plan: starting {variant}: {' '.join(server.command)}", flush=True)
         server.start()
         print(f"llmcap plan: {variant} ready in {server.ready_s:.0f} s at {server.url}", flush=True)
-        locust_cmd = [str(Path(sys.executable).with_name("locust")), "-f",
-                      str(locustfile_for(profile["dataset"]["task"])), "--headless", "--only-summary",
-                      "-H", server.url, "--llmcap-profile", profile_path, "--run-dir", str(run_dir),
-                      "--model", server.model_name]
+        locust_cmd = [
+            str(Path(sys.executable).with_name("locust")),
+            "-f",
+            str(locustfile_for(profile.dataset.task)),
+            "--headless",
+            "--only-summary",
+            "-H",
+            server.url,
+            "--llmcap-profile",
+            profile_path,
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            server.model_name,
+            "--server-pid",
+            str(server.proc.pid if server.proc else 0),
+        ]
         if gpu_present():
             exporter_port = _free_port(9400)
-            exporter = subprocess.Popen([sys.executable, "-m", "llmcap.cli", "gpu-exporter", "--port",
-                                         str(exporter_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            exporter = subprocess.Popen(
+                [sys.executable, "-m", "llmcap.cli", "gpu-exporter", "--port", str(exporter_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             locust_cmd += ["--gpu-metrics-url", f"http://127.0.0.1:{exporter_port}/metrics"]
         if processes > 1:
-            locust_cmd += ["--processes", str(processes)]
+            master_port = str(_free_port(5557))  # two plans on one machine must not share Locust's port
+            locust_cmd += [
+                "--processes",
+                str(processes),
+                "--master-bind-port",
+                master_port,
+                "--master-port",
+                master_port,
+            ]
         locust_cmd += extra_locust_args
-        with open(run_dir / "locust.log", "a") as log:
-            locust = subprocess.Popen(locust_cmd, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
-            _follow(locust, log, progress, run_dir)
+        with open(run_dir / "locust.log", "a") as locust_log:
+            locust = subprocess.Popen(locust_cmd, stdout=locust_log, stderr=locust_log)
+            _follow(locust, progress, run_dir)
             code = locust.wait()
-        if code == 0:
+        result = read_result(run_dir) or {}
+        if result.get("max_sustained_rps"):
+            print(
+                f"  {variant}: max sustained {result['max_sustained_rps']:.2f} req/s under "
+                f"{Slo(**result['slo']).describe()}",
+                flush=True,
+            )
+        if code == ExitCode.OK:
             return "ok", "sustained rate found"
-        if code == 3:
+        if code == ExitCode.NO_CAPACITY:
             return "no-capacity", "no rate sustained the SLO"
-        if code == 4:
+        if code == ExitCode.GENERATOR_BOTTLENECK:
             return "failed", "the load generator was the bottleneck"
         return "failed", f"locust exited with code {code} (see {run_dir}/locust.log)"
     except ServerError as e:
         first = str(e).splitlines()[0]
-        print(f"llmcap plan: {variant} failed to start: {first}", file=sys.stderr, flush=True)
+        log.error(f"{variant} failed to start: {first}")
         (run_dir / "FAILED").write_text(str(e))
         return "failed", f"server did not start: {first}"
     except (Interrupted, KeyboardInterrupt):
@@ -164,39 +203,40 @@ def run_variant(profile: dict, profile_path: str, variant: str, run_dir: Path, p
         server.stop()
 
 
-def _follow(locust: subprocess.Popen, log, progress: Progress, run_dir: Path) -> None:
-    """Echo step lines as they come, and a status line every 10 s."""
-    stop = threading.Event()
-
-    def ticker():
-        while not stop.wait(10):
+def _follow(locust: subprocess.Popen, progress: Progress, run_dir: Path) -> None:
+    """While the load test runs: each finished step as it lands in the run directory, and a status
+    line every 10 s (Locust's own output goes to locust.log)."""
+    shown, last_status = 0, time.time()
+    while locust.poll() is None:
+        time.sleep(0.5)
+        steps = read_steps(run_dir)
+        for step in steps[shown:]:
+            print(f"  {progress.current}: {console.format_step(step)}", flush=True)
+        shown = max(shown, len(steps))
+        if time.time() - last_status >= 10:
             print(progress.line(run_dir), flush=True)
-
-    thread = threading.Thread(target=ticker, daemon=True)
-    thread.start()
-    try:
-        for line in locust.stdout:
-            log.write(line)
-            if line.startswith(("step", "llmcap")):
-                print(f"  {progress.current}: {line.rstrip()}", flush=True)
-                if line.startswith("step"):
-                    progress.on_step(line)
-    finally:
-        stop.set()
+            last_status = time.time()
+    for step in read_steps(run_dir)[shown:]:
+        print(f"  {progress.current}: {console.format_step(step)}", flush=True)
 
 
-def plan(profile_path: str, variants: list[str] | None = None, out: str | None = None, processes: int = 1,
-         extra_locust_args: list[str] | None = None) -> tuple[int, Path]:
+def plan(
+    profile_path: str,
+    variants: list[str] | None = None,
+    out: str | None = None,
+    processes: int = 1,
+    extra_locust_args: list[str] | None = None,
+) -> tuple[int, Path]:
     profile = load_profile(profile_path)
-    names = variants or list(profile["serving"]["variants"])
-    unknown = [v for v in names if v not in profile["serving"]["variants"]]
+    names = variants or list(profile.serving.variants)
+    unknown = [v for v in names if v not in profile.serving.variants]
     if unknown:
-        raise ValueError(f"{profile_path}: serving.variants: no variant {unknown[0]!r} "
-                         f"(have: {', '.join(profile['serving']['variants'])})")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    plan_dir = Path(out or f"plans/{stamp}-{profile['name']}")
+        raise ProfileError(
+            f"{profile_path}: serving.variants: no variant {unknown[0]!r} (have: {', '.join(profile.serving.variants)})"
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)
-    from llmcap.cli import ensure_tiny_model
     ensure_tiny_model(profile)
     progress = Progress(names, profile)
     statuses: dict[str, tuple[str, str]] = {}
@@ -207,16 +247,17 @@ def plan(profile_path: str, variants: list[str] | None = None, out: str | None =
             run_dir = plan_dir / name
             run_dir.mkdir(parents=True, exist_ok=True)
             progress.start_variant(name)
-            statuses[name] = run_variant(profile, profile_path, name, run_dir, progress, processes,
-                                         extra_locust_args or [])
+            statuses[name] = run_variant(
+                profile, profile_path, name, run_dir, progress, processes, extra_locust_args or []
+            )
             progress.end_variant()
             print(f"llmcap plan: {name}: {statuses[name][0]} ({statuses[name][1]})", flush=True)
     except (Interrupted, KeyboardInterrupt):
         interrupted = True
-        print("llmcap plan: interrupted; servers stopped, finished runs kept", file=sys.stderr, flush=True)
+        log.warning("interrupted; servers stopped, finished runs kept")
     finally:
         signal.signal(signal.SIGTERM, old_term)
-    finished = [n for n in names if (plan_dir / n / "result.json").is_file()]
+    finished = [n for n in names if is_run_dir(plan_dir / n)]
     failures = {n: f"{s}: {d}" for n, (s, d) in statuses.items() if n not in finished}
     for n in names:
         if n not in statuses and n not in finished:
@@ -225,16 +266,17 @@ def plan(profile_path: str, variants: list[str] | None = None, out: str | None =
     _write_index(plan_dir, profile, names, statuses, comparison, interrupted)
     print(f"llmcap plan: comparison report: {plan_dir / 'comparison.html'} (and comparison.md)", flush=True)
     if interrupted:
-        return 130, plan_dir
+        return ExitCode.INTERRUPTED, plan_dir
     if any(s == "failed" for s, _ in statuses.values()):
-        return 1, plan_dir
+        return ExitCode.FAILED, plan_dir
     if any(s == "no-capacity" for s, _ in statuses.values()):
-        return 3, plan_dir
-    return 0, plan_dir
+        return ExitCode.NO_CAPACITY, plan_dir
+    return ExitCode.OK, plan_dir
 
 
-def _write_index(plan_dir: Path, profile: dict, names: list[str], statuses: dict, comparison: dict,
-                 interrupted: bool) -> None:
+def _write_index(
+    plan_dir: Path, profile: Profile, names: list[str], statuses: dict, comparison: dict, interrupted: bool
+) -> None:
     rows = []
     by_name = {v["variant"]: v for v in comparison["variants"]}
     for n in names:
@@ -242,25 +284,33 @@ def _write_index(plan_dir: Path, profile: dict, names: list[str], statuses: dict
         v = by_name.get(n, {})
         report = f"{n}/report.html" if (plan_dir / n / "report.html").is_file() else "–"
         rows.append([n, status, detail, fmt(v.get("max_sustained_rps"), 1), report])
-    blocks = [("h1", f"llmcap plan: {profile['name']}"),
-              ("p", f"Profile {profile['_file']}; model {profile['model']['id']}."
-                    + (" INTERRUPTED: only finished runs are included." if interrupted else "")),
-              ("table", ["variant", "status", "detail", "max sustained req/s", "report"], rows),
-              ("p", "Comparison: comparison.html (comparison.md, comparison.json).")]
-    write(blocks, plan_dir, "index", f"llmcap plan: {profile['name']}")
-    (plan_dir / "plan.json").write_text(json.dumps({
-        "profile": profile["_file"], "variants": names, "interrupted": interrupted,
-        "statuses": {n: {"status": s, "detail": d} for n, (s, d) in statuses.items()}}, indent=1))
+    blocks = [
+        ("h1", f"llmcap plan: {profile.name}"),
+        (
+            "p",
+            f"Profile {profile.file}; model {profile.model.id}."
+            + (" INTERRUPTED: only finished runs are included." if interrupted else ""),
+        ),
+        ("table", ["variant", "status", "detail", "max sustained req/s", "report"], rows),
+        ("p", "Comparison: comparison.html (comparison.md, comparison.json)."),
+    ]
+    write(blocks, plan_dir, "index", f"llmcap plan: {profile.name}")
+    (plan_dir / "plan.json").write_text(
+        json.dumps(
+            {
+                "profile": profile.file,
+                "variants": names,
+                "interrupted": interrupted,
+                "statuses": {n: {"status": s, "detail": d} for n, (s, d) in statuses.items()},
+            },
+            indent=1,
+        )
+    )
 
 
 def cmd_plan(args) -> int:
-    from llmcap.errors import UserError
-    from llmcap.profile import ProfileError
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
-    try:
-        code, plan_dir = plan(args.profile, variants, args.out, args.processes, args.passthrough)
-    except (ProfileError, ValueError, FileNotFoundError) as e:
-        raise UserError(str(e)) from None
+    code, _plan_dir = plan(args.profile, variants, args.out, args.processes, args.passthrough)
     return code
 
 

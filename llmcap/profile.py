@@ -1,149 +1,248 @@
-"""Profiles: one YAML file says what to serve, how to load it, and what 'good enough' is.
+"""Profiles: one YAML file says what to serve, how to load it, and what "good enough" is.
 
-The schema below is the single source of truth for fields, types and defaults;
-`docs/profiles.md` explains each. Loading rejects unknown keys, wrong types and
-missing files with one `ProfileError` line naming the file and the field path.
-Relative paths in a profile are relative to the profile file.
+The dataclasses below are the single source of truth for every setting: its type, its
+default, its help text, and (for the settings a load test can override) its Locust
+argument, which `loadtest/settings.py` generates from here. `docs/profiles.md` explains
+each. Loading rejects unknown keys, wrong types and missing files with one `ProfileError`
+line naming the file and the field path. Relative paths in a profile are relative to the
+profile file. A bottom-layer module: it imports nothing of llmcap's but `llmcap.errors`.
 """
+
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from llmcap.errors import ProfileError
 
-class ProfileError(ValueError):
-    pass
+__all__ = ["ProfileError", "Profile", "load_profile", "Slo", "SearchParams", "ARRIVAL_KINDS", "cli_settings"]
+
+ARRIVAL_KINDS = ("poisson", "poisson-iid", "constant")
+DEVICES = ("gpu", "cpu")
+ENGINES = ("vllm",)
 
 
-NUM = (int, float)
-OPT_NUM = (int, float, type(None))
-OPT_STR = (str, type(None))
-ANY_MAP = dict
+def setting(default: Any, help: str, flag: str | None = None, choices: tuple | None = None):
+    """A profile field: its default (written once, here), what it means, and its Locust argument."""
+    meta = {"help": help, "flag": flag, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
-# field -> (allowed types, default); a nested dict is a section
-VARIANT = {
-    "dtype": (OPT_STR, None),
-    "quantization": (OPT_STR, None),
-    "kv_cache_dtype": (OPT_STR, None),
-    "max_model_len": ((int, type(None)), None),
-    "gpu_memory_utilization": (OPT_NUM, None),
-    "max_num_seqs": ((int, type(None)), None),
-    "extra_args": (list, []),
+
+@dataclasses.dataclass
+class DatasetSettings:
+    task: str = setting("text2sql", "the task template (loadtest/<task>.py)")
+    path: str | None = setting(None, "dataset file (default: the task's shipped example)", "--dataset")
+    sample: int | None = setting(None, "use a seeded random sample of this many records", "--sample")
+
+
+@dataclasses.dataclass
+class ModelSettings:
+    id: str = setting("", "HF id or local checkpoint path (required)")
+    served_name: str | None = setting(None, "model name to request (default: the one /v1/models lists)", "--model")
+    tokenizer: str | None = setting(None, "--tokenizer for vLLM")
+    build_tiny: bool = setting(False, "build the tiny CPU stand-in model at `id` when it is missing")
+
+
+@dataclasses.dataclass
+class Variant:
+    dtype: str | None = setting(None, "--dtype")
+    quantization: str | None = setting(None, "--quantization")
+    kv_cache_dtype: str | None = setting(None, "--kv-cache-dtype")
+    max_model_len: int | None = setting(None, "--max-model-len")
+    gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization")
+    max_num_seqs: int | None = setting(None, "--max-num-seqs")
+    extra_args: list = setting([], "more vLLM arguments, verbatim")
+
+
+@dataclasses.dataclass
+class ServingSettings:
+    engine: str = setting("vllm", "the serving engine", choices=ENGINES)
+    device: str = setting("gpu", "cpu: vLLM's CPU build, whose limits are checked before start", choices=DEVICES)
+    python: str | None = setting(None, "the engine's own interpreter; none: the `vllm` console script")
+    host: str = setting("127.0.0.1", "where the server listens")
+    port: int = setting(8000, "where the server listens (plan picks the next free port)")
+    max_model_len: int | None = setting(None, "--max-model-len")
+    gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization")
+    max_num_seqs: int | None = setting(None, "--max-num-seqs")
+    extra_args: list = setting([], "more vLLM arguments, verbatim")
+    env: dict = setting({}, "environment for the server")
+    nice: int = setting(0, "lower the server's CPU priority (client and server sharing cores)")
+    startup_timeout_s: float = setting(900.0, "fail if not healthy by then")
+    variants: dict = setting({}, "name -> Variant")
+
+
+@dataclasses.dataclass
+class RequestSettings:
+    max_tokens: int = setting(64, "max_tokens per request", "--max-tokens")
+    min_tokens: int | None = setting(None, "vLLM min_tokens (fixed output length with --ignore-eos)", "--min-tokens")
+    temperature: float = setting(0.0, "sampling temperature", "--temperature")
+    ignore_eos: bool = setting(False, "vLLM ignore_eos: always generate max_tokens", "--ignore-eos")
+    timeout_s: float = setting(60.0, "a request open this long fails with 'timeout'", "--request-timeout-s")
+    api_key_env: str | None = setting(None, "environment variable that holds the API key", "--api-key-env")
+    tool_choice: str | None = setting(
+        None, "function-calling tasks: auto, required or none (default: the task's)", "--tool-choice"
+    )
+
+
+@dataclasses.dataclass
+class Slo:
+    p95_ms: float = setting(1000.0, "SLO: end-to-end p95 (ms)", "--slo-p95-ms")
+    p99_ms: float | None = setting(None, "SLO: end-to-end p99 (ms)", "--slo-p99-ms")
+    ttft_p95_ms: float | None = setting(None, "SLO: time-to-first-token p95 (ms)", "--slo-ttft-p95-ms")
+    max_error_rate: float = setting(0.01, "SLO: highest failed fraction", "--max-error-rate")
+    min_achieved_ratio: float = setting(0.95, "a step must complete this fraction of its arrivals in its window")
+
+    def describe(self) -> str:
+        parts = [f"p95 <= {self.p95_ms:g} ms"]
+        if self.p99_ms is not None:
+            parts.append(f"p99 <= {self.p99_ms:g} ms")
+        if self.ttft_p95_ms is not None:
+            parts.append(f"TTFT p95 <= {self.ttft_p95_ms:g} ms")
+        parts.append(f"errors <= {self.max_error_rate:.1%}")
+        return ", ".join(parts)
+
+
+@dataclasses.dataclass
+class SearchParams:
+    start_rps: float = setting(1.0, "search: first rate (a hint: a failing start rate steps down)", "--start-rps")
+    growth: float = setting(2.0, "search: rate multiplier until a step fails", "--growth")
+    precision: float = setting(0.03, "search: stop bisecting when (fail-pass)/pass <= this", "--precision")
+    step_seconds: float = setting(20.0, "search: measured window per step", "--step-seconds")
+    warmup_seconds: float = setting(5.0, "search: unmeasured lead-in per step", "--warmup-seconds")
+    confirm_seconds: float = setting(40.0, "search: window of the confirmation step", "--confirm-seconds")
+    max_rps: float | None = setting(None, "search: never offer more than this", "--max-rps")
+    min_rps: float | None = setting(
+        None,
+        "search: when the start rate fails, step down to this rate before "
+        "concluding 'no capacity' (default start rate / 16)",
+        "--min-rps",
+    )
+    min_requests: int = setting(20, "search: a step's window holds at least this many arrivals", "--min-requests")
+    max_steps: int = setting(30, "search: give up after this many steps")
+    max_lateness_ms: float = setting(50.0, "load generator self-check: lateness p99 bound", "--max-lateness-ms")
+    arrival: str = setting("poisson", "arrival process", "--arrival", choices=ARRIVAL_KINDS)
+    seed: int = setting(0, "seed for arrivals and prompt order", "--seed")
+    max_concurrency: int = setting(1024, "users (open requests) across all processes", "--max-concurrency")
+
+
+@dataclasses.dataclass
+class CostSettings:
+    gpu: str = setting("H100-SXM", "key into the GPU table in reports/flops.py")
+    gpus_per_replica: int = setting(1, "GPUs one server uses")
+    usd_per_gpu_hour: float = setting(2.40, "price of one GPU-hour")
+    utilizations: list = setting([1.0, 0.5, 0.1], "utilizations to report cost at")
+    hosted_prices: str | None = setting(None, "hosted-API price table (default profiles/hosted_prices.yaml)")
+
+
+@dataclasses.dataclass
+class Profile:
+    name: str = setting("", "names the run and plan directories (required)")
+    description: str = setting("", "one line about the profile")
+    dataset: DatasetSettings = dataclasses.field(default_factory=DatasetSettings)
+    model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
+    serving: ServingSettings = dataclasses.field(default_factory=ServingSettings)
+    request: RequestSettings = dataclasses.field(default_factory=RequestSettings)
+    slo: Slo = dataclasses.field(default_factory=Slo)
+    search: SearchParams = dataclasses.field(default_factory=SearchParams)
+    cost: CostSettings = dataclasses.field(default_factory=CostSettings)
+    file: str = ""  # where it was loaded from
+    dir: str = ""  # relative paths in it were resolved against this
+
+
+REQUIRED = ("name", "model.id")
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def cli_settings():
+    """(section, field name, type, help, flag, choices) of every setting a Locust argument overrides."""
+    hints_of = {name: _hints(cls) for name, cls in _section_classes().items()}
+    for section, cls in _section_classes().items():
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("flag"):
+                yield (
+                    section,
+                    f.name,
+                    _base_type(hints_of[section][f.name]),
+                    f.metadata["help"],
+                    f.metadata["flag"],
+                    f.metadata.get("choices"),
+                )
+
+
+def _section_classes() -> dict:
+    hints = _hints(Profile)
+    return {name: hints[name] for name in ("dataset", "model", "serving", "request", "slo", "search", "cost")}
+
+
+def _base_type(hint):
+    """int | None -> int; list -> list."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return args[0]
+    return hint
+
+
+TYPE_NAMES = {
+    int: "integer",
+    float: "number",
+    str: "string",
+    bool: "true/false",
+    list: "list",
+    dict: "mapping",
+    type(None): "null",
 }
 
-SCHEMA = {
-    "name": (str, None),
-    "description": (str, ""),
-    "dataset": {
-        "task": (str, "text2sql"),
-        "path": (OPT_STR, None),
-        "sample": ((int, type(None)), None),
-    },
-    "model": {
-        "id": (str, None),
-        "served_name": (OPT_STR, None),
-        "tokenizer": (OPT_STR, None),
-        "build_tiny": (bool, False),  # `llmcap tiny-model` builds it when missing (CPU demo)
-    },
-    "serving": {
-        "engine": (str, "vllm"),
-        "device": (str, "gpu"),  # gpu, or cpu: vLLM's CPU build (its limits are checked before start)
-        "python": (OPT_STR, None),  # the engine's own interpreter; None: the `vllm` console script
-        "host": (str, "127.0.0.1"),
-        "port": (int, 8000),
-        "max_model_len": ((int, type(None)), None),
-        "gpu_memory_utilization": (OPT_NUM, None),
-        "max_num_seqs": ((int, type(None)), None),
-        "extra_args": (list, []),
-        "env": (dict, {}),
-        "nice": (int, 0),  # lower the server's CPU priority (client and server sharing cores)
-        "startup_timeout_s": (NUM, 900),
-        "variants": (dict, {}),  # name -> VARIANT
-    },
-    "request": {
-        "max_tokens": (int, 64),
-        "min_tokens": ((int, type(None)), None),
-        "temperature": (NUM, 0.0),
-        "ignore_eos": (bool, False),
-        "stream": (bool, True),
-        "timeout_s": (NUM, 60.0),
-        "api_key_env": (OPT_STR, None),
-        "tool_choice": (OPT_STR, None),  # overrides the task's (function-calling tasks send "required")
-    },
-    "slo": {
-        "p95_ms": (NUM, 1000.0),
-        "p99_ms": (OPT_NUM, None),
-        "ttft_p95_ms": (OPT_NUM, None),
-        "max_error_rate": (NUM, 0.01),
-    },
-    "search": {
-        "start_rps": (NUM, 1.0),
-        "growth": (NUM, 2.0),
-        "precision": (NUM, 0.03),
-        "step_seconds": (NUM, 20.0),
-        "warmup_seconds": (NUM, 5.0),
-        "confirm_seconds": (NUM, 40.0),
-        "max_rps": (OPT_NUM, None),
-        "min_rps": (OPT_NUM, None),  # floor of the descent when start_rps fails; None: start_rps / 16
-        "min_requests": (int, 20),  # a step's window holds at least this many arrivals
-        "max_lateness_ms": (NUM, 50.0),
-        "arrival": (str, "poisson"),
-        "seed": (int, 0),
-        "max_concurrency": (int, 1024),
-    },
-    "cost": {
-        "gpu": (str, "H100-SXM"),
-        "gpus_per_replica": (int, 1),
-        "usd_per_gpu_hour": (NUM, 2.40),
-        "utilizations": (list, [1.0, 0.5, 0.1]),
-        "hosted_prices": (OPT_STR, None),  # a price table; None: profiles/hosted_prices.yaml
-    },
-}
-REQUIRED = {"name", "model.id"}
-TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list",
-              dict: "mapping", type(None): "null"}
 
-
-def _type_name(types) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    return " or ".join(dict.fromkeys(TYPE_NAMES[t] for t in types))
-
-
-def _check(where: str, value, types, path: str):
-    types = types if isinstance(types, tuple) else (types,)
+def _check(where: str, path: str, value, hint, choices):
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
+    accepted = set(allowed) | ({int} if float in allowed else set())  # 2 is a fine number
+    name = " or ".join(TYPE_NAMES[t] for t in TYPE_NAMES if t in accepted)
     # bool is an int in Python; a YAML `true` is not a port number
-    if isinstance(value, bool) and bool not in types:
-        raise ProfileError(f"{where}: {path}: expected {_type_name(types)}, got {value!r}")
-    if not isinstance(value, types):
-        raise ProfileError(f"{where}: {path}: expected {_type_name(types)}, got {type(value).__name__} {value!r}")
-    return float(value) if float in types and int in types and isinstance(value, int) and value is not None else value
+    if isinstance(value, bool) and bool not in accepted:
+        raise ProfileError(f"{where}: {path}: expected {name}, got {value!r}")
+    if not isinstance(value, tuple(accepted)):
+        raise ProfileError(f"{where}: {path}: expected {name}, got {type(value).__name__} {value!r}")
+    if choices and value not in choices:
+        raise ProfileError(f"{where}: {path}: expected {' or '.join(map(str, choices))}, got {value!r}")
+    return float(value) if float in allowed and isinstance(value, int) else value
 
 
-def _apply(where: str, schema: dict, data, path: str) -> dict:
+def _build(where: str, cls, data, path: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: {path or 'top level'}: expected a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("file", "dir")}
     for key in data:
-        if key not in schema:
-            raise ProfileError(f"{where}: {path + '.' if path else ''}{key}: unknown key "
-                               f"(expected one of: {', '.join(schema)})")
-    out = {}
-    for key, spec in schema.items():
+        if key not in fields:
+            raise ProfileError(
+                f"{where}: {path + '.' if path else ''}{key}: unknown key (expected one of: {', '.join(fields)})"
+            )
+    hints = _hints(cls)
+    values = {}
+    for key, f in fields.items():
         sub = f"{path}.{key}" if path else key
-        if isinstance(spec, dict):
-            out[key] = _apply(where, spec, data.get(key), sub)
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(where, hint, data.get(key), sub)
         elif key in data:
-            out[key] = _check(where, data[key], spec[0], sub)
-        else:
-            out[key] = copy.deepcopy(spec[1])
-    return out
+            values[key] = _check(where, sub, data[key], hint, f.metadata.get("choices"))
+    return cls(**values)
 
 
-def load_profile(path: str | Path) -> dict:
+def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"{path}: profile not found")
@@ -153,42 +252,39 @@ def load_profile(path: str | Path) -> dict:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}" if mark else ""
         raise ProfileError(f"{path}{at}: malformed YAML ({getattr(e, 'problem', None) or e})") from None
-    profile = _apply(str(path), SCHEMA, raw, "")
-    for dotted in sorted(REQUIRED):
-        section, _, key = dotted.rpartition(".")
-        holder = profile[section] if section else profile
-        if holder.get(key) in (None, ""):
+    where = str(path)
+    profile = _build(where, Profile, raw, "")
+    for dotted in REQUIRED:
+        holder = profile
+        for part in dotted.split("."):
+            holder = getattr(holder, part)
+        if holder in (None, ""):
             raise ProfileError(f"{path}: {dotted}: required")
-    variants = {}
-    for name, body in profile["serving"]["variants"].items():
-        variants[str(name)] = _apply(str(path), VARIANT, body, f"serving.variants.{name}")
-    profile["serving"]["variants"] = variants
-    if not variants:
+    profile.serving.variants = {
+        str(name): _build(where, Variant, body, f"serving.variants.{name}")
+        for name, body in profile.serving.variants.items()
+    }
+    if not profile.serving.variants:
         raise ProfileError(f"{path}: serving.variants: at least one variant is required")
-    if profile["serving"]["device"] not in ("gpu", "cpu"):
-        raise ProfileError(f"{path}: serving.device: expected gpu or cpu, got {profile['serving']['device']!r}")
-    if profile["search"]["arrival"] not in ("poisson", "poisson-iid", "constant"):
-        raise ProfileError(f"{path}: search.arrival: expected poisson, poisson-iid or constant")
-    for i, u in enumerate(profile["cost"]["utilizations"]):
+    for i, u in enumerate(profile.cost.utilizations):
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise ProfileError(f"{path}: cost.utilizations[{i}]: expected a number in (0, 1], got {u!r}")
     base = path.resolve().parent
-    profile["_file"] = str(path)
-    profile["_dir"] = str(base)
-    if profile["dataset"]["path"]:
-        ds = (base / profile["dataset"]["path"]).resolve()
+    profile.file, profile.dir = str(path), str(base)
+    if profile.dataset.path:
+        ds = (base / profile.dataset.path).resolve()
         if not ds.is_file():
             raise ProfileError(f"{path}: dataset.path: file not found: {ds}")
-        profile["dataset"]["path"] = str(ds)
-    model_id = profile["model"]["id"]
+        profile.dataset.path = str(ds)
+    model_id = profile.model.id
     if model_id.startswith((".", "/", "~")):
         local = (base / Path(model_id).expanduser()).resolve()
-        if not local.exists() and not profile["model"]["build_tiny"]:
+        if not local.exists() and not profile.model.build_tiny:
             raise ProfileError(f"{path}: model.id: local model directory not found: {local}")
-        profile["model"]["id"] = str(local)
-    if profile["serving"]["python"] and profile["serving"]["python"].startswith("."):
+        profile.model.id = str(local)
+    if profile.serving.python and profile.serving.python.startswith("."):
         # not resolve(): a venv's python is a symlink to the base interpreter
-        profile["serving"]["python"] = os.path.abspath(base / profile["serving"]["python"])
-    if not profile["model"]["served_name"]:
-        profile["model"]["served_name"] = Path(model_id).name
+        profile.serving.python = os.path.abspath(base / profile.serving.python)
+    if not profile.model.served_name:
+        profile.model.served_name = Path(model_id).name
     return profile

@@ -7,18 +7,20 @@ decides when to send, so a slow server cannot slow the offered load down
 (no coordinated omission). The sum of independent Poisson streams is Poisson,
 so N processes each at rate/N offer a Poisson stream at the full rate.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import gevent
 from gevent.event import Event
 from gevent.queue import Queue
 
+from llmcap.profile import ARRIVAL_KINDS
 from loadtest.clock import now
 
-
-KINDS = ("poisson", "poisson-iid", "constant")
+KINDS = ARRIVAL_KINDS
 BLOCK_S = 2.0
 
 
@@ -68,7 +70,7 @@ class Dispatcher:
         self._changed = Event()
         self._greenlet: gevent.Greenlet | None = None
         self.idle_users = 0
-        self.on_issue = None  # callback(seq, scheduled_s), set by the owner
+        self.on_issue: Callable[[int, float], None] | None = None  # callback(seq, scheduled_s), set by the owner
 
     def start(self) -> None:
         if self._greenlet is None:

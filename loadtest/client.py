@@ -6,6 +6,7 @@ It reads the SSE stream line by line as bytes arrive, through geventhttpclient's
 `readline(b"\\n")`, which returns as soon as a line is buffered (Locust's
 `iter_lines` waits for 1 KiB and makes the first token look late).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from urllib.parse import urlsplit
 import gevent
 from geventhttpclient import HTTPClient
 
+from llmcap.rundir import ERROR_CODE
 from loadtest.clock import now
-from loadtest.samples import ERROR_CODE
 
 CONNECT = ERROR_CODE["connect"]
 TIMEOUT = ERROR_CODE["timeout"]
@@ -36,8 +37,20 @@ _SPACE = 32
 class StreamResult:
     """What one request measured. Times are `clock.now()` seconds; NaN = never happened."""
 
-    __slots__ = ("sent_s", "first_token_s", "end_s", "status", "error", "message",
-                 "prompt_tokens", "completion_tokens", "itl_ms", "text")
+    sent_s: float
+    end_s: float
+    __slots__ = (
+        "sent_s",
+        "first_token_s",
+        "end_s",
+        "status",
+        "error",
+        "message",
+        "prompt_tokens",
+        "completion_tokens",
+        "itl_ms",
+        "text",
+    )
 
     def __init__(self):
         self.first_token_s = float("nan")
@@ -65,8 +78,16 @@ def _has_token(line: bytes) -> bool:
 class ChatClient:
     """One keep-alive connection to an OpenAI-compatible server (one per load-generating user)."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 60.0,
-                 connect_timeout_s: float = 10.0, path: str = "/v1/chat/completions", store_text: bool = False):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+        path: str = "/v1/chat/completions",
+        store_text: bool = False,
+    ):
         self.store_text = store_text
         url = urlsplit(base_url if "://" in base_url else "http://" + base_url)
         self.timeout_s = timeout_s
@@ -74,13 +95,18 @@ class ChatClient:
         if prefix.endswith("/v1"):
             prefix = prefix[:-3]
         self.path = prefix + path
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
-                   "Accept-Encoding": "identity"}
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream", "Accept-Encoding": "identity"}
         if api_key:
             headers["Authorization"] = "Bearer " + api_key
-        self.http = HTTPClient(url.hostname, url.port or (443 if url.scheme == "https" else 80),
-                               ssl=url.scheme == "https", concurrency=1, headers=headers,
-                               connection_timeout=connect_timeout_s, network_timeout=timeout_s)
+        self.http = HTTPClient(
+            url.hostname or "127.0.0.1",
+            url.port or (443 if url.scheme == "https" else 80),
+            ssl=url.scheme == "https",
+            concurrency=1,
+            headers=headers,
+            connection_timeout=connect_timeout_s,
+            network_timeout=timeout_s,
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -110,7 +136,7 @@ class ChatClient:
         except (ConnectionRefusedError, socket.gaierror) as e:
             r.error = CONNECT
             r.message = f"connect: {e}"
-        except (socket.timeout, TimeoutError) as e:
+        except TimeoutError as e:
             r.error = CONNECT if response is None and r.status == 0 and not _sent_anything(e) else TIMEOUT
             r.message = f"{'connect' if r.error == CONNECT else 'read'} timeout: {e}"
         except (OSError, ValueError) as e:
@@ -150,8 +176,9 @@ class ChatClient:
                 r.error = BAD_STREAM
                 r.message = "not an SSE data line: " + line[:80].decode("utf-8", "replace")
                 return
-            if not (line.endswith(b"}\n") or line.endswith(b"]\n") or line.endswith(b"}\r\n")
-                    or line.endswith(b"]\r\n")):
+            if not (
+                line.endswith(b"}\n") or line.endswith(b"]\n") or line.endswith(b"}\r\n") or line.endswith(b"]\r\n")
+            ):
                 r.error = BAD_STREAM  # a data line must hold a whole JSON object, or [DONE]
                 r.message = "malformed SSE data: " + line[:80].decode("utf-8", "replace")
                 return

@@ -4,6 +4,7 @@ Wall-clock seconds (so request samples line up with Prometheus scrapes and logs)
 that never step backwards (so durations are exact): the wall time at import plus
 the monotonic time elapsed since.
 """
+
 import time
 
 _WALL0 = time.time()

@@ -1,4 +1,5 @@
 """What a person watching the run reads: one line per step, a live line per second in fixed mode."""
+
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ import sys
 
 import numpy as np
 
+from llmcap.rundir import write_progress
 from loadtest.clock import now
 
 
@@ -19,31 +21,46 @@ def _ms(value: float) -> str:
 
 
 def banner(settings, n_prompts: int) -> None:
-    mode = f"fixed {settings.rps:g} req/s for {settings.duration:g} s" if settings.rps is not None else \
-        f"SLO search ({settings.slo.describe()})"
-    _p(f"llmcap: {settings.name}: {n_prompts} prompts, model {settings.model or '(from /v1/models)'}, "
-       f"{mode}; run directory {settings.run_dir}")
+    mode = (
+        f"fixed {settings.rps:g} req/s for {settings.duration:g} s"
+        if settings.rps is not None
+        else f"SLO search ({settings.slo.describe()})"
+    )
+    _p(
+        f"llmcap: {settings.name}: {n_prompts} prompts, model {settings.model or '(from /v1/models)'}, "
+        f"{mode}; run directory {settings.run_dir}"
+    )
 
 
 def step_line(step: dict) -> None:
+    _p(format_step(step))
+
+
+def format_step(step: dict) -> str:
     verdict = "PASS" if step["passed"] else "FAIL"
     errors = f"{step['error_rate']:.1%}"
-    _p(f"step {step['index']:>2} {step['phase']:<7} offered {step['offered_rps']:8.2f}/s "
-       f"achieved {step['achieved_rps']:8.2f}/s  p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} "
-       f"p99 {_ms(step['p99_ms'])} ms  TTFT p95 {_ms(step['ttft_p95_ms'])} ms  errors {errors}  "
-       f"{verdict}: {step['reason']}" + (f"  [warning: {step['warning']}]" if step.get("warning") else ""))
+    return (
+        f"step {step['index']:>2} {step['phase']:<7} offered {step['offered_rps']:8.2f}/s "
+        f"achieved {step['achieved_rps']:8.2f}/s  p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} "
+        f"p99 {_ms(step['p99_ms'])} ms  TTFT p95 {_ms(step['ttft_p95_ms'])} ms  errors {errors}  "
+        f"{verdict}: {step['reason']}" + (f"  [warning: {step['warning']}]" if step.get("warning") else "")
+    )
 
 
 def final(outcome, settings) -> None:
     if outcome.generator_bottleneck:
-        _p(f"llmcap: the load generator is the bottleneck ({outcome.generator_bottleneck}); no server verdict. "
-           "Add processes (--processes N, or --master/--worker on more hosts) and run again.")
+        _p(
+            f"llmcap: the load generator is the bottleneck ({outcome.generator_bottleneck}); no server verdict. "
+            "Add processes (--processes N, or --master/--worker on more hosts) and run again."
+        )
     elif outcome.mode == "fixed":
         _p(f"llmcap: fixed-rate run done; results in {settings.run_dir}/result.json")
     elif outcome.max_sustained_rps:
-        _p(f"llmcap: max sustained rate {outcome.max_sustained_rps:.2f} req/s under {settings.slo.describe()} "
-           f"(first failing: {outcome.first_failing_rps and round(outcome.first_failing_rps, 2)} req/s); "
-           f"results in {settings.run_dir}/result.json")
+        _p(
+            f"llmcap: max sustained rate {outcome.max_sustained_rps:.2f} req/s under {settings.slo.describe()} "
+            f"(first failing: {outcome.first_failing_rps and round(outcome.first_failing_rps, 2)} req/s); "
+            f"results in {settings.run_dir}/result.json"
+        )
     else:
         lowest = min(outcome.steps, key=lambda s: s["offered_rps"]) if outcome.steps else None
         rate = lowest["offered_rps"] if lowest else settings.search.start_rps
@@ -70,16 +87,19 @@ class LiveLine:
 
         def q(a, p):
             return _ms(float(np.percentile(a, p))) if len(a) else "-"
-        _p(f"[{t - info['started']:5.0f}s] offered {info['offered_rps']:.1f}/s achieved {len(done) / span:.1f}/s "
-           f"in-flight {self.collector.in_flight()} p50 {q(e2e, 50)} p95 {q(e2e, 95)} ms "
-           f"TTFT p95 {q(ttft, 95)} ms lateness p99 {q(late, 99)} ms")
+
+        _p(
+            f"[{t - info['started']:5.0f}s] offered {info['offered_rps']:.1f}/s achieved {len(done) / span:.1f}/s "
+            f"in-flight {self.collector.in_flight()} p50 {q(e2e, 50)} p95 {q(e2e, 95)} ms "
+            f"TTFT p95 {q(ttft, 95)} ms lateness p99 {q(late, 99)} ms"
+        )
 
 
 class ProgressFile:
     """progress.json in the run directory, for `llmcap plan`'s status line (or anyone watching)."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
         self.steps = 0
         self.last_p95_ms = None
 
@@ -88,9 +108,13 @@ class ProgressFile:
         self.last_p95_ms = step.get("p95_ms")
 
     def tick(self, info: dict) -> None:
-        import json
-        data = {"step": self.steps, "phase": info["phase"], "offered_rps": info["offered_rps"],
-                "last_p95_ms": self.last_p95_ms, "t": now()}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.path)
+        write_progress(
+            self.run_dir,
+            {
+                "step": self.steps,
+                "phase": info["phase"],
+                "offered_rps": info["offered_rps"],
+                "last_p95_ms": self.last_p95_ms,
+                "t": now(),
+            },
+        )

@@ -4,20 +4,19 @@ A `Task` names a reader (how to get records out of a file) and a template (how a
 record becomes the request's `messages`, plus e.g. `tools`). Bad input fails
 with one `DatasetError` line naming the file and line.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from llmcap.errors import DatasetError
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-class DatasetError(ValueError):
-    """One line for the user: file, line and what is wrong."""
 
 
 def read_jsonl(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
@@ -47,6 +46,7 @@ def read_jsonl(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
 def read_csv(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
     """CSV with a header row; quoted fields may hold newlines (use the csv module, not lines)."""
     import csv
+
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: dataset file not found")
@@ -54,7 +54,9 @@ def read_csv(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
         reader = csv.DictReader(f)
         missing = [k for k in fields if k not in (reader.fieldnames or [])]
         if missing:
-            raise DatasetError(f"{path}:1: header lacks column {missing[0]!r} (has: {', '.join(reader.fieldnames or [])})")
+            raise DatasetError(
+                f"{path}:1: header lacks column {missing[0]!r} (has: {', '.join(reader.fieldnames or [])})"
+            )
         records = []
         for record in reader:
             if any(record.get(k) is None for k in fields):
@@ -108,8 +110,9 @@ choose the most reasonable reading and still answer in the required format.
 Produce only the answer to that instance, in the format the task description
 requires, and nothing else."""
 QUESTION_ONLY = "The task instance will arrive inside a <question> block in the next message."
-WITH_CONTEXT = ("The next message holds a <context> block with the material to use and a <question> block\n"
-                "with the task instance.")
+WITH_CONTEXT = (
+    "The next message holds a <context> block with the material to use and a <question> block\nwith the task instance."
+)
 
 USER_TEMPLATE = """Solve the task described in the system message for the question below.
 Output only the solution.
@@ -117,6 +120,7 @@ Output only the solution.
 <question>
 {question}
 </question>"""
+
 
 def task_description(dataset: Path, default: str) -> str:
     """The dataset folder's own job_description.json wins over the built-in text."""
@@ -153,8 +157,7 @@ class Prompts:
         return self.order[seq % len(self.order)]
 
 
-def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0,
-                 sample: int | None = None) -> Prompts:
+def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0, sample: int | None = None) -> Prompts:
     path = Path(dataset) if dataset else task.default_dataset
     records = task.read(path)
     if sample is not None and sample < len(records):
@@ -173,4 +176,3 @@ def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0
     order = list(range(len(requests)))
     random.Random(seed).shuffle(order)
     return Prompts(requests, hashes, order)
-

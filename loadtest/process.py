@@ -8,6 +8,7 @@ message in a distributed one. The collector is the only writer of the run
 directory and knows, per process, which requests are still open, which is how a
 step knows its window's requests are all in.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ from array import array
 import gevent
 import numpy as np
 
+from llmcap.rundir import ERROR_KINDS, SAMPLE_DTYPE, SampleWriter
 from loadtest.arrivals import Dispatcher
 from loadtest.clock import now
-from loadtest.samples import ERROR_KINDS, SAMPLE_DTYPE, SampleWriter
 
 FLUSH_S = 0.5
 
@@ -54,8 +55,23 @@ class LoadProcess:
             self._errors.append([len(self._rows), ERROR_KINDS[r.error], r.message])
         if r.text is not None:
             self._texts.append([len(self._rows), "".join(r.text)])
-        self._rows.append((scheduled_s, issued_s, r.sent_s, r.first_token_s, r.end_s, r.status, r.error, queued,
-                           r.prompt_tokens, r.completion_tokens, len(gaps), prompt_hash, self._worker))
+        self._rows.append(
+            (
+                scheduled_s,
+                issued_s,
+                r.sent_s,
+                r.first_token_s,
+                r.end_s,
+                r.status,
+                r.error,
+                queued,
+                r.prompt_tokens,
+                r.completion_tokens,
+                len(gaps),
+                prompt_hash,
+                self._worker,
+            )
+        )
         self._gaps.extend(gaps)
 
     def start(self) -> None:
@@ -84,20 +100,22 @@ class LoadProcess:
         self._cpu_mark = wall1, cpu1 = time.perf_counter(), time.process_time()
         cpu_percent = 100.0 * (cpu1 - cpu0) / (wall1 - wall0) if wall1 > wall0 else 0.0
         open_ = self.open
-        self.deliver({
-            "source": self.source,
-            "worker": self._worker,
-            "t": t,
-            "samples": np.array(rows, dtype=SAMPLE_DTYPE).tobytes() if rows else b"",
-            "itl": gaps.tobytes(),
-            "errors": errors,
-            "texts": texts,
-            "issued": self.dispatcher.issued,
-            "open": len(open_),
-            "oldest_open_s": min(open_.values()) if open_ else None,
-            "rate_rps": self.dispatcher.rate_rps,
-            "cpu_percent": cpu_percent,
-        })
+        self.deliver(
+            {
+                "source": self.source,
+                "worker": self._worker,
+                "t": t,
+                "samples": np.array(rows, dtype=SAMPLE_DTYPE).tobytes() if rows else b"",
+                "itl": gaps.tobytes(),
+                "errors": errors,
+                "texts": texts,
+                "issued": self.dispatcher.issued,
+                "open": len(open_),
+                "oldest_open_s": min(open_.values()) if open_ else None,
+                "rate_rps": self.dispatcher.rate_rps,
+                "cpu_percent": cpu_percent,
+            }
+        )
 
 
 class Collector:
@@ -134,8 +152,10 @@ class Collector:
         live = [s for s in self.sources.values() if s["received"] > now() - self.STALE_S]
         if not live:
             return False
-        return all(s["t"] > before_s + 2 * FLUSH_S and (s["oldest_open_s"] is None or s["oldest_open_s"] >= before_s)
-                   for s in live)
+        return all(
+            s["t"] > before_s + 2 * FLUSH_S and (s["oldest_open_s"] is None or s["oldest_open_s"] >= before_s)
+            for s in live
+        )
 
     def in_flight(self) -> int:
         return sum(s["open"] for s in self.sources.values() if s["received"] > now() - self.STALE_S)

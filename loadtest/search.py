@@ -12,13 +12,16 @@ the floor `min_rps` fails too, and only then is there "no capacity".
 `run_search` drives a `Load` (anything with set_rate / wait_settled / drain /
 window) through the steps and judges each from the raw samples.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import gevent
 
+from llmcap.profile import SearchParams
 from loadtest.clock import now
 from loadtest.stats import Slo, generator_check, judge, summarize_window
 
@@ -28,21 +31,6 @@ GROW, DESCEND, BISECT, CONFIRM = "grow", "descend", "bisect", "confirm"
 DEFAULT_DESCENT = 16.0
 
 
-@dataclasses.dataclass
-class SearchParams:
-    start_rps: float = 1.0
-    growth: float = 2.0
-    precision: float = 0.03
-    step_seconds: float = 20.0
-    warmup_seconds: float = 5.0
-    confirm_seconds: float = 40.0
-    max_rps: float | None = None
-    min_rps: float | None = None  # None: start_rps / DEFAULT_DESCENT
-    min_requests: int = 20  # a step's window is long enough to hold at least this many arrivals
-    max_steps: int = 30
-    max_lateness_ms: float = 50.0
-
-
 class RateSearch:
     """Decides the next rate to try from the verdicts so far."""
 
@@ -50,8 +38,10 @@ class RateSearch:
         if params.start_rps <= 0 or params.growth <= 1 or params.precision <= 0:
             raise ValueError("search needs start_rps > 0, growth > 1 and precision > 0")
         if params.min_rps is not None and not 0 < params.min_rps <= params.start_rps:
-            raise ValueError(f"search needs 0 < min_rps <= start_rps (got min_rps {params.min_rps:g}, "
-                             f"start_rps {params.start_rps:g})")
+            raise ValueError(
+                f"search needs 0 < min_rps <= start_rps (got min_rps {params.min_rps:g}, "
+                f"start_rps {params.start_rps:g})"
+            )
         if params.min_requests < 1:
             raise ValueError("search needs min_requests >= 1")
         self.p = params
@@ -89,7 +79,7 @@ class RateSearch:
             return lower, DESCEND
         if hi is None:
             if self.p.max_rps is not None and lo >= self.p.max_rps:
-                return (None if self.confirmed else (lo, CONFIRM))
+                return None if self.confirmed else (lo, CONFIRM)
             nxt = lo * self.p.growth
             return (min(nxt, self.p.max_rps) if self.p.max_rps else nxt), GROW
         if (hi - lo) / lo > self.p.precision:
@@ -135,9 +125,17 @@ def window_seconds(params: SearchParams, rate_rps: float, phase: str) -> float:
     return max(base, params.min_requests / rate_rps)
 
 
-def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo: Slo,
-             request_timeout_s: float, max_lateness_ms: float, phase: str = "fixed",
-             on_tick: Callable[[dict], None] | None = None) -> dict:
+def run_step(
+    load: Load,
+    rate_rps: float,
+    measure_s: float,
+    warmup_s: float,
+    slo: Slo,
+    request_timeout_s: float,
+    max_lateness_ms: float,
+    phase: str = "fixed",
+    on_tick: Callable[[dict], None] | None = None,
+) -> dict:
     """Offer `rate_rps`, measure one window, wait for its requests, drain; return the step."""
     started = now()
     load.set_rate(rate_rps)
@@ -145,8 +143,15 @@ def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo
     window_end = window_start + measure_s
     while now() < window_end:
         if on_tick is not None:
-            on_tick({"phase": phase, "offered_rps": rate_rps, "started": started,
-                     "window_start": window_start, "window_end": window_end})
+            on_tick(
+                {
+                    "phase": phase,
+                    "offered_rps": rate_rps,
+                    "started": started,
+                    "window_start": window_start,
+                    "window_end": window_end,
+                }
+            )
         gevent.sleep(min(1.0, max(0.0, window_end - now())))
     if phase == "fixed":
         load.set_rate(0)  # a fixed run sends for exactly its duration
@@ -158,29 +163,45 @@ def run_step(load: Load, rate_rps: float, measure_s: float, warmup_s: float, slo
     passed, reason = judge(summary, slo)
     cpu_percent = load.cpu_percent(window_start, window_end)
     bottleneck, warning = generator_check(summary, max_lateness_ms, cpu_percent)
-    step = {"phase": phase, "offered_rps": rate_rps, **summary, "passed": passed and bottleneck is None,
-            "reason": bottleneck or reason, "generator_bottleneck": bottleneck is not None,
-            "warmup_start": started, "generator_cpu_percent": cpu_percent, "warning": warning}
+    step = {
+        "phase": phase,
+        "offered_rps": rate_rps,
+        **summary,
+        "passed": passed and bottleneck is None,
+        "reason": bottleneck or reason,
+        "generator_bottleneck": bottleneck is not None,
+        "warmup_start": started,
+        "generator_cpu_percent": cpu_percent,
+        "warning": warning,
+    }
     load.drain(request_timeout_s + 10.0)
     return step
 
 
-def run_search(load: Load, params: SearchParams, slo: Slo, request_timeout_s: float,
-               on_step: Callable[[dict], None] = lambda step: None,
-               on_tick: Callable[[dict], None] | None = None) -> SearchOutcome:
+def run_search(
+    load: Load,
+    params: SearchParams,
+    slo: Slo,
+    request_timeout_s: float,
+    on_step: Callable[[dict], None] = lambda step: None,
+    on_tick: Callable[[dict], None] | None = None,
+) -> SearchOutcome:
     search = RateSearch(params)
     steps: list[dict] = []
     while (nxt := search.next_step()) is not None:
         rate, phase = nxt
         measure_s = window_seconds(params, rate, phase)
-        step = run_step(load, rate, measure_s, params.warmup_seconds, slo, request_timeout_s,
-                        params.max_lateness_ms, phase, on_tick)
+        step = run_step(
+            load, rate, measure_s, params.warmup_seconds, slo, request_timeout_s, params.max_lateness_ms, phase, on_tick
+        )
         step["index"] = len(steps)
         steps.append(step)
         on_step(step)
         if step["generator_bottleneck"]:
-            return SearchOutcome(steps, search.best_rps, search.first_failing_rps, search.confirmed,
-                                 generator_bottleneck=step["reason"])
+            return SearchOutcome(
+                steps, search.best_rps, search.first_failing_rps, search.confirmed, generator_bottleneck=step["reason"]
+            )
         search.record(rate, phase, step["passed"])
-    return SearchOutcome(steps, search.best_rps if search.confirmed else None,
-                         search.first_failing_rps, search.confirmed)
+    return SearchOutcome(
+        steps, search.best_rps if search.confirmed else None, search.first_failing_rps, search.confirmed
+    )

@@ -5,32 +5,17 @@ waiting for a free client is charged to it (no coordinated omission). Percentile
 are exact over the raw samples (numpy's linear interpolation), not Locust's
 rounded buckets.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
-from loadtest.samples import ERROR_KINDS, itl_of
+from llmcap.profile import Slo
+from llmcap.rundir import ERROR_KINDS, itl_of
 
-
-@dataclasses.dataclass
-class Slo:
-    p95_ms: float = 1000.0
-    p99_ms: float | None = None
-    ttft_p95_ms: float | None = None
-    max_error_rate: float = 0.01
-    min_achieved_ratio: float = 0.95  # completions / arrivals in the window
-
-    def describe(self) -> str:
-        parts = [f"p95 <= {self.p95_ms:g} ms"]
-        if self.p99_ms is not None:
-            parts.append(f"p99 <= {self.p99_ms:g} ms")
-        if self.ttft_p95_ms is not None:
-            parts.append(f"TTFT p95 <= {self.ttft_p95_ms:g} ms")
-        parts.append(f"errors <= {self.max_error_rate:.1%}")
-        return ", ".join(parts)
+__all__ = ["Slo", "summarize_window", "judge", "queue_grew", "generator_check", "pct"]
 
 
 def pct(values: np.ndarray, q: float) -> float:
@@ -103,14 +88,19 @@ def judge(summary: dict, slo: Slo) -> tuple[bool, str]:
     if summary["error_rate"] > slo.max_error_rate:
         top = max(summary["errors"], key=summary["errors"].get)
         return False, f"error rate {summary['error_rate']:.1%} > {slo.max_error_rate:.1%} (mostly {top})"
-    checks = [("p95", summary["p95_ms"], slo.p95_ms), ("p99", summary["p99_ms"], slo.p99_ms),
-              ("TTFT p95", summary["ttft_p95_ms"], slo.ttft_p95_ms)]
+    checks = [
+        ("p95", summary["p95_ms"], slo.p95_ms),
+        ("p99", summary["p99_ms"], slo.p99_ms),
+        ("TTFT p95", summary["ttft_p95_ms"], slo.ttft_p95_ms),
+    ]
     for name, value, limit in checks:
         if limit is not None and not (value <= limit):  # NaN fails too
             return False, f"{name} {value:.0f} ms > {limit:g} ms"
     if queue_grew(summary, slo.min_achieved_ratio):
-        return False, (f"completed {summary['achieved_ratio']:.0%} of arrivals "
-                       f"(< {slo.min_achieved_ratio:.0%}): a queue is growing")
+        return False, (
+            f"completed {summary['achieved_ratio']:.0%} of arrivals "
+            f"(< {slo.min_achieved_ratio:.0%}): a queue is growing"
+        )
     return True, f"p95 {summary['p95_ms']:.0f} ms <= {slo.p95_ms:g} ms"
 
 
@@ -142,14 +132,18 @@ def generator_check(summary: dict, max_lateness_ms: float, cpu_percent: float = 
         return None, None
     late = max(send_late, 0 if math.isnan(dispatch_late) else dispatch_late)
     if cpu_percent >= CPU_BUSY_PERCENT:
-        return (f"requests went out late (p99 {late:.0f} ms > {max_lateness_ms:g} ms) with the load generator "
-                f"at {cpu_percent:.0f} % CPU: this process cannot keep the schedule"), None
+        return (
+            f"requests went out late (p99 {late:.0f} ms > {max_lateness_ms:g} ms) with the load generator "
+            f"at {cpu_percent:.0f} % CPU: this process cannot keep the schedule"
+        ), None
     dispatcher_on_time = math.isnan(dispatch_late) or dispatch_late <= max_lateness_ms
     if dispatcher_on_time and summary["queued_fraction"] > 0.01:
         return None, None  # waiting for a free user: the server's doing
-    return None, (f"requests went out late (p99 {late:.0f} ms) while the load generator used {cpu_percent:.0f} % CPU: "
-                  "the machine held it back (a server on the same cores?); latency counts from the schedule, "
-                  "so this step's verdict is conservative")
+    return None, (
+        f"requests went out late (p99 {late:.0f} ms) while the load generator used {cpu_percent:.0f} % CPU: "
+        "the machine held it back (a server on the same cores?); latency counts from the schedule, "
+        "so this step's verdict is conservative"
+    )
 
 
 CPU_BUSY_PERCENT = 50.0

@@ -6,13 +6,25 @@ template follows that format in llmcap's own words; where it does not
 (Banking77, e-commerce, TREC), the template is the same plain pattern: the task
 and the class list in the system message, the input in a <question> block.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from loadtest.datasets import (QUESTION_ONLY, REPO, SYSTEM_TEMPLATE, USER_TEMPLATE, WITH_CONTEXT, DatasetError,
-                               Task, read_csv, read_jsonl, read_trec, task_description)
+from loadtest.datasets import (
+    QUESTION_ONLY,
+    REPO,
+    SYSTEM_TEMPLATE,
+    USER_TEMPLATE,
+    WITH_CONTEXT,
+    DatasetError,
+    Task,
+    read_csv,
+    read_jsonl,
+    read_trec,
+    task_description,
+)
 
 SHARED = REPO.parent / "shared" / "datasets"
 
@@ -51,8 +63,11 @@ def _job(dataset: Path) -> dict:
 def _plain(system_task: str, question: str, context: str | None = None) -> list[dict]:
     inputs = WITH_CONTEXT if context is not None else QUESTION_ONLY
     system = SYSTEM_TEMPLATE.format(task_description=system_task, inputs=inputs)
-    user = (CONTEXT_USER_TEMPLATE.format(context=context.strip(), question=question.strip())
-            if context is not None else USER_TEMPLATE.format(question=question.strip()))
+    user = (
+        CONTEXT_USER_TEMPLATE.format(context=context.strip(), question=question.strip())
+        if context is not None
+        else USER_TEMPLATE.format(question=question.strip())
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -76,9 +91,14 @@ DOCSTRING = Task(
     default_dataset=SHARED / "docstring" / "test.jsonl",
     read=lambda path: read_jsonl(path, ("question", "context")),
     # Qwen3's switch to skip thinking, as the source client sends it
-    build=lambda r, ds: {"messages": [
-        {**m, "content": m["content"] + "\n/no_think"} for m in _plain(
-            task_description(ds, "Write a Google-style docstring for the function."), r["question"], r["context"])]},
+    build=lambda r, ds: {
+        "messages": [
+            {**m, "content": m["content"] + "\n/no_think"}
+            for m in _plain(
+                task_description(ds, "Write a Google-style docstring for the function."), r["question"], r["context"]
+            )
+        ]
+    },
     expected_field="answer",
 )
 
@@ -86,8 +106,11 @@ HOTPOTQA = Task(
     name="hotpotqa",
     default_dataset=SHARED / "hotpotqa" / "test.csv",
     read=lambda path: read_csv(path, ("question", "context")),
-    build=lambda r, ds: {"messages": _plain(
-        task_description(ds, "Answer the question using information in the context."), r["question"], r["context"])},
+    build=lambda r, ds: {
+        "messages": _plain(
+            task_description(ds, "Answer the question using information in the context."), r["question"], r["context"]
+        )
+    },
     expected_field="answer",
 )
 
@@ -100,8 +123,10 @@ def _classes_text(classes: dict[str, str] | list[str]) -> str:
 
 
 def _classify(description: str, classes) -> str:
-    return (f"{description}\n\nAnswer with exactly one class name from this list and nothing else:\n"
-            f"{_classes_text(classes)}")
+    return (
+        f"{description}\n\nAnswer with exactly one class name from this list and nothing else:\n"
+        f"{_classes_text(classes)}"
+    )
 
 
 def _job_classes(ds: Path) -> tuple[str, dict]:
@@ -154,8 +179,11 @@ TREC = Task(
     name="trec",
     default_dataset=SHARED / "trec" / "TREC_10.label",
     read=read_trec,
-    build=lambda r, ds: {"messages": _plain(_classify("Classify the question by the type of answer it asks for.",
-                                                      TREC_CLASSES), r["question"])},
+    build=lambda r, ds: {
+        "messages": _plain(
+            _classify("Classify the question by the type of answer it asks for.", TREC_CLASSES), r["question"]
+        )
+    },
     expected_field="answer",
 )
 
@@ -193,8 +221,12 @@ def _smart_home(r: dict, ds: Path) -> dict:
     except ValueError:
         raise DatasetError("'question' is not a JSON list of messages") from None
     system = {"role": "system", "content": TOOL_SYSTEM_TEMPLATE.format(task_description=jd["task_description"].strip())}
-    return {"messages": [system, *normalise_history(history)], "tools": jd["tools"], "tool_choice": "required",
-            "chat_template_kwargs": {"enable_thinking": False}}
+    return {
+        "messages": [system, *normalise_history(history)],
+        "tools": jd["tools"],
+        "tool_choice": "required",
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
 
 
 SMART_HOME = Task(
@@ -210,20 +242,24 @@ before or after it. No trailing commas. For example:
 {"name": "git_status", "parameters": {}}
 {"name": "git_add", "parameters": {"files": ["README.md"]}}"""
 
-GIT_EXAMPLES = [("apply stash@{5}",
-                 '{"name": "git_stash", "parameters": {"action": "apply", "stash_ref": "stash@{5}"}}'),
-                ('commit with message "fix: typos"',
-                 '{"name": "git_commit", "parameters": {"message": "fix: typos"}}')]
+GIT_EXAMPLES = [
+    ("apply stash@{5}", '{"name": "git_stash", "parameters": {"action": "apply", "stash_ref": "stash@{5}"}}'),
+    ('commit with message "fix: typos"', '{"name": "git_commit", "parameters": {"message": "fix: typos"}}'),
+]
 
 
 def _git(r: dict, ds: Path) -> dict:
     jd = _job(ds)
     system = TOOL_SYSTEM_TEMPLATE.format(task_description=jd["task_description"].strip()) + "\n\n" + GIT_RULES
     examples = "\n".join(f"<example><question>{q}</question><answer>{a}</answer></example>" for q, a in GIT_EXAMPLES)
-    user = (f"{examples}\n\nNow answer the request below in the same way.\n\n"
-            f"<question>{r['question'].strip()}</question>")
-    return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "tools": jd["tools"], "tool_choice": "required"}
+    user = (
+        f"{examples}\n\nNow answer the request below in the same way.\n\n<question>{r['question'].strip()}</question>"
+    )
+    return {
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "tools": jd["tools"],
+        "tool_choice": "required",
+    }
 
 
 GIT_ASSISTANT = Task(

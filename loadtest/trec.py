@@ -1,7 +1,8 @@
 """trec: see loadtest/tasks.py for the prompt, and ../shared/datasets/trec/SOURCE.md for the data.
 
-    locust -f loadtest/trec.py --headless -H http://127.0.0.1:8000
+locust -f loadtest/trec.py --headless -H http://127.0.0.1:8000
 """
+
 from loadtest.machinery import ChatUser, RateSearchShape
 from loadtest.tasks import TREC
 

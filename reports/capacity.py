@@ -5,27 +5,24 @@ summaries), server/config.json (what vLLM ran) and the profile's cost section;
 no rendering. One number, one place: every figure in the Markdown, HTML and
 comparison reports is read from the dict this module returns.
 """
+
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 import yaml
 
+from llmcap.errors import BadInput
+from llmcap.profile import CostSettings
+from llmcap.rundir import CAPACITY_FILE, LATENCY_KEYS, RESULT_FILE, read_result, read_server_config, write_json
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
 from reports.flops import GPU_PEAK_TFLOPS, architecture_of, hardware_limit, precision_of
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PRICES = REPO / "profiles" / "hosted_prices.yaml"
-DEFAULT_COST = {"gpu": "H100-SXM", "gpus_per_replica": 1, "usd_per_gpu_hour": 2.40, "utilizations": [1.0, 0.5, 0.1]}
+DEFAULT_COST = dataclasses.asdict(CostSettings())  # a run without a profile: the profile's defaults
 GIB = 2**30
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def load_hosted_prices(path: str | Path | None = None) -> dict:
@@ -47,10 +44,10 @@ def _peak_over_steps(steps: list[dict], key: str) -> float | None:
 
 def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
-    result = _read_json(run_dir / "result.json")
+    result = read_result(run_dir)
     if result is None:
-        raise FileNotFoundError(f"{run_dir}/result.json: no result in this run directory")
-    server = _read_json(run_dir / "server" / "config.json") or {}
+        raise BadInput(f"{run_dir}: not a run directory (no {RESULT_FILE})")
+    server = read_server_config(run_dir) or {}
     cost_cfg = {**DEFAULT_COST, **(result.get("cost") or {})}
     at = _confirm_step(result)
     rps = result.get("max_sustained_rps")
@@ -73,8 +70,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "usd_per_gpu_hour": cost_cfg["usd_per_gpu_hour"],
     }
     if at:
-        out["latency_at_max"] = {k: at.get(k) for k in (
-            "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")}
+        out["latency_at_max"] = {k: at.get(k) for k in LATENCY_KEYS}
         out["achieved_rps_at_max"] = at.get("achieved_rps")
         out["error_rate_at_max"] = at.get("error_rate")
         out["mean_prompt_tokens"] = at.get("mean_prompt_tokens")
@@ -106,32 +102,72 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
 
     if rps:
         tokens = (out.get("mean_prompt_tokens") or 0) + (out.get("mean_completion_tokens") or 0)
-        out["cost"] = [{
-            "utilization": u,
-            "usd_per_million_requests": usd_per_million_requests(rps, cost_cfg["usd_per_gpu_hour"], gpus, u),
-            "usd_per_million_tokens": usd_per_million_tokens(rps, tokens, cost_cfg["usd_per_gpu_hour"], gpus, u)
-            if tokens else None,
-        } for u in cost_cfg["utilizations"]]
+        out["cost"] = [
+            {
+                "utilization": u,
+                "usd_per_million_requests": usd_per_million_requests(rps, cost_cfg["usd_per_gpu_hour"], gpus, u),
+                "usd_per_million_tokens": usd_per_million_tokens(rps, tokens, cost_cfg["usd_per_gpu_hour"], gpus, u)
+                if tokens
+                else None,
+            }
+            for u in cost_cfg["utilizations"]
+        ]
     if out.get("mean_prompt_tokens") is not None:
         prices = load_hosted_prices(prices_path or cost_cfg.get("hosted_prices"))
-        out["hosted"] = {"as_of": prices["as_of"], "rows": [{
-            "name": p["name"],
-            "input_usd_per_mtok": p["input_usd_per_mtok"],
-            "output_usd_per_mtok": p["output_usd_per_mtok"],
-            "usd_per_million_requests": hosted_usd_per_million_requests(
-                out["mean_prompt_tokens"], out["mean_completion_tokens"] or 0,
-                p["input_usd_per_mtok"], p["output_usd_per_mtok"]),
-        } for p in prices["prices"]]}
+        out["hosted"] = {
+            "as_of": prices["as_of"],
+            "rows": [
+                {
+                    "name": p["name"],
+                    "input_usd_per_mtok": p["input_usd_per_mtok"],
+                    "output_usd_per_mtok": p["output_usd_per_mtok"],
+                    "usd_per_million_requests": hosted_usd_per_million_requests(
+                        out["mean_prompt_tokens"],
+                        out["mean_completion_tokens"] or 0,
+                        p["input_usd_per_mtok"],
+                        p["output_usd_per_mtok"],
+                    ),
+                }
+                for p in prices["prices"]
+            ],
+        }
     if arch and out.get("mean_prompt_tokens") is not None and cost_cfg["gpu"] in GPU_PEAK_TFLOPS:
-        limit = hardware_limit(arch, cost_cfg["gpu"], precision, gpus, out["mean_prompt_tokens"],
-                               out.get("mean_completion_tokens") or 0, rps)
+        limit = hardware_limit(
+            arch,
+            cost_cfg["gpu"],
+            precision,
+            gpus,
+            out["mean_prompt_tokens"],
+            out.get("mean_completion_tokens") or 0,
+            rps,
+        )
         vllm_flops = (out.get("server_at_max") or {}).get("vllm_flops_per_gpu_per_s")
         if limit and vllm_flops:
             limit["vllm_mfu"] = vllm_flops / (limit["peak_tflops"] / gpus * 1e12)
         out["hardware_limit"] = limit
-    out["per_step"] = [{k: s.get(k) for k in (
-        "index", "phase", "offered_rps", "achieved_rps", "p50_ms", "p95_ms", "p99_ms", "ttft_p95_ms", "itl_p95_ms",
-        "error_rate", "passed", "reason", "start", "end")} | {"server": s.get("server", {})} for s in steps]
+    out["per_step"] = [
+        {
+            k: s.get(k)
+            for k in (
+                "index",
+                "phase",
+                "offered_rps",
+                "achieved_rps",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "ttft_p95_ms",
+                "itl_p95_ms",
+                "error_rate",
+                "passed",
+                "reason",
+                "start",
+                "end",
+            )
+        }
+        | {"server": s.get("server", {})}
+        for s in steps
+    ]
     return out
 
 
@@ -154,5 +190,5 @@ def _gib(value: float | None) -> float | None:
 
 def write_capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     data = capacity(run_dir, prices_path)
-    (Path(run_dir) / "capacity.json").write_text(json.dumps(data, indent=1))
+    write_json(Path(run_dir) / CAPACITY_FILE, data)
     return data

@@ -4,6 +4,7 @@ The first run is the baseline; changes are relative to it. Latency is compared a
 common rate that every run sustained (the lowest max sustained rate), interpolated
 from each run's steps, so a faster variant is not penalised for being pushed harder.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ from reports.render import fmt, gib, pct, usd, write
 
 
 def interpolate_at(cap: dict, rate: float, key: str) -> float | None:
-    steps = sorted((s for s in cap["per_step"] if s.get(key) is not None and s.get("phase") != "partial"),
-                   key=lambda s: s["offered_rps"])
+    steps = sorted(
+        (s for s in cap["per_step"] if s.get(key) is not None and s.get("phase") != "partial"),
+        key=lambda s: s["offered_rps"],
+    )
     if not steps:
         return None
     xs = [s["offered_rps"] for s in steps]
@@ -47,28 +50,35 @@ def comparison(caps: dict[str, dict]) -> dict:
     rows = []
     for label, cap in caps.items():
         full = next((c for c in cap.get("cost") or [] if c["utilization"] == 1.0), None)
-        rows.append({
-            "variant": label,
-            "status": "ok" if cap.get("max_sustained_rps") else (cap.get("status") or "no sustained rate"),
-            "max_sustained_rps": cap.get("max_sustained_rps"),
-            "max_sustained_rps_change": change(cap.get("max_sustained_rps"), base.get("max_sustained_rps")),
-            "p95_ms_at_max": (cap.get("latency_at_max") or {}).get("p95_ms"),
-            "p50_ms_at_common_rate": interpolate_at(cap, common, "p50_ms") if common else None,
-            "p95_ms_at_common_rate": interpolate_at(cap, common, "p95_ms") if common else None,
-            "weights_gib": memory_figure(cap),
-            "weights_change": change(memory_figure(cap), memory_figure(base)),
-            "kv_cache_dtype": cap["memory"].get("kv_cache_dtype"),
-            "kv_cache_size_tokens": cap["memory"].get("kv_cache_size_tokens"),
-            "kv_cache_size_change": change(cap["memory"].get("kv_cache_size_tokens"),
-                                           base["memory"].get("kv_cache_size_tokens")),
-            "gpu_memory_used_peak_gib": cap["memory"].get("gpu_memory_used_peak_gib"),
-            "usd_per_million_requests": full["usd_per_million_requests"] if full else None,
-        })
+        rows.append(
+            {
+                "variant": label,
+                "status": "ok" if cap.get("max_sustained_rps") else (cap.get("status") or "no sustained rate"),
+                "max_sustained_rps": cap.get("max_sustained_rps"),
+                "max_sustained_rps_change": change(cap.get("max_sustained_rps"), base.get("max_sustained_rps")),
+                "p95_ms_at_max": (cap.get("latency_at_max") or {}).get("p95_ms"),
+                "p50_ms_at_common_rate": interpolate_at(cap, common, "p50_ms") if common else None,
+                "p95_ms_at_common_rate": interpolate_at(cap, common, "p95_ms") if common else None,
+                "weights_gib": memory_figure(cap),
+                "weights_change": change(memory_figure(cap), memory_figure(base)),
+                "kv_cache_dtype": cap["memory"].get("kv_cache_dtype"),
+                "kv_cache_size_tokens": cap["memory"].get("kv_cache_size_tokens"),
+                "kv_cache_size_change": change(
+                    cap["memory"].get("kv_cache_size_tokens"), base["memory"].get("kv_cache_size_tokens")
+                ),
+                "gpu_memory_used_peak_gib": cap["memory"].get("gpu_memory_used_peak_gib"),
+                "usd_per_million_requests": full["usd_per_million_requests"] if full else None,
+            }
+        )
     return {"baseline": labels[0], "common_rate_rps": common, "variants": rows}
 
 
-def write_comparison(run_dirs: list[str | Path], out_dir: str | Path, labels: list[str] | None = None,
-                     failures: dict[str, str] | None = None) -> dict:
+def write_comparison(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    labels: list[str] | None = None,
+    failures: dict[str, str] | None = None,
+) -> dict:
     """Compare finished runs; `failures` names variants that produced no run (e.g. did not start)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,23 +98,49 @@ def write_comparison(run_dirs: list[str | Path], out_dir: str | Path, labels: li
         if v.get("max_sustained_rps") is None and "weights_gib" not in v:
             rows.append([v["variant"], v["status"]] + ["–"] * 7)
             continue
-        rows.append([v["variant"], v["status"],
-                     f"{fmt(v['max_sustained_rps'], 1)} ({pct(v['max_sustained_rps_change'], 0)})",
-                     fmt(v["p95_ms_at_max"]), fmt(v["p95_ms_at_common_rate"]),
-                     f"{gib(v['weights_gib'])} ({pct(v['weights_change'], 0)})",
-                     f"{v['kv_cache_dtype'] or '–'}, {fmt(v['kv_cache_size_tokens'])} ({pct(v['kv_cache_size_change'], 0)})",
-                     gib(v["gpu_memory_used_peak_gib"]), usd(v["usd_per_million_requests"])])
+        rows.append(
+            [
+                v["variant"],
+                v["status"],
+                f"{fmt(v['max_sustained_rps'], 1)} ({pct(v['max_sustained_rps_change'], 0)})",
+                fmt(v["p95_ms_at_max"]),
+                fmt(v["p95_ms_at_common_rate"]),
+                f"{gib(v['weights_gib'])} ({pct(v['weights_change'], 0)})",
+                f"{v['kv_cache_dtype'] or '–'}, {fmt(v['kv_cache_size_tokens'])} ({pct(v['kv_cache_size_change'], 0)})",
+                gib(v["gpu_memory_used_peak_gib"]),
+                usd(v["usd_per_million_requests"]),
+            ]
+        )
     common = data["common_rate_rps"]
     title = "llmcap comparison: " + ", ".join(v["variant"] for v in data["variants"])
-    blocks = [("h1", title),
-              ("p", f"Baseline: {data['baseline']}. Changes in parentheses are relative to it. "
-                    f"Common rate (sustained by every variant): {fmt(common, 1)} req/s."),
-              ("table", ["variant", "status", "max sustained req/s (change)", "p95 at max (ms)",
-                         "p95 at common rate (ms)", "weights (change)", "KV cache dtype, tokens (change)",
-                         "peak GPU memory", "$ / 1M requests at 100 %"], rows)]
+    blocks = [
+        ("h1", title),
+        (
+            "p",
+            f"Baseline: {data['baseline']}. Changes in parentheses are relative to it. "
+            f"Common rate (sustained by every variant): {fmt(common, 1)} req/s.",
+        ),
+        (
+            "table",
+            [
+                "variant",
+                "status",
+                "max sustained req/s (change)",
+                "p95 at max (ms)",
+                "p95 at common rate (ms)",
+                "weights (change)",
+                "KV cache dtype, tokens (change)",
+                "peak GPU memory",
+                "$ / 1M requests at 100 %",
+            ],
+            rows,
+        ),
+    ]
     if caps:
-        images = [(plots.latency_vs_rate(caps, out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
-                  (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered")]
+        images = [
+            (plots.latency_vs_rate(caps, out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
+            (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
+        ]
         blocks += [("h2", "Plots")] + [("img", str(p), alt) for p, alt in images]
         blocks += [("h2", "Runs")] + [("p", f"{label}: {data['runs'][label]}/report.html") for label in caps]
     write(blocks, out_dir, "comparison", title)

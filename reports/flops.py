@@ -9,11 +9,13 @@ utilization (MFU) is measured rate / ceiling. Decoding small batches is usually
 bound by memory bandwidth well before compute, so MFU of a latency-bound service
 is low: that gap is the headroom batching could buy, not a defect.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +64,7 @@ KNOWN = {
 }
 
 # Peak dense (no sparsity) tensor FLOP/s, in TFLOPS, from the vendors' datasheets.
-GPU_PEAK_TFLOPS = {
+GPU_PEAK_TFLOPS: dict[str, dict[str, Any]] = {  # None: no such peak
     "H100-SXM": {"bf16": 989.4, "fp8": 1978.9, "memory_gib": 80, "bandwidth_tbs": 3.35},
     "H100-PCIe": {"bf16": 756.0, "fp8": 1513.0, "memory_gib": 80, "bandwidth_tbs": 2.0},
     "H200": {"bf16": 989.4, "fp8": 1978.9, "memory_gib": 141, "bandwidth_tbs": 4.8},
@@ -81,9 +83,16 @@ def architecture_of(model_id: str) -> Architecture | None:
     if config.is_file():
         c = json.loads(config.read_text())
         heads = c["num_attention_heads"]
-        return Architecture(c["hidden_size"], c["num_hidden_layers"], heads, c.get("num_key_value_heads", heads),
-                            c.get("head_dim") or c["hidden_size"] // heads, c["intermediate_size"],
-                            c["vocab_size"], bool(c.get("tie_word_embeddings", False)))
+        return Architecture(
+            c["hidden_size"],
+            c["num_hidden_layers"],
+            heads,
+            c.get("num_key_value_heads", heads),
+            c.get("head_dim") or c["hidden_size"] // heads,
+            c["intermediate_size"],
+            c["vocab_size"],
+            bool(c.get("tie_word_embeddings", False)),
+        )
     name = model_id.lower()
     for key in sorted(KNOWN, key=len, reverse=True):
         if key in name:
@@ -105,8 +114,15 @@ def precision_of(variant_args: dict) -> str:
     return "fp8" if quant.startswith("fp8") else "bf16"
 
 
-def hardware_limit(arch: Architecture, gpu: str, precision: str, gpus: int, prompt_tokens: float,
-                   completion_tokens: float, measured_rps: float | None) -> dict | None:
+def hardware_limit(
+    arch: Architecture,
+    gpu: str,
+    precision: str,
+    gpus: int,
+    prompt_tokens: float,
+    completion_tokens: float,
+    measured_rps: float | None,
+) -> dict | None:
     peak = GPU_PEAK_TFLOPS.get(gpu)
     if peak is None:
         return None

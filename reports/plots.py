@@ -1,4 +1,5 @@
 """The report's plots, as PNG files. Each takes plain numbers (capacity dicts, telemetry scrapes)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from serving.telemetry import load_scrapes  # noqa: E402
+from llmcap.rundir import load_scrapes, telemetry_path  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -25,7 +26,7 @@ def latency_vs_rate(runs: dict[str, dict], path: Path) -> Path:
     for label, cap in runs.items():
         steps = sorted((s for s in cap["per_step"] if s["p95_ms"] is not None), key=lambda s: s["offered_rps"])
         x = [s["offered_rps"] for s in steps]
-        line, = ax.plot(x, [s["p95_ms"] for s in steps], "o-", label=f"{label} p95")
+        (line,) = ax.plot(x, [s["p95_ms"] for s in steps], "o-", label=f"{label} p95")
         ax.plot(x, [s["p50_ms"] for s in steps], "--", color=line.get_color(), alpha=0.6, label=f"{label} p50")
         ax.plot(x, [s["p99_ms"] for s in steps], ":", color=line.get_color(), alpha=0.6, label=f"{label} p99")
         if cap.get("max_sustained_rps"):
@@ -71,9 +72,12 @@ def server_over_time(run_dir: Path, cap: dict, path: Path) -> Path | None:
     """Telemetry over the run with the measured windows shaded; None when nothing was scraped."""
     series = []
     for target, name, label, scale in SERVER_SERIES:
-        scrapes = load_scrapes(run_dir / "telemetry" / f"{target}.jsonl")
-        points = [(t, sum(v for n, _l, v in rows if n == name) * scale) for t, rows in scrapes
-                  if any(n == name for n, _l, _v in rows)]
+        scrapes = load_scrapes(telemetry_path(run_dir, target))
+        points = [
+            (t, sum(v for n, _l, v in rows if n == name) * scale)
+            for t, rows in scrapes
+            if any(n == name for n, _l, _v in rows)
+        ]
         if points:
             series.append((label, points))
     if not series:

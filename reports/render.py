@@ -2,6 +2,7 @@
 self-contained HTML page (images embedded). All text goes through html.escape in HTML,
 so dataset-derived strings (model names, error messages, prompts) render as text.
 """
+
 from __future__ import annotations
 
 import base64
@@ -72,8 +73,10 @@ border-bottom:1px solid #d0d7de;padding-bottom:.2em}"""
 
 def to_html(blocks: list[tuple], title: str) -> str:
     e = html.escape
-    out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
-           f"<style>{CSS}</style></head><body>"]
+    out = [
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
+        f"<style>{CSS}</style></head><body>"
+    ]
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2"):

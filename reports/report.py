@@ -1,4 +1,5 @@
 """`llmcap report RUN_DIR`: capacity.json, report.md, report.html and the PNG plots of one run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,22 +8,33 @@ from reports import plots
 from reports.capacity import write_capacity
 from reports.render import fmt, gib, pct, usd, write
 
-HOSTED_NOTE = ("Hosted prices are list prices applied to the measured mean prompt and completion tokens. "
-               "Hosted reasoning models may bill hidden reasoning tokens, so the hosted figure is a floor.")
+HOSTED_NOTE = (
+    "Hosted prices are list prices applied to the measured mean prompt and completion tokens. "
+    "Hosted reasoning models may bill hidden reasoning tokens, so the hosted figure is a floor."
+)
 
 
 def headline_blocks(cap: dict) -> list[tuple]:
     slo = cap["slo"]
-    slo_text = f"p95 ≤ {slo['p95_ms']:g} ms" + (f", p99 ≤ {slo['p99_ms']:g} ms" if slo.get("p99_ms") else "") + \
-        (f", TTFT p95 ≤ {slo['ttft_p95_ms']:g} ms" if slo.get("ttft_p95_ms") else "") + \
-        f", errors ≤ {slo['max_error_rate'] * 100:g} %"
+    slo_text = (
+        f"p95 ≤ {slo['p95_ms']:g} ms"
+        + (f", p99 ≤ {slo['p99_ms']:g} ms" if slo.get("p99_ms") else "")
+        + (f", TTFT p95 ≤ {slo['ttft_p95_ms']:g} ms" if slo.get("ttft_p95_ms") else "")
+        + f", errors ≤ {slo['max_error_rate'] * 100:g} %"
+    )
     blocks: list[tuple] = []
     if cap.get("partial"):
-        blocks.append(("note", "PARTIAL RUN: interrupted before the search finished; numbers cover only what "
-                               "was measured."))
+        blocks.append(
+            ("note", "PARTIAL RUN: interrupted before the search finished; numbers cover only what was measured.")
+        )
     if cap.get("generator_bottleneck"):
-        blocks.append(("note", f"The load generator was the bottleneck ({cap['generator_bottleneck']}): "
-                               "no server verdict. Add load-generating processes and run again."))
+        blocks.append(
+            (
+                "note",
+                f"The load generator was the bottleneck ({cap['generator_bottleneck']}): "
+                "no server verdict. Add load-generating processes and run again.",
+            )
+        )
     rps = cap.get("max_sustained_rps")
     lat = cap.get("latency_at_max") or {}
     mem = cap["memory"]
@@ -30,19 +42,30 @@ def headline_blocks(cap: dict) -> list[tuple]:
         ["Max sustained rate", f"{fmt(rps, 1)} req/s" if rps else "none found"],
         ["SLO held", slo_text],
         ["First failing rate", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
-        ["Latency at max, p50 / p95 / p99", f"{fmt(lat.get('p50_ms'))} / {fmt(lat.get('p95_ms'))} / "
-                                            f"{fmt(lat.get('p99_ms'))} ms"],
+        [
+            "Latency at max, p50 / p95 / p99",
+            f"{fmt(lat.get('p50_ms'))} / {fmt(lat.get('p95_ms'))} / {fmt(lat.get('p99_ms'))} ms",
+        ],
         ["TTFT at max, p50 / p95", f"{fmt(lat.get('ttft_p50_ms'))} / {fmt(lat.get('ttft_p95_ms'))} ms"],
-        ["Inter-token latency at max, p50 / p95", f"{fmt(lat.get('itl_p50_ms'), 1)} / {fmt(lat.get('itl_p95_ms'), 1)} ms"],
+        [
+            "Inter-token latency at max, p50 / p95",
+            f"{fmt(lat.get('itl_p50_ms'), 1)} / {fmt(lat.get('itl_p95_ms'), 1)} ms",
+        ],
         ["Requests per day per GPU", fmt(cap.get("requests_per_day_per_gpu"))],
-        ["Mean prompt / completion tokens", f"{fmt(cap.get('mean_prompt_tokens'), 1)} / "
-                                            f"{fmt(cap.get('mean_completion_tokens'), 1)}"],
-        ["Model weights (vLLM log / computed)", f"{gib(mem['weights_gib_logged'])} / "
-                                                f"{gib(mem['weights_gib_computed'])}"],
+        [
+            "Mean prompt / completion tokens",
+            f"{fmt(cap.get('mean_prompt_tokens'), 1)} / {fmt(cap.get('mean_completion_tokens'), 1)}",
+        ],
+        [
+            "Model weights (vLLM log / computed)",
+            f"{gib(mem['weights_gib_logged'])} / {gib(mem['weights_gib_computed'])}",
+        ],
         ["KV cache (dtype, capacity)", f"{mem['kv_cache_dtype'] or '–'}, {fmt(mem['kv_cache_size_tokens'])} tokens"],
         ["Peak KV cache in use", pct(mem["kv_cache_usage_peak"], 1)],
-        ["Peak GPU memory used (device / vLLM processes)", f"{gib(mem['gpu_memory_used_peak_gib'])} / "
-                                                          f"{gib(mem['server_process_memory_peak_gib'])}"],
+        [
+            "Peak GPU memory used (device / vLLM processes)",
+            f"{gib(mem['gpu_memory_used_peak_gib'])} / {gib(mem['server_process_memory_peak_gib'])}",
+        ],
     ]
     blocks.append(("table", ["", cap.get("variant") or cap["name"]], rows))
     return blocks
@@ -51,11 +74,23 @@ def headline_blocks(cap: dict) -> list[tuple]:
 def cost_blocks(cap: dict) -> list[tuple]:
     if not cap.get("cost"):
         return [("p", "No cost: no sustained rate was found.")]
-    blocks = [("p", f"{cap['gpus_per_replica']} × {cap['gpu']} at ${cap['usd_per_gpu_hour']:.2f} per GPU-hour; "
-                    "$ per million requests = $/GPU-hour × GPUs / (req/s × 3600 × utilization) × 10^6.")]
-    blocks.append(("table", ["Utilization", "$ / 1M requests", "$ / 1M tokens (in+out)"],
-                   [[pct(c["utilization"]), usd(c["usd_per_million_requests"]), usd(c["usd_per_million_tokens"])]
-                    for c in cap["cost"]]))
+    blocks: list[tuple] = [
+        (
+            "p",
+            f"{cap['gpus_per_replica']} × {cap['gpu']} at ${cap['usd_per_gpu_hour']:.2f} per GPU-hour; "
+            "$ per million requests = $/GPU-hour × GPUs / (req/s × 3600 × utilization) × 10^6.",
+        )
+    ]
+    blocks.append(
+        (
+            "table",
+            ["Utilization", "$ / 1M requests", "$ / 1M tokens (in+out)"],
+            [
+                [pct(c["utilization"]), usd(c["usd_per_million_requests"]), usd(c["usd_per_million_tokens"])]
+                for c in cap["cost"]
+            ],
+        )
+    )
     return blocks
 
 
@@ -64,54 +99,107 @@ def hosted_blocks(cap: dict) -> list[tuple]:
     if not hosted:
         return []
     ours = {c["utilization"]: c["usd_per_million_requests"] for c in cap.get("cost") or []}
-    rows = [[r["name"], f"{r['input_usd_per_mtok']:.2f} / {r['output_usd_per_mtok']:.2f}",
-             usd(r["usd_per_million_requests"])] for r in hosted["rows"]]
+    rows = [
+        [
+            r["name"],
+            f"{r['input_usd_per_mtok']:.2f} / {r['output_usd_per_mtok']:.2f}",
+            usd(r["usd_per_million_requests"]),
+        ]
+        for r in hosted["rows"]
+    ]
     for u in sorted(ours, reverse=True):
         rows.append([f"self-hosted, {pct(u)} utilization", "–", usd(ours[u])])
-    return [("h2", f"Hosted APIs for the same requests (list prices as of {hosted['as_of']})"),
-            ("table", ["", "$ per 1M input / output tokens", "$ / 1M requests"], rows), ("note", HOSTED_NOTE)]
+    return [
+        ("h2", f"Hosted APIs for the same requests (list prices as of {hosted['as_of']})"),
+        ("table", ["", "$ per 1M input / output tokens", "$ / 1M requests"], rows),
+        ("note", HOSTED_NOTE),
+    ]
 
 
 def limit_blocks(cap: dict) -> list[tuple]:
     limit = cap.get("hardware_limit")
     if not limit:
         return []
-    rows = [["GPU peak (dense)", f"{limit['peak_tflops']:,.1f} TFLOPS {limit['precision'].upper()}"],
-            ["FLOPs per request", f"{limit['gflops_per_request']:,.1f} GFLOP"],
-            ["Compute ceiling", f"{limit['compute_ceiling_rps']:,.0f} req/s"],
-            ["Model-FLOPs utilization at max sustained", pct(limit["mfu"], 2)]]
+    rows = [
+        ["GPU peak (dense)", f"{limit['peak_tflops']:,.1f} TFLOPS {limit['precision'].upper()}"],
+        ["FLOPs per request", f"{limit['gflops_per_request']:,.1f} GFLOP"],
+        ["Compute ceiling", f"{limit['compute_ceiling_rps']:,.0f} req/s"],
+        ["Model-FLOPs utilization at max sustained", pct(limit["mfu"], 2)],
+    ]
     if limit.get("vllm_mfu") is not None:
         rows.append(["vLLM's own estimate (--enable-mfu-metrics)", pct(limit["vllm_mfu"], 2)])
-    return [("h2", "Distance to the hardware limit"), ("table", ["", ""], rows),
-            ("note", "FLOPs from the model's architecture and the measured token counts. A latency-bound service "
-                     "decoding small batches is limited by memory bandwidth long before compute: low MFU is the "
-                     "headroom that larger batches (a looser SLO) could buy.")]
+    return [
+        ("h2", "Distance to the hardware limit"),
+        ("table", ["", ""], rows),
+        (
+            "note",
+            "FLOPs from the model's architecture and the measured token counts. A latency-bound service "
+            "decoding small batches is limited by memory bandwidth long before compute: low MFU is the "
+            "headroom that larger batches (a looser SLO) could buy.",
+        ),
+    ]
 
 
 def step_blocks(cap: dict) -> list[tuple]:
     rows = []
     for s in cap["per_step"]:
         srv = s.get("server") or {}
-        rows.append([s["index"], s["phase"], fmt(s["offered_rps"], 2), fmt(s["achieved_rps"], 2), fmt(s["p50_ms"]),
-                     fmt(s["p95_ms"]), fmt(s["p99_ms"]), fmt(s["ttft_p95_ms"]), pct(s["error_rate"], 1),
-                     pct(srv.get("kv_cache_usage_peak")), fmt(srv.get("num_requests_waiting_peak")),
-                     fmt(srv.get("server_e2e_p50_ms")), "pass" if s["passed"] else "FAIL", s["reason"]])
-    return [("h2", "Steps"),
-            ("table", ["#", "phase", "offered/s", "achieved/s", "p50 ms", "p95 ms", "p99 ms", "TTFT p95",
-                       "errors", "KV peak", "queue peak", "server p50 ms", "verdict", "reason"], rows)]
+        rows.append(
+            [
+                s["index"],
+                s["phase"],
+                fmt(s["offered_rps"], 2),
+                fmt(s["achieved_rps"], 2),
+                fmt(s["p50_ms"]),
+                fmt(s["p95_ms"]),
+                fmt(s["p99_ms"]),
+                fmt(s["ttft_p95_ms"]),
+                pct(s["error_rate"], 1),
+                pct(srv.get("kv_cache_usage_peak")),
+                fmt(srv.get("num_requests_waiting_peak")),
+                fmt(srv.get("server_e2e_p50_ms")),
+                "pass" if s["passed"] else "FAIL",
+                s["reason"],
+            ]
+        )
+    return [
+        ("h2", "Steps"),
+        (
+            "table",
+            [
+                "#",
+                "phase",
+                "offered/s",
+                "achieved/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "TTFT p95",
+                "errors",
+                "KV peak",
+                "queue peak",
+                "server p50 ms",
+                "verdict",
+                "reason",
+            ],
+            rows,
+        ),
+    ]
 
 
 def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
     cap = write_capacity(run_dir, prices_path)
     label = cap.get("variant") or cap["name"]
-    images = [(plots.latency_vs_rate({label: cap}, run_dir / "latency_vs_rate.png"), "latency vs offered rate"),
-              (plots.achieved_vs_offered({label: cap}, run_dir / "achieved_vs_offered.png"), "achieved vs offered")]
+    images = [
+        (plots.latency_vs_rate({label: cap}, run_dir / "latency_vs_rate.png"), "latency vs offered rate"),
+        (plots.achieved_vs_offered({label: cap}, run_dir / "achieved_vs_offered.png"), "achieved vs offered"),
+    ]
     server_png = plots.server_over_time(run_dir, cap, run_dir / "server_over_time.png")
     if server_png:
         images.append((server_png, "server and GPU over time"))
     title = f"llmcap capacity report: {cap['name']}" + (f" ({cap['variant']})" if cap.get("variant") else "")
-    blocks = [("h1", title), ("p", f"Model {cap.get('model') or '–'}. Run directory {run_dir}.")]
+    blocks: list[tuple] = [("h1", title), ("p", f"Model {cap.get('model') or '–'}. Run directory {run_dir}.")]
     blocks += headline_blocks(cap)
     blocks += [("h2", "Cost")] + cost_blocks(cap)
     blocks += hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)

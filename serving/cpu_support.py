@@ -4,6 +4,7 @@ vLLM's CPU build refuses some variants only after it has loaded the model (minut
 slow machine), with the reason deep in its log. The same rules, checked against the CPU
 flags first, let `serve` and `plan` say in one line that a variant cannot run here.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,6 +58,8 @@ def unsupported_reason(variant_args: dict, flags: frozenset[str] | None = None) 
         return "FP8 weights (quantization fp8) need a GPU: vLLM's CPU engine has no FP8 matmul kernels"
     kv = (variant_args.get("kv_cache_dtype") or "auto").lower()
     if kv.startswith("fp8") and not (AVX512_FLAGS <= flags or AMX_FLAG in flags):
-        return (f"an FP8 KV cache on vLLM's CPU engine needs AVX-512 or AMX; this CPU ({cpu_model()}: "
-                f"{instruction_sets(flags)}) has neither")
+        return (
+            f"an FP8 KV cache on vLLM's CPU engine needs AVX-512 or AMX; this CPU ({cpu_model()}: "
+            f"{instruction_sets(flags)}) has neither"
+        )
     return None

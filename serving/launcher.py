@@ -9,8 +9,10 @@ exactly what would start. The server runs in its own process group, logs to
 grace period, on exit, Ctrl-C or error. A server that dies while starting is
 reported with the last lines of its log within a second of its death.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -23,47 +25,66 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
 
-class ServerError(RuntimeError):
+from llmcap.errors import ExitCode, LlmcapError
+from llmcap.profile import Profile, Variant
+from llmcap.rundir import server_log_path, write_server_config, write_server_pid
+
+
+class ServerError(LlmcapError):
     """The server could not be started; the message's first line says why, the log's last lines follow."""
 
 
 class UnsupportedVariant(ServerError):
     """This machine cannot serve the variant at all (known before anything starts)."""
 
-
-VARIANT_FLAGS = ("dtype", "quantization", "kv_cache_dtype", "max_model_len", "gpu_memory_utilization",
-                 "max_num_seqs")
+    exit_code = ExitCode.BAD_INPUT
 
 
-def effective_args(profile: dict, variant: str) -> dict:
+# every per-variant setting but extra_args is a vLLM flag of the same name
+VARIANT_FLAGS = tuple(f.name for f in dataclasses.fields(Variant) if f.name != "extra_args")
+
+
+def effective_args(profile: Profile, variant: str) -> dict:
     """Common serving args with the variant's on top."""
-    serving = profile["serving"]
-    if variant not in serving["variants"]:
-        raise ServerError(f"{profile['_file']}: serving.variants: no variant {variant!r} "
-                          f"(have: {', '.join(serving['variants'])})")
-    v = serving["variants"][variant]
-    args = {k: serving.get(k) for k in VARIANT_FLAGS}
-    args.update({k: v[k] for k in VARIANT_FLAGS if v.get(k) is not None})
-    args["extra_args"] = list(serving["extra_args"]) + list(v["extra_args"])
+    serving = profile.serving
+    if variant not in serving.variants:
+        raise UnknownVariant(
+            f"{profile.file}: serving.variants: no variant {variant!r} (have: {', '.join(serving.variants)})"
+        )
+    v = serving.variants[variant]
+    args = {k: getattr(serving, k, None) for k in VARIANT_FLAGS}  # dtype and the like are per variant only
+    args.update({k: getattr(v, k) for k in VARIANT_FLAGS if getattr(v, k) is not None})
+    args["extra_args"] = list(serving.extra_args) + list(v.extra_args)
     return args
 
 
-def build_command(profile: dict, variant: str, port: int | None = None) -> list[str]:
+class UnknownVariant(ServerError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+def build_command(profile: Profile, variant: str, port: int | None = None) -> list[str]:
     """The exact command line for one variant. Prefers the `vllm serve` console script; with
     `serving.python` set (an engine venv, as for the CPU build whose console script is broken)
     it runs the OpenAI API server module with that interpreter."""
-    serving = profile["serving"]
+    serving = profile.serving
     args = effective_args(profile, variant)
-    model = profile["model"]
-    if serving["python"]:
-        cmd = [serving["python"], "-m", "vllm.entrypoints.openai.api_server", "--model", model["id"]]
+    model = profile.model
+    if serving.python:
+        cmd = [serving.python, "-m", "vllm.entrypoints.openai.api_server", "--model", model.id]
     else:
-        cmd = ["vllm", "serve", model["id"]]
-    cmd += ["--served-model-name", model["served_name"], "--host", serving["host"],
-            "--port", str(port or serving["port"])]
-    if model["tokenizer"]:
-        cmd += ["--tokenizer", model["tokenizer"]]
+        cmd = ["vllm", "serve", model.id]
+    cmd += [
+        "--served-model-name",
+        model.served_name or Path(model.id).name,
+        "--host",
+        serving.host,
+        "--port",
+        str(port or serving.port),
+    ]
+    if model.tokenizer:
+        cmd += ["--tokenizer", model.tokenizer]
     for key in VARIANT_FLAGS:
         if args[key] is not None:
             cmd += ["--" + key.replace("_", "-"), str(args[key])]
@@ -124,61 +145,83 @@ def log_reason(path: Path) -> str | None:
     return None
 
 
-def variant_unsupported(profile: dict, variant: str) -> str | None:
+def variant_unsupported(profile: Profile, variant: str) -> str | None:
     """Why this machine cannot serve `variant` at all, or None. Only the CPU engine has rules
     that can be checked before start (a GPU's limits show when vLLM loads the model)."""
-    if profile["serving"]["device"] != "cpu":
+    if profile.serving.device != "cpu":
         return None
     from serving.cpu_support import unsupported_reason
+
     return unsupported_reason(effective_args(profile, variant))
 
 
 def parse_metric_labels(text: str, name: str) -> dict | None:
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            body = line[len(name) + 1:line.rindex("}")]
-            return dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', body))
+    """The labels of the first sample called `name` (an info-style gauge such as vllm:cache_config_info)."""
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    return dict(sample.labels)
+    except ValueError:
+        pass
     return None
 
 
 class VllmServer:
-    def __init__(self, profile: dict, variant: str, run_dir: str | Path, *, port: int | None = None,
-                 startup_timeout_s: float | None = None, grace_s: float = 15.0):
+    def __init__(
+        self,
+        profile: Profile,
+        variant: str,
+        run_dir: str | Path,
+        *,
+        port: int | None = None,
+        startup_timeout_s: float | None = None,
+        grace_s: float = 15.0,
+    ):
         self.profile = profile
         self.variant = variant
         self.run_dir = Path(run_dir)
-        self.port = port or profile["serving"]["port"]
-        self.host = profile["serving"]["host"]
+        self.port = port or profile.serving.port
+        self.host = profile.serving.host
         self.url = f"http://{self.host}:{self.port}"
-        self.model_name = profile["model"]["served_name"]
-        self.startup_timeout_s = startup_timeout_s or profile["serving"]["startup_timeout_s"]
+        self.model_name = profile.model.served_name or Path(profile.model.id).name
+        self.startup_timeout_s = startup_timeout_s or profile.serving.startup_timeout_s
         self.grace_s = grace_s
         self.command = build_command(profile, variant, self.port)
         self.proc: subprocess.Popen | None = None
-        self.log_path = self.run_dir / "server" / "vllm.log"
+        self.log_path = server_log_path(self.run_dir)
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> "VllmServer":
+    def start(self) -> VllmServer:
         reason = variant_unsupported(self.profile, self.variant)
         if reason:
             raise UnsupportedVariant(f"{self.variant} cannot run on this machine: {reason}")
         if not port_is_free(self.host, self.port):
-            raise ServerError(f"port {self.port} on {self.host} is already in use: stop what runs there "
-                              "or set serving.port")
+            raise ServerError(
+                f"port {self.port} on {self.host} is already in use: stop what runs there or set serving.port"
+            )
         exe = self.command[0]
         if not (os.path.isfile(exe) or shutil.which(exe)):
-            raise ServerError(f"{exe}: not found (install the engine: scripts/install-cpu-engine.sh for CPU, "
-                              "or `pip install vllm` on a GPU host, or set serving.python)")
+            raise ServerError(
+                f"{exe}: not found (install the engine: scripts/install-cpu-engine.sh for CPU, "
+                "or `pip install vllm` on a GPU host, or set serving.python)"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **{k: str(v) for k, v in self.profile["serving"]["env"].items()}}
+        env = {**os.environ, **{k: str(v) for k, v in self.profile.serving.env.items()}}
         log = open(self.log_path, "ab")
         self.started_at = time.time()
-        nice = self.profile["serving"]["nice"]
-        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, start_new_session=True,
-                                     preexec_fn=(lambda: lower_priority(nice)) if nice else None)
+        nice = self.profile.serving.nice
+        self.proc = subprocess.Popen(
+            self.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=(lambda: lower_priority(nice)) if nice else None,
+        )
         log.close()
-        (self.run_dir / "server" / "pid").write_text(str(self.proc.pid))
+        write_server_pid(self.run_dir, self.proc.pid)
         try:
             self._wait_ready()
             self.record_config()
@@ -188,12 +231,15 @@ class VllmServer:
         return self
 
     def _wait_ready(self) -> None:
+        assert self.proc is not None  # started
         deadline = time.time() + self.startup_timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 reason = log_reason(self.log_path) or "no exception in its log"
-                raise ServerError(f"vLLM exited with code {self.proc.returncode} while starting: {reason} "
-                                  f"(log: {self.log_path})\n{tail(self.log_path)}")
+                raise ServerError(
+                    f"vLLM exited with code {self.proc.returncode} while starting: {reason} "
+                    f"(log: {self.log_path})\n{tail(self.log_path)}"
+                )
             try:
                 urllib.request.urlopen(self.url + "/health", timeout=2).read()
                 models = json.loads(urllib.request.urlopen(self.url + "/v1/models", timeout=5).read())
@@ -203,8 +249,9 @@ class VllmServer:
             except (OSError, ValueError):
                 pass
             time.sleep(0.5)
-        raise ServerError(f"vLLM not healthy within {self.startup_timeout_s:g} s ({self.log_path}):\n"
-                          f"{tail(self.log_path)}")
+        raise ServerError(
+            f"vLLM not healthy within {self.startup_timeout_s:g} s ({self.log_path}):\n{tail(self.log_path)}"
+        )
 
     def stop(self) -> None:
         proc = self.proc
@@ -231,7 +278,7 @@ class VllmServer:
                 return
             time.sleep(0.1)
 
-    def __enter__(self) -> "VllmServer":
+    def __enter__(self) -> VllmServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -253,7 +300,8 @@ class VllmServer:
             "variant": self.variant,
             "command": self.command,
             "url": self.url,
-            "model": self.profile["model"]["id"],
+            "engine": self.profile.serving.engine,
+            "model": self.profile.model.id,
             "served_model_name": self.model_name,
             "vllm_version": version.group(1) if version else None,
             "dtype": args["dtype"] or "auto",
@@ -261,9 +309,9 @@ class VllmServer:
             "kv_cache_dtype": cache.get("cache_dtype") or args["kv_cache_dtype"] or "auto",
             "cache_config": cache,
             "model_weights_gib_logged": float(weights.group(1)) if weights else None,
-            "pid": self.proc.pid,
+            "pid": self.proc.pid if self.proc else None,
             "ready_seconds": round(getattr(self, "ready_s", 0.0), 1),
         }
-        (self.run_dir / "server" / "config.json").write_text(json.dumps(config, indent=1))
+        write_server_config(self.run_dir, config)
         self.config = config
         return config

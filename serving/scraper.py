@@ -10,11 +10,11 @@ process metrics. A target that is down is reported once, retried every interval,
 and never stops anything. Its own process keeps the scrape off Locust's gevent
 loop (and that loop's timing off the scrape).
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -24,6 +24,11 @@ from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+
+from llmcap.log import get_logger
+from llmcap.rundir import scrape_line
+
+log = get_logger("llmcap.scraper")
 
 KEEP_PREFIXES = ("vllm:", "llmcap_gpu_", "DCGM_FI_")
 
@@ -44,6 +49,7 @@ async def scrape_forever(targets: dict[str, str], out: Path, interval_s: float) 
     down: set[str] = set()
     timeout = aiohttp.ClientTimeout(total=max(interval_s * 0.9, 0.5))
     async with aiohttp.ClientSession(timeout=timeout) as session:
+
         async def one(name: str, url: str) -> None:
             t = time.time()
             try:
@@ -52,16 +58,15 @@ async def scrape_forever(targets: dict[str, str], out: Path, interval_s: float) 
                         raise aiohttp.ClientError(f"HTTP {response.status}")
                     text = await response.text()
                 rows = parse(text)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as e:
+            except (TimeoutError, aiohttp.ClientError, ValueError, OSError) as e:
                 if name not in down:
-                    print(f"llmcap scraper: {name} ({url}) unreachable: {type(e).__name__} {e}; retrying",
-                          file=sys.stderr, flush=True)
+                    log.warning(f"{name} ({url}) unreachable: {type(e).__name__} {e}; retrying")
                     down.add(name)
                 return
             if name in down:
-                print(f"llmcap scraper: {name} is back", file=sys.stderr, flush=True)
+                log.info(f"{name} is back")
                 down.discard(name)
-            files[name].write(json.dumps({"t": t, "m": rows}, separators=(",", ":")) + "\n")
+            files[name].write(scrape_line(t, rows))
             files[name].flush()
 
         parent = os.getppid()

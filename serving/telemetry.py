@@ -5,27 +5,16 @@ by peak and mean over the step; counters and histograms by their change across
 the step, and latency quantiles from the histogram's bucket deltas with the same
 linear interpolation as PromQL's histogram_quantile.
 """
+
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+from typing import Any
 
-Scrape = tuple[float, list]  # (t, [[name, labels, value], ...])
+import psutil
 
-
-def load_scrapes(path: str | Path) -> list[Scrape]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line
-        out.append((row["t"], row["m"]))
-    return out
+from llmcap.rundir import Scrape, load_scrapes
 
 
 def _value(rows: list, name: str, match: dict | None = None) -> float | None:
@@ -101,8 +90,9 @@ def quantile_bucket(q: float, buckets: dict[float, float]) -> tuple[float, float
     return prev, math.inf
 
 
-def histogram_delta_quantiles(scrapes: list[Scrape], name: str, start: float, end: float,
-                              qs=(0.5, 0.95)) -> dict[float, float] | None:
+def histogram_delta_quantiles(
+    scrapes: list[Scrape], name: str, start: float, end: float, qs=(0.5, 0.95)
+) -> dict[Any, Any] | None:
     a, b = _at(scrapes, start), _at(scrapes, end)
     if a is None or b is None:
         return None
@@ -110,7 +100,7 @@ def histogram_delta_quantiles(scrapes: list[Scrape], name: str, start: float, en
     if not bb:
         return None
     delta = {le: bb[le] - ba.get(le, 0.0) for le in bb}
-    out: dict = {q: histogram_quantile(q, delta) for q in qs}
+    out: dict[Any, Any] = {q: histogram_quantile(q, delta) for q in qs}
     if delta[max(delta)] > 0:
         out["p50_bucket"] = quantile_bucket(0.5, delta)
     return out
@@ -137,13 +127,15 @@ def server_summary(telemetry_dir: str | Path, start: float, end: float, server_p
         kv = gauge(vllm, "vllm:kv_cache_usage_perc", start, end)
         waiting = gauge(vllm, "vllm:num_requests_waiting", start, end)
         running = gauge(vllm, "vllm:num_requests_running", start, end)
-        out.update({
-            "kv_cache_usage_peak": _peak(kv),
-            "num_requests_waiting_peak": _peak(waiting),
-            "num_requests_running_peak": _peak(running),
-            "num_requests_running_mean": _mean(running),
-            "preemptions": counter_delta(vllm, "vllm:num_preemptions_total", start, end),
-        })
+        out.update(
+            {
+                "kv_cache_usage_peak": _peak(kv),
+                "num_requests_waiting_peak": _peak(waiting),
+                "num_requests_running_peak": _peak(running),
+                "num_requests_running_mean": _mean(running),
+                "preemptions": counter_delta(vllm, "vllm:num_preemptions_total", start, end),
+            }
+        )
         ttft = histogram_delta_quantiles(vllm, "vllm:time_to_first_token_seconds", start, end)
         e2e = histogram_delta_quantiles(vllm, "vllm:e2e_request_latency_seconds", start, end)
         if ttft:
@@ -158,50 +150,42 @@ def server_summary(telemetry_dir: str | Path, start: float, end: float, server_p
             out["vllm_flops_per_gpu_per_s"] = flops / (end - start)
     gpu = load_scrapes(telemetry_dir / "gpu.jsonl")
     if gpu:
-        used = gauge(gpu, "llmcap_gpu_memory_used_bytes", start, end) or \
-            [v * 2**20 for v in gauge(gpu, "DCGM_FI_DEV_FB_USED", start, end)]
-        util = gauge(gpu, "llmcap_gpu_utilization_ratio", start, end) or \
-            [v / 100 for v in gauge(gpu, "DCGM_FI_DEV_GPU_UTIL", start, end)]
+        used = gauge(gpu, "llmcap_gpu_memory_used_bytes", start, end) or [
+            v * 2**20 for v in gauge(gpu, "DCGM_FI_DEV_FB_USED", start, end)
+        ]
+        util = gauge(gpu, "llmcap_gpu_utilization_ratio", start, end) or [
+            v / 100 for v in gauge(gpu, "DCGM_FI_DEV_GPU_UTIL", start, end)
+        ]
         power = gauge(gpu, "llmcap_gpu_power_watts", start, end) or gauge(gpu, "DCGM_FI_DEV_POWER_USAGE", start, end)
-        out.update({
-            "gpu_memory_used_peak_bytes": _peak(used),
-            "gpu_memory_used_mean_bytes": _mean(used),
-            "gpu_utilization_mean": _mean(util),
-            "gpu_power_mean_watts": _mean(power),
-        })
+        out.update(
+            {
+                "gpu_memory_used_peak_bytes": _peak(used),
+                "gpu_memory_used_mean_bytes": _mean(used),
+                "gpu_utilization_mean": _mean(util),
+                "gpu_power_mean_watts": _mean(power),
+            }
+        )
         if server_pids:
             # vLLM's GPU memory belongs to its engine-core child, so sum over the server's process tree
             wanted = {str(p) for p in server_pids}
-            proc = [sum(v for n, labels, v in rows
-                        if n == "llmcap_gpu_process_memory_used_bytes" and labels.get("pid") in wanted)
-                    for t, rows in gpu if start <= t <= end]
+            proc = [
+                sum(
+                    v
+                    for n, labels, v in rows
+                    if n == "llmcap_gpu_process_memory_used_bytes" and labels.get("pid") in wanted
+                )
+                for t, rows in gpu
+                if start <= t <= end
+            ]
             out["server_process_memory_peak_bytes"] = _peak(proc)
             out["server_process_memory_mean_bytes"] = _mean(proc)
     return {k: v for k, v in out.items() if v is not None}
 
 
 def process_tree(root_pid: int) -> set[int]:
-    """root_pid and all its descendants, from /proc (empty where there is no /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, todo = set(), [root_pid]
-    while todo:
-        pid = todo.pop()
-        if pid not in tree:
-            tree.add(pid)
-            todo.extend(children.get(pid, []))
-    return tree
-
-
-def server_pids(run_dir: str | Path) -> set[int] | None:
-    """The process tree of the server llmcap started for this run (server/pid), if any."""
-    pid_file = Path(run_dir) / "server" / "pid"
+    """root_pid and all its descendants (empty when it is gone)."""
     try:
-        return process_tree(int(pid_file.read_text()))
-    except (OSError, ValueError):
-        return None
+        root = psutil.Process(root_pid)
+        return {root_pid} | {p.pid for p in root.children(recursive=True)}
+    except psutil.Error:
+        return set()

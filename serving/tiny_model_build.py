@@ -7,6 +7,7 @@ imports nothing from llmcap so it runs there as a plain script:
 
     .engine/venv/bin/python serving/tiny_model_build.py --out DIR --corpus prompts.txt
 """
+
 import argparse
 import json
 import os
@@ -59,28 +60,48 @@ def build(out: Path, corpus: Path, seed: int, vocab_size: int) -> dict:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(sorted(texts), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   bos_token=None, unk_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None
+    )
     fast.chat_template = CHAT_TEMPLATE
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out)
 
     vocab = (len(fast) + 63) // 64 * 64
-    config = Qwen3Config(vocab_size=vocab, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=8192,
-                         tie_word_embeddings=True, eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
-                         pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"), bos_token_id=None,
-                         torch_dtype="bfloat16")
+    config = Qwen3Config(
+        vocab_size=vocab,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=None,
+        torch_dtype="bfloat16",
+    )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)
     lengths = sorted(len(fast(t)["input_ids"]) for t in texts)
-    info = {"parameters": sum(p.numel() for p in model.parameters()), "vocab_size": vocab,
-            "corpus_texts": len(texts), "median_corpus_tokens": lengths[len(lengths) // 2], "seed": seed,
-            "note": "random weights: a stand-in to exercise vLLM on CPU, not a model to evaluate"}
+    info = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": vocab,
+        "corpus_texts": len(texts),
+        "median_corpus_tokens": lengths[len(lengths) // 2],
+        "seed": seed,
+        "note": "random weights: a stand-in to exercise vLLM on CPU, not a model to evaluate",
+    }
     (out / "llmcap_tiny_model.json").write_text(json.dumps(info, indent=1))
     return info
 

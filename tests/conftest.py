@@ -1,4 +1,5 @@
 """Shared fixtures: a stub server in its own process, and a way to run locust like a user does."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ class Stub:
         self.url = f"http://127.0.0.1:{port}"
 
     def _post(self, path: str, body: dict | None = None) -> dict:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}
+        )
         return json.loads(urllib.request.urlopen(req, timeout=5).read())
 
     def configure(self, **changes) -> dict:
@@ -69,14 +71,28 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 def start_stub(*args: str, port: int | None = None) -> Stub:
     port = port or free_port()
-    proc = subprocess.Popen([PY, str(REPO / "tests" / "stub_server.py"), "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [PY, str(REPO / "tests" / "stub_server.py"), "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_http(f"http://127.0.0.1:{port}/health")
     return Stub(port, proc)
 
 
-DEFAULTS = dict(chunks=30, first_delay_ms=0.0, chunk_delay_ms=0.0, slots=0, fault="none", fault_every=1,
-                fault_status=500, slow_headers_ms=2000.0, cut_after_chunks=3, model="stub-model", api_key="")
+DEFAULTS = dict(
+    chunks=30,
+    first_delay_ms=0.0,
+    chunk_delay_ms=0.0,
+    slots=0,
+    fault="none",
+    fault_every=1,
+    fault_status=500,
+    slow_headers_ms=2000.0,
+    cut_after_chunks=3,
+    model="stub-model",
+    api_key="",
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +109,21 @@ def stub(stub_server):
     return stub_server
 
 
-def run_locust(locustfile: str, host: str, *args: str, timeout_s: float = 300, env: dict | None = None,
-               cwd: Path = REPO) -> subprocess.CompletedProcess:
+def master_port_args() -> list[str]:
+    """A free port for Locust's master and its workers (not the fixed 5557 every run shares)."""
+    port = str(free_port())
+    return ["--master-bind-port", port, "--master-port", port]
+
+
+def run_locust(
+    locustfile: str, host: str, *args: str, timeout_s: float = 300, env: dict | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
     cmd = [LOCUST, "-f", str(REPO / locustfile), "--headless", "-H", host, "--only-summary", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+    if "--processes" in args:
+        cmd += master_port_args()
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout_s, cwd=cwd, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +132,7 @@ def cpu_server(tmp_path_factory):
     (module scope: an idle server must not sit beside the other modules' timing tests)."""
     from serving.launcher import VllmServer
     from tests.engine import cpu_profile, engine_available
+
     if not engine_available():
         pytest.skip("vLLM CPU engine not installed (scripts/install-cpu-engine.sh)")
     server = VllmServer(cpu_profile(), "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())

@@ -1,4 +1,5 @@
 """Helpers for tests on the real vLLM CPU engine (skipped, with the reason, when it is not installed)."""
+
 import functools
 import os
 import subprocess
@@ -14,23 +15,28 @@ CPU_PROFILE = REPO / "profiles" / "cpu-tiny.yaml"
 
 @functools.lru_cache(maxsize=1)
 def engine_available() -> bool:
-    return ENGINE_PY.exists() and subprocess.run([str(ENGINE_PY), "-c", "import vllm"],
-                                                  capture_output=True).returncode == 0
+    return (
+        ENGINE_PY.exists()
+        and subprocess.run([str(ENGINE_PY), "-c", "import vllm"], capture_output=True).returncode == 0
+    )
 
 
-needs_engine = pytest.mark.skipif(not engine_available(),
-                                  reason="vLLM CPU engine not installed (scripts/install-cpu-engine.sh)")
+needs_engine = pytest.mark.skipif(
+    not engine_available(), reason="vLLM CPU engine not installed (scripts/install-cpu-engine.sh)"
+)
 
 
 def needs_cpu_support(variant_args: dict):
     """Skip, with the CPU's own reason, a test of a variant this CPU cannot serve (it runs where it can)."""
     from serving.cpu_support import unsupported_reason
+
     reason = unsupported_reason(variant_args)
     return pytest.mark.skipif(reason is not None, reason=f"this CPU cannot: {reason}")
 
 
-def cpu_profile() -> dict:
-    from llmcap.cli import ensure_tiny_model
+def cpu_profile():
+    from llmcap.tiny_model import ensure_tiny_model
+
     profile = load_profile(CPU_PROFILE)
     ensure_tiny_model(profile)
     return profile
@@ -42,4 +48,3 @@ def group_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
-

@@ -1,11 +1,13 @@
 """M/D/C queue simulation: the ground truth the rate search is tested against."""
+
 import heapq
 
 import numpy as np
 
 
-def mdc_p95_ms(rate_rps: float, slots: int, service_s: float, n: int = 60000, seed: int = 1,
-               overhead_s: float = 0.0) -> float:
+def mdc_p95_ms(
+    rate_rps: float, slots: int, service_s: float, n: int = 60000, seed: int = 1, overhead_s: float = 0.0
+) -> float:
     """p95 time in system (wait + service) of Poisson arrivals at a FIFO queue with `slots` servers."""
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1 / rate_rps, n))
@@ -17,7 +19,7 @@ def mdc_p95_ms(rate_rps: float, slots: int, service_s: float, n: int = 60000, se
         done = start + service_s
         heapq.heappush(free, done)
         sojourn[i] = done - t + overhead_s
-    return float(np.percentile(sojourn[n // 10:], 95) * 1000)
+    return float(np.percentile(sojourn[n // 10 :], 95) * 1000)
 
 
 def rate_at_slo(slo_ms: float, slots: int, service_s: float, overhead_s: float = 0.0) -> float:

@@ -9,6 +9,7 @@ Capacity model (for testing the rate search): with `slots=C` the server serves a
 most C requests at once, FIFO, each holding its slot for first_delay + chunks x
 chunk_delay. That is an M/D/C queue under Poisson arrivals.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -145,12 +146,22 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
         await asyncio.sleep((cfg.first_delay_ms + chunks * cfg.chunk_delay_ms) / 1000)
         state.completed += 1
         pt = prompt_tokens_of(body)
-        return web.json_response({
-            "id": "chatcmpl-stub", "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * chunks},
-                         "finish_reason": "length"}],
-            "usage": {"prompt_tokens": pt, "completion_tokens": chunks, "total_tokens": pt + chunks},
-        })
+        return web.json_response(
+            {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "tok " * chunks},
+                        "finish_reason": "length",
+                    }
+                ],
+                "usage": {"prompt_tokens": pt, "completion_tokens": chunks, "total_tokens": pt + chunks},
+            }
+        )
 
     resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
@@ -170,7 +181,7 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
             request.transport.close()
             return resp
         if fault == "malformed" and i == 1:
-            await resp.write(b"data: {\"choices\": [{\"delta\": {\"content\": \"unterminated\n\n")
+            await resp.write(b'data: {"choices": [{"delta": {"content": "unterminated\n\n')
             continue
         if fault == "error_event" and i == 2:
             await resp.write(b'data: {"error":{"message":"injected engine error","code":500}}\n\n')
@@ -211,14 +222,16 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def get_stats(request: web.Request) -> web.Response:
     state: StubState = request.app["state"]
-    return web.json_response({
-        "requests": state.request_count,
-        "completed": state.completed,
-        "running": state.running,
-        "waiting": state.waiting,
-        "arrivals": list(state.arrivals),
-        "last_body": state.last_body,
-    })
+    return web.json_response(
+        {
+            "requests": state.request_count,
+            "completed": state.completed,
+            "running": state.running,
+            "waiting": state.waiting,
+            "arrivals": list(state.arrivals),
+            "last_body": state.last_body,
+        }
+    )
 
 
 async def post_config(request: web.Request) -> web.Response:

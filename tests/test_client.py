@@ -1,13 +1,16 @@
 """The streaming client against the stub: timing truth, usage, and every error kind."""
+
 import numpy as np
 import pytest
 
+from llmcap.rundir import ERROR_KINDS
 from loadtest.client import ChatClient
-from loadtest.samples import ERROR_KINDS
 from tests.conftest import free_port
 
-BODY = (b'{"model":"stub-model","stream":true,"stream_options":{"include_usage":true},"max_tokens":30,'
-        b'"messages":[{"role":"user","content":"' + b"x" * 400 + b'"}]}')
+BODY = (
+    b'{"model":"stub-model","stream":true,"stream_options":{"include_usage":true},"max_tokens":30,'
+    b'"messages":[{"role":"user","content":"' + b"x" * 400 + b'"}]}'
+)
 
 
 def kind(r) -> str:

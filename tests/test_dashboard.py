@@ -1,4 +1,5 @@
 """Every metric the Grafana dashboard queries exists in what the exporter or vLLM exposes."""
+
 import json
 import re
 import urllib.request
@@ -35,10 +36,15 @@ def test_gpu_panels_use_exporter_metrics():
 
 def test_vllm_panels_use_real_vllm_metrics(cpu_server):
     # a request first, so that every histogram and counter has a series
-    body = json.dumps({"model": cpu_server.model_name, "max_tokens": 4,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
-    urllib.request.urlopen(urllib.request.Request(cpu_server.url + "/v1/chat/completions", data=body,
-                                                  headers={"Content-Type": "application/json"}), timeout=60).read()
+    body = json.dumps(
+        {"model": cpu_server.model_name, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    urllib.request.urlopen(
+        urllib.request.Request(
+            cpu_server.url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        ),
+        timeout=60,
+    ).read()
     have = exposed(urllib.request.urlopen(cpu_server.url + "/metrics", timeout=10).read().decode())
     wanted = {m for m in queried_metrics() if m.startswith("vllm:")}
     assert wanted and wanted <= have, wanted - have

@@ -1,19 +1,32 @@
 """Load tests on the real vLLM CPU engine: telemetry beside the samples, and the task types' shapes."""
+
 import json
 
 import numpy as np
 import pytest
 
-from loadtest.samples import read_samples
+from llmcap.rundir import read_samples
 from tests.conftest import SHARED, run_locust
+from tests.engine import needs_engine
 
 pytestmark = pytest.mark.engine
 
 
 def test_telemetry_and_server_summaries_agree_with_the_client(cpu_server, tmp_path):
     run_dir = tmp_path / "run"
-    run = run_locust("loadtest/text2sql.py", cpu_server.url, "--rps", "8", "--duration", "12",
-                     "--max-tokens", "16", "--ignore-eos", "--run-dir", str(run_dir))
+    run = run_locust(
+        "loadtest/text2sql.py",
+        cpu_server.url,
+        "--rps",
+        "8",
+        "--duration",
+        "12",
+        "--max-tokens",
+        "16",
+        "--ignore-eos",
+        "--run-dir",
+        str(run_dir),
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     scrapes = (run_dir / "telemetry" / "vllm.jsonl").read_text().splitlines()
     assert len(scrapes) >= 10  # once a second
@@ -38,8 +51,22 @@ def _task_run(cpu_server, tmp_path, locustfile, dataset, *extra):
     if not dataset.is_file():
         pytest.skip(f"{dataset} not present")
     run_dir = tmp_path / "run"
-    run = run_locust(locustfile, cpu_server.url, "--rps", "3", "--duration", "8", "--max-tokens", "8",
-                     "--ignore-eos", "--dataset", str(dataset), "--run-dir", str(run_dir), *extra)
+    run = run_locust(
+        locustfile,
+        cpu_server.url,
+        "--rps",
+        "3",
+        "--duration",
+        "8",
+        "--max-tokens",
+        "8",
+        "--ignore-eos",
+        "--dataset",
+        str(dataset),
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     samples, _ = read_samples(run_dir)
     assert len(samples) >= 15 and (samples["error"] == 0).all(), run.stdout[-2000:]
@@ -47,20 +74,35 @@ def _task_run(cpu_server, tmp_path, locustfile, dataset, *extra):
     return samples
 
 
+def needs_shared(relative: str):
+    return pytest.mark.skipif(not (SHARED / relative).exists(), reason=f"../shared/{relative} not present")
+
+
+@needs_engine
+@needs_shared("datasets/smart_home/test.jsonl")
 def test_function_calling_task_on_the_engine(tmp_path):
     # served as its profile says (auto tool choice, hermes parser); tools are sent in the request and
     # rendered by the chat template, so the tool schemas dominate the prompt
     from llmcap.profile import load_profile
     from serving.launcher import VllmServer
     from tests.conftest import REPO, free_port
+
     profile = load_profile(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml")
     with VllmServer(profile, "bf16", tmp_path / "server", port=free_port()) as server:
-        samples = _task_run(server, tmp_path, "loadtest/smart_home.py", SHARED / "datasets/smart_home/test.jsonl",
-                            "--llmcap-profile", str(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml"))
+        samples = _task_run(
+            server,
+            tmp_path,
+            "loadtest/smart_home.py",
+            SHARED / "datasets/smart_home/test.jsonl",
+            "--llmcap-profile",
+            str(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml"),
+        )
     assert 700 <= np.median(samples["prompt_tokens"]) <= 2000, np.median(samples["prompt_tokens"])
 
 
+@needs_shared("datasets/banking77/distil_8class/test.csv")
 def test_classification_task_on_the_engine(cpu_server, tmp_path):
-    samples = _task_run(cpu_server, tmp_path, "loadtest/banking77.py",
-                        SHARED / "datasets/banking77/distil_8class/test.csv")
+    samples = _task_run(
+        cpu_server, tmp_path, "loadtest/banking77.py", SHARED / "datasets/banking77/distil_8class/test.csv"
+    )
     assert 300 <= np.median(samples["prompt_tokens"]) <= 1000, np.median(samples["prompt_tokens"])

@@ -1,5 +1,6 @@
 """Server faults during a run: each request is counted with its error kind, the verdict reflects it,
 and every sample taken is on disk and in the report (docs/reliability.md lists these)."""
+
 import json
 import subprocess
 import time
@@ -7,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from loadtest.samples import ERROR_KINDS, read_errors, read_samples
+from llmcap.rundir import ERROR_KINDS, read_errors, read_samples
 from tests.conftest import LOCUST, REPO, run_locust, start_stub, stop_process
 
 FAULTS = [  # stub fault settings, expected error kind
@@ -27,8 +28,18 @@ FAULTS = [  # stub fault settings, expected error kind
 def test_fault_is_counted_and_kept(stub, tmp_path, settings, kind):
     stub.configure(chunks=5, chunk_delay_ms=2, fault_every=4, **settings)
     run_dir = tmp_path / "run"
-    run = run_locust("loadtest/text2sql.py", stub.url, "--rps", "10", "--duration", "4", "--run-dir", str(run_dir),
-                     "--request-timeout-s", "1.5")
+    run = run_locust(
+        "loadtest/text2sql.py",
+        stub.url,
+        "--rps",
+        "10",
+        "--duration",
+        "4",
+        "--run-dir",
+        str(run_dir),
+        "--request-timeout-s",
+        "1.5",
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     samples, _ = read_samples(run_dir)
     server_saw = stub.stats()["requests"]
@@ -49,9 +60,28 @@ def test_server_killed_and_restarted_mid_run(tmp_path):
     stub = start_stub("--chunks", "5")
     port = stub.port
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([LOCUST, "-f", str(REPO / "loadtest/text2sql.py"), "--headless", "--only-summary",
-                             "-H", stub.url, "--rps", "20", "--duration", "9", "--run-dir", str(run_dir),
-                             "--request-timeout-s", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            LOCUST,
+            "-f",
+            str(REPO / "loadtest/text2sql.py"),
+            "--headless",
+            "--only-summary",
+            "-H",
+            stub.url,
+            "--rps",
+            "20",
+            "--duration",
+            "9",
+            "--run-dir",
+            str(run_dir),
+            "--request-timeout-s",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(4)
         stub.proc.kill()  # the server dies mid-step
@@ -80,8 +110,18 @@ def test_search_with_a_failing_server_reports_each_step(stub, tmp_path):
     """A burst of 503s at one step: that step fails on errors, the run goes on and says why."""
     stub.configure(chunks=3, fault="status", fault_status=503, fault_every=2)
     run_dir = tmp_path / "run"
-    run = run_locust("loadtest/text2sql.py", stub.url, "--run-dir", str(run_dir), "--start-rps", "5",
-                     "--step-seconds", "3", "--warmup-seconds", "1")
+    run = run_locust(
+        "loadtest/text2sql.py",
+        stub.url,
+        "--run-dir",
+        str(run_dir),
+        "--start-rps",
+        "5",
+        "--step-seconds",
+        "3",
+        "--warmup-seconds",
+        "1",
+    )
     assert run.returncode == 3
     result = json.loads((run_dir / "result.json").read_text())
     assert result["steps"][0]["errors"] == {"http_status": result["steps"][0]["failed"]}

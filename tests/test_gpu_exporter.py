@@ -1,10 +1,11 @@
 """The NVML exporter with NVML replaced at the library boundary, and with NVML absent."""
+
 import subprocess
 import sys
-from pathlib import Path
 import threading
 import types
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -18,6 +19,7 @@ GIB = 2**30
 
 class FakeNvml:
     """The pynvml functions the exporter calls, over values the test controls."""
+
     NVML_CLOCK_SM = 1
     NVML_TEMPERATURE_GPU = 0
 
@@ -25,21 +27,41 @@ class FakeNvml:
         self.used = [10 * GIB, 1 * GIB]
         self.procs = [[(4242, 7 * GIB), (4243, 2 * GIB)], []]
 
-    def nvmlInit(self): pass
-    def nvmlDeviceGetCount(self): return 2
-    def nvmlDeviceGetHandleByIndex(self, i): return i
-    def nvmlDeviceGetUUID(self, h): return f"GPU-{h}"
-    def nvmlDeviceGetName(self, h): return b"NVIDIA H100 80GB HBM3"
-    def nvmlDeviceGetMemoryInfo(self, h): return types.SimpleNamespace(used=self.used[h], total=80 * GIB)
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetUUID(self, h):
+        return f"GPU-{h}"
+
+    def nvmlDeviceGetName(self, h):
+        return b"NVIDIA H100 80GB HBM3"
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return types.SimpleNamespace(used=self.used[h], total=80 * GIB)
 
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         return [types.SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in self.procs[h]]
 
-    def nvmlDeviceGetUtilizationRates(self, h): return types.SimpleNamespace(gpu=87 if h == 0 else 0, memory=41)
-    def nvmlDeviceGetPowerUsage(self, h): return 412_500
-    def nvmlDeviceGetEnforcedPowerLimit(self, h): return 700_000
-    def nvmlDeviceGetClockInfo(self, h, kind): return 1980
-    def nvmlDeviceGetTemperature(self, h, kind): return 61
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return types.SimpleNamespace(gpu=87 if h == 0 else 0, memory=41)
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        return 412_500
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h):
+        return 700_000
+
+    def nvmlDeviceGetClockInfo(self, h, kind):
+        return 1980
+
+    def nvmlDeviceGetTemperature(self, h, kind):
+        return 61
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
         if h == 1:
@@ -97,10 +119,15 @@ def test_nvml_absent_is_one_line_and_nonzero():
     class Broken:
         def nvmlInit(self):
             raise OSError("NVML Shared Library Not Found")
+
     with pytest.raises(NvmlUnavailable, match="NVML unavailable"):
         GpuMetrics(Broken())
-    run = subprocess.run([str(Path(sys.executable).with_name("llmcap")), "gpu-exporter", "--port", str(free_port())],
-                         capture_output=True, text=True, timeout=30)
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("llmcap")), "gpu-exporter", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if run.returncode == 0:
         pytest.skip("this machine has a GPU")
     assert run.returncode == 1

@@ -1,4 +1,5 @@
 """SIGINT and SIGTERM: samples flushed, a partial result and report, nothing left running."""
+
 import json
 import signal
 import subprocess
@@ -6,8 +7,8 @@ import time
 
 import pytest
 
-from loadtest.samples import read_samples
-from tests.conftest import LOCUST, REPO
+from llmcap.rundir import read_samples
+from tests.conftest import LOCUST, REPO, master_port_args
 
 
 def default_sigint() -> None:
@@ -36,14 +37,31 @@ def children_of(pid: int) -> list[int]:
 def test_locust_interrupted(stub, tmp_path, sig, processes):
     stub.configure(chunks=5, first_delay_ms=20)
     run_dir = tmp_path / "run"
-    cmd = [LOCUST, "-f", str(REPO / "loadtest/text2sql.py"), "--headless", "--only-summary", "-H", stub.url,
-           "--run-dir", str(run_dir), "--start-rps", "10", "--step-seconds", "4", "--warmup-seconds", "1",
-           # barely growing, never converging: the search cannot end by itself before the signal, on any machine
-           "--growth", "1.05", "--precision", "0.001"]
+    cmd = [
+        LOCUST,
+        "-f",
+        str(REPO / "loadtest/text2sql.py"),
+        "--headless",
+        "--only-summary",
+        "-H",
+        stub.url,
+        "--run-dir",
+        str(run_dir),
+        "--start-rps",
+        "10",
+        "--step-seconds",
+        "4",
+        "--warmup-seconds",
+        "1",
+        # barely growing, never converging: the search cannot end by itself before the signal, on any machine
+        "--growth",
+        "1.05",
+        "--precision",
+        "0.001",
+    ]
     if processes > 1:
-        cmd += ["--processes", str(processes)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_sigint)
+        cmd += ["--processes", str(processes), *master_port_args()]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         wait_for_steps(run_dir, 1, 90)
     except TimeoutError:

@@ -1,11 +1,12 @@
 """The load generator offers the rate it says, open loop, and leaves readable samples."""
+
 import json
 import threading
 import time
 
 import numpy as np
 
-from loadtest.samples import read_samples
+from llmcap.rundir import read_samples
 from tests.conftest import run_locust
 
 
@@ -18,8 +19,18 @@ def ks_exponential(gaps: np.ndarray, rate: float) -> float:
 
 def test_poisson_rate_is_honoured(stub, tmp_path):
     stub.configure(first_delay_ms=100, chunks=10)
-    run = run_locust("loadtest/text2sql.py", stub.url, "--rps", "50", "--duration", "20",
-                     "--run-dir", str(tmp_path / "run"), "--max-concurrency", "100")
+    run = run_locust(
+        "loadtest/text2sql.py",
+        stub.url,
+        "--rps",
+        "50",
+        "--duration",
+        "20",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--max-concurrency",
+        "100",
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     samples, _ = read_samples(tmp_path / "run")
     assert stub.stats()["requests"] == len(samples)  # the server saw every send
@@ -37,8 +48,20 @@ def test_poisson_rate_is_honoured(stub, tmp_path):
 
 
 def test_constant_rate_is_exact(stub, tmp_path):
-    run = run_locust("loadtest/text2sql.py", stub.url, "--rps", "40", "--duration", "5", "--arrival", "constant",
-                     "--run-dir", str(tmp_path / "run"), "--max-concurrency", "50")
+    run = run_locust(
+        "loadtest/text2sql.py",
+        stub.url,
+        "--rps",
+        "40",
+        "--duration",
+        "5",
+        "--arrival",
+        "constant",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--max-concurrency",
+        "50",
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     samples, _ = read_samples(tmp_path / "run")
     scheduled = np.sort(samples["scheduled_s"])
@@ -54,8 +77,18 @@ def test_send_rate_does_not_drop_when_the_server_slows(stub, tmp_path):
     timer = threading.Timer(7.0, lambda: stub.configure(first_delay_ms=2000))
     timer.start()
     t0 = time.time()
-    run = run_locust("loadtest/text2sql.py", stub.url, "--rps", "20", "--duration", "14",
-                     "--run-dir", str(tmp_path / "run"), "--max-concurrency", "200")
+    run = run_locust(
+        "loadtest/text2sql.py",
+        stub.url,
+        "--rps",
+        "20",
+        "--duration",
+        "14",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--max-concurrency",
+        "200",
+    )
     timer.cancel()
     assert run.returncode == 0, run.stderr[-2000:]
     arrivals = np.array(stub.stats()["arrivals"])

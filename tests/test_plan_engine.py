@@ -1,4 +1,5 @@
 """`llmcap plan` end to end on the real vLLM CPU engine: both variants found, compared, nothing left."""
+
 import json
 import os
 import signal
@@ -15,11 +16,35 @@ from tests.engine import group_alive, needs_engine
 
 pytestmark = [needs_engine, pytest.mark.engine, pytest.mark.slow]
 LLMCAP = str(Path(sys.executable).with_name("llmcap"))
-SHORT = ["--", "--step-seconds", "4", "--warmup-seconds", "2", "--confirm-seconds", "5", "--precision", "0.3",
-         "--start-rps", "4"]
+SHORT = [
+    "--",
+    "--step-seconds",
+    "4",
+    "--warmup-seconds",
+    "2",
+    "--confirm-seconds",
+    "5",
+    "--precision",
+    "0.3",
+    "--start-rps",
+    "4",
+]
 # barely growing and never converging: the search cannot end by itself before the signal, on any machine
-ENDLESS = ["--", "--step-seconds", "4", "--warmup-seconds", "2", "--start-rps", "2", "--min-requests", "4",
-           "--growth", "1.1", "--precision", "0.001"]
+ENDLESS = [
+    "--",
+    "--step-seconds",
+    "4",
+    "--warmup-seconds",
+    "2",
+    "--start-rps",
+    "2",
+    "--min-requests",
+    "4",
+    "--growth",
+    "1.1",
+    "--precision",
+    "0.001",
+]
 AVX2_ONLY = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c"
 
 
@@ -32,8 +57,13 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     before any model load, bf16 and fp32 are served, searched and compared, and the plan succeeds."""
     plan_dir = tmp_path / "plan"
     t0 = time.time()
-    run = subprocess.run([LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), *SHORT],
-                         capture_output=True, text=True, timeout=1500, env={**os.environ, FLAGS_ENV: AVX2_ONLY})
+    run = subprocess.run(
+        [LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), *SHORT],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env={**os.environ, FLAGS_ENV: AVX2_ONLY},
+    )
     print(f"plan took {time.time() - t0:.0f} s")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     skipped = [line for line in run.stdout.splitlines() if "fp8-kv: skipped" in line]
@@ -60,9 +90,24 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_plan_interrupted(tmp_path, sig):
     plan_dir = tmp_path / "plan"
-    proc = subprocess.Popen([LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir),
-                             "--variants", "bf16", "--processes", "2", *ENDLESS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [
+            LLMCAP,
+            "plan",
+            str(REPO / "profiles" / "cpu-tiny.yaml"),
+            "--out",
+            str(plan_dir),
+            "--variants",
+            "bf16",
+            "--processes",
+            "2",
+            *ENDLESS,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     steps = plan_dir / "bf16" / "steps.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and not (steps.exists() and steps.read_text().strip()):

@@ -1,4 +1,5 @@
 """Profiles: the schema's errors are one line naming file and field; shipped profiles build exact commands."""
+
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,20 @@ TINY = str(REPO / ".engine" / "tiny-qwen3")
 
 def test_cpu_profile_commands():
     p = load_profile(CPU)
-    common = ["-m", "vllm.entrypoints.openai.api_server", "--model", TINY, "--served-model-name", "tiny-qwen3",
-              "--host", "127.0.0.1", "--port", "8011", "--dtype", "bfloat16"]
+    common = [
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        TINY,
+        "--served-model-name",
+        "tiny-qwen3",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8011",
+        "--dtype",
+        "bfloat16",
+    ]
     tail = ["--max-model-len", "2048", "--gpu-memory-utilization", "0.3", "--no-enable-prefix-caching"]
     assert build_command(p, "bf16") == [ENGINE_PY, *common, *tail]
     assert build_command(p, "fp8-kv") == [ENGINE_PY, *common, "--kv-cache-dtype", "fp8", *tail]
@@ -26,13 +39,31 @@ def test_cpu_profile_commands():
 @pytest.mark.skipif(not (SHARED / "datasets" / "text2sql").is_dir(), reason="../shared/datasets not present")
 def test_h100_profile_commands():
     p = load_profile(H100)
-    base = ["vllm", "serve", "distil-labs/distil-qwen3-4b-text2sql", "--served-model-name", "qwen3-4b-text2sql",
-            "--host", "127.0.0.1", "--port", "8000", "--dtype", "bfloat16"]
-    tail = ["--max-model-len", "4096", "--gpu-memory-utilization", "0.92", "--max-num-seqs", "256",
-            "--no-enable-prefix-caching"]
+    base = [
+        "vllm",
+        "serve",
+        "distil-labs/distil-qwen3-4b-text2sql",
+        "--served-model-name",
+        "qwen3-4b-text2sql",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+        "--dtype",
+        "bfloat16",
+    ]
+    tail = [
+        "--max-model-len",
+        "4096",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-num-seqs",
+        "256",
+        "--no-enable-prefix-caching",
+    ]
     assert build_command(p, "bf16") == [*base, *tail]
     assert build_command(p, "fp8") == [*base, "--quantization", "fp8", *tail]
-    assert p["cost"]["usd_per_gpu_hour"] == 2.40 and p["cost"]["gpu"] == "H100-SXM"
+    assert p.cost.usd_per_gpu_hour == 2.40 and p.cost.gpu == "H100-SXM"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -51,20 +82,23 @@ serving:
 
 def test_defaults_fill_in(tmp_path):
     p = load_profile(write(tmp_path, MINIMAL))
-    assert p["slo"]["p95_ms"] == 1000.0 and p["search"]["growth"] == 2.0 and p["model"]["served_name"] == "model"
+    assert p.slo.p95_ms == 1000.0 and p.search.growth == 2.0 and p.model.served_name == "model"
 
 
-@pytest.mark.parametrize("text,message", [
-    (MINIMAL + "slo: {p95: 300}\n", "p.yaml: slo.p95: unknown key"),
-    (MINIMAL + "slo: {p95_ms: fast}\n", "p.yaml: slo.p95_ms: expected integer or number, got str 'fast'"),
-    (MINIMAL.replace("{dtype: bfloat16}", "{dtyp: bfloat16}"), "p.yaml: serving.variants.bf16.dtyp: unknown key"),
-    (MINIMAL + "serving: {port: true}\n", None),  # duplicate key at top level: YAML keeps the last
-    (MINIMAL + "dataset: {path: nowhere.jsonl}\n", "p.yaml: dataset.path: file not found"),
-    (MINIMAL + "cost: {utilizations: [1.5]}\n", "p.yaml: cost.utilizations[0]: expected a number in (0, 1]"),
-    ("name: t\nmodel: {id: [unclosed\n", "p.yaml:3: malformed YAML"),
-    ("name: t\n", "p.yaml: model.id: required"),
-    (MINIMAL.replace("some/model", "./missing-model"), "p.yaml: model.id: local model directory not found"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (MINIMAL + "slo: {p95: 300}\n", "p.yaml: slo.p95: unknown key"),
+        (MINIMAL + "slo: {p95_ms: fast}\n", "p.yaml: slo.p95_ms: expected integer or number, got str 'fast'"),
+        (MINIMAL.replace("{dtype: bfloat16}", "{dtyp: bfloat16}"), "p.yaml: serving.variants.bf16.dtyp: unknown key"),
+        (MINIMAL + "serving: {port: true}\n", None),  # duplicate key at top level: YAML keeps the last
+        (MINIMAL + "dataset: {path: nowhere.jsonl}\n", "p.yaml: dataset.path: file not found"),
+        (MINIMAL + "cost: {utilizations: [1.5]}\n", "p.yaml: cost.utilizations[0]: expected a number in (0, 1]"),
+        ("name: t\nmodel: {id: [unclosed\n", "p.yaml:3: malformed YAML"),
+        ("name: t\n", "p.yaml: model.id: required"),
+        (MINIMAL.replace("some/model", "./missing-model"), "p.yaml: model.id: local model directory not found"),
+    ],
+)
 def test_profile_errors_are_one_line(tmp_path, text, message):
     with pytest.raises(ProfileError) as e:
         load_profile(write(tmp_path, text))
@@ -79,12 +113,35 @@ def test_missing_profile_file(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="../shared/datasets not present")
-@pytest.mark.parametrize("path", sorted(p for p in (REPO / "profiles").rglob("*.yaml") if p.name != "hosted_prices.yaml"),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in (REPO / "profiles").rglob("*.yaml") if p.name != "hosted_prices.yaml"),
+    ids=lambda p: p.name,
+)
 def test_every_shipped_profile_loads_and_builds(path):
     p = load_profile(path)
-    for variant in p["serving"]["variants"]:
+    for variant in p.serving.variants:
         cmd = build_command(p, variant)
-        assert "--served-model-name" in cmd and p["model"]["served_name"] in cmd
-        if p["dataset"]["task"] in ("smart_home", "git_assistant"):
+        assert "--served-model-name" in cmd and p.model.served_name in cmd
+        if p.dataset.task in ("smart_home", "git_assistant"):
             assert cmd[cmd.index("--tool-call-parser") + 1] == "hermes" and "--enable-auto-tool-choice" in cmd
+
+
+def test_docs_name_every_setting():
+    """docs/profiles.md explains every field the profile model defines (and nothing it no longer has)."""
+    import dataclasses
+    import typing
+
+    from llmcap.profile import Profile
+
+    rows = [line for line in (REPO / "docs" / "profiles.md").read_text().splitlines() if line.startswith("| `")]
+    hints = typing.get_type_hints(Profile)
+    missing = []
+    for section, cls in hints.items():
+        if not dataclasses.is_dataclass(cls):
+            continue
+        for f in dataclasses.fields(cls):
+            if not any(f"`{section}.{f.name}`" in row or (f"`{section}." in row and f.name in row) for row in rows):
+                missing.append(f"{section}.{f.name}")
+    assert not missing, missing
+    assert not any("request.stream" in row for row in rows)

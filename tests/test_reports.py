@@ -1,4 +1,5 @@
 """The capacity report: cost formula, FLOPs, headline numbers from a fixture run, safe HTML."""
+
 import json
 import shutil
 import subprocess
@@ -17,7 +18,9 @@ GIB = 2**30
 def test_cost_reproduces_the_reference_run():
     assert round(usd_per_million_requests(222, 2.40), 2) == 3.00
     assert round(usd_per_million_requests(222, 2.40, utilization=0.1), 2) == 30.03
-    assert usd_per_million_requests(100, 2.0, gpus=2, utilization=0.5) == pytest.approx(2 * 2.0 / (100 * 3600 * 0.5) * 1e6)
+    assert usd_per_million_requests(100, 2.0, gpus=2, utilization=0.5) == pytest.approx(
+        2 * 2.0 / (100 * 3600 * 0.5) * 1e6
+    )
     assert usd_per_million_tokens(222, 300, 2.40) == pytest.approx(usd_per_million_requests(222, 2.40) / 300)
     # 300 prompt + 40 completion tokens at $1 / $5 per million: $300 + $200 per million requests
     assert hosted_usd_per_million_requests(300, 40, 1.0, 5.0) == pytest.approx(500.0)
@@ -49,32 +52,89 @@ def test_qwen3_4b_flops_by_hand():
 
 
 def step(index, phase, rate, p50, p95, p99, passed, start, **extra):
-    return {"index": index, "phase": phase, "offered_rps": rate, "achieved_rps": rate * 0.99, "p50_ms": p50,
-            "p95_ms": p95, "p99_ms": p99, "ttft_p50_ms": 50.0, "ttft_p95_ms": 90.0, "itl_p50_ms": 8.0,
-            "itl_p95_ms": 12.0, "error_rate": 0.0, "mean_prompt_tokens": 300.0, "mean_completion_tokens": 40.0,
-            "passed": passed, "reason": "x", "start": start, "end": start + 30, **extra}
+    return {
+        "index": index,
+        "phase": phase,
+        "offered_rps": rate,
+        "achieved_rps": rate * 0.99,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "ttft_p50_ms": 50.0,
+        "ttft_p95_ms": 90.0,
+        "itl_p50_ms": 8.0,
+        "itl_p95_ms": 12.0,
+        "error_rate": 0.0,
+        "mean_prompt_tokens": 300.0,
+        "mean_completion_tokens": 40.0,
+        "passed": passed,
+        "reason": "x",
+        "start": start,
+        "end": start + 30,
+        **extra,
+    }
 
 
 def make_run(tmp_path, name="fixture", model="qwen3-4b-text2sql", quantization=None, rps=222.0, weights=7.6):
     run = tmp_path / name
     (run / "server").mkdir(parents=True)
-    steps = [step(0, "grow", 100, 300, 400, 500, True, 1000, server={"kv_cache_usage_peak": 0.2}),
-             step(1, "grow", 200, 350, 560, 700, True, 1100, server={"kv_cache_usage_peak": 0.4,
-                                                                      "gpu_memory_used_peak_bytes": 70 * GIB}),
-             step(2, "grow", 400, 2000, 5000, 6000, False, 1200, server={"kv_cache_usage_peak": 0.97}),
-             step(3, "confirm", rps, 390, 640, 870, True, 1300, server={"kv_cache_usage_peak": 0.5,
-                                                                         "server_process_memory_peak_bytes": 72 * GIB})]
-    result = {"name": "text2sql-fixture", "mode": "search", "partial": False, "max_sustained_rps": rps,
-              "first_failing_rps": 229.0, "generator_bottleneck": None,
-              "slo": {"p95_ms": 1000, "p99_ms": None, "ttft_p95_ms": None, "max_error_rate": 0.01},
-              "steps": steps, "model": model,
-              "cost": {"gpu": "H100-SXM", "gpus_per_replica": 1, "usd_per_gpu_hour": 2.40,
-                       "utilizations": [1.0, 0.5, 0.1], "hosted_prices": None}}
+    steps = [
+        step(0, "grow", 100, 300, 400, 500, True, 1000, server={"kv_cache_usage_peak": 0.2}),
+        step(
+            1,
+            "grow",
+            200,
+            350,
+            560,
+            700,
+            True,
+            1100,
+            server={"kv_cache_usage_peak": 0.4, "gpu_memory_used_peak_bytes": 70 * GIB},
+        ),
+        step(2, "grow", 400, 2000, 5000, 6000, False, 1200, server={"kv_cache_usage_peak": 0.97}),
+        step(
+            3,
+            "confirm",
+            rps,
+            390,
+            640,
+            870,
+            True,
+            1300,
+            server={"kv_cache_usage_peak": 0.5, "server_process_memory_peak_bytes": 72 * GIB},
+        ),
+    ]
+    result = {
+        "name": "text2sql-fixture",
+        "mode": "search",
+        "partial": False,
+        "max_sustained_rps": rps,
+        "first_failing_rps": 229.0,
+        "generator_bottleneck": None,
+        "slo": {"p95_ms": 1000, "p99_ms": None, "ttft_p95_ms": None, "max_error_rate": 0.01},
+        "steps": steps,
+        "model": model,
+        "cost": {
+            "gpu": "H100-SXM",
+            "gpus_per_replica": 1,
+            "usd_per_gpu_hour": 2.40,
+            "utilizations": [1.0, 0.5, 0.1],
+            "hosted_prices": None,
+        },
+    }
     (run / "result.json").write_text(json.dumps(result))
-    (run / "server" / "config.json").write_text(json.dumps({
-        "variant": name, "model": model, "quantization": quantization, "kv_cache_dtype": "auto",
-        "model_weights_gib_logged": weights,
-        "cache_config": {"block_size": "16", "num_gpu_blocks": "4096", "cache_dtype": "auto"}}))
+    (run / "server" / "config.json").write_text(
+        json.dumps(
+            {
+                "variant": name,
+                "model": model,
+                "quantization": quantization,
+                "kv_cache_dtype": "auto",
+                "model_weights_gib_logged": weights,
+                "cache_config": {"block_size": "16", "num_gpu_blocks": "4096", "cache_dtype": "auto"},
+            }
+        )
+    )
     return run
 
 
@@ -126,8 +186,10 @@ def test_compare_fp8_against_bf16(tmp_path):
     assert rows["bf16"]["p95_ms_at_common_rate"] == pytest.approx(640)
     for f in ("comparison.md", "comparison.html", "comparison.json", "latency_vs_rate.png"):
         assert (tmp_path / "cmp" / f).is_file()
-    assert "+15 %" in (tmp_path / "cmp" / "comparison.md").read_text() or \
-        "15 %" in (tmp_path / "cmp" / "comparison.md").read_text()
+    assert (
+        "+15 %" in (tmp_path / "cmp" / "comparison.md").read_text()
+        or "15 %" in (tmp_path / "cmp" / "comparison.md").read_text()
+    )
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -138,11 +200,25 @@ def test_html_opens_in_headless_chromium_without_errors(tmp_path):
     run = make_run(tmp_path)
     write_report(run)
     shot = tmp_path / "report.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
-    run_ = subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1100,1600",
-                           (run / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    run_ = subprocess.run(
+        [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1100,1600", (run / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 20_000, run_.stderr[-2000:]
-    console_errors = [l for l in run_.stderr.splitlines() if "CONSOLE" in l and "rror" in l]
+    console_errors = [line for line in run_.stderr.splitlines() if "CONSOLE" in line and "rror" in line]
     assert not console_errors, console_errors

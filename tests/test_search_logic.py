@@ -1,10 +1,11 @@
 """The rate search and the step verdict as pure functions over numbers."""
+
 import math
 
 import numpy as np
 import pytest
 
-from loadtest.samples import ERROR_CODE, SAMPLE_DTYPE
+from llmcap.rundir import ERROR_CODE, SAMPLE_DTYPE
 from loadtest.search import BISECT, CONFIRM, DESCEND, GROW, RateSearch, SearchParams, window_seconds
 from loadtest.stats import Slo, generator_check, judge, summarize_window
 
@@ -75,15 +76,17 @@ def test_max_rps_caps_growth_and_is_confirmed():
     assert [t[0] for t in trail] == [10, 30, 50, 50] and trail[-1][1] == CONFIRM
 
 
-@pytest.mark.parametrize("bad", [dict(start_rps=0), dict(growth=1.0), dict(precision=0),
-                                 dict(start_rps=4, min_rps=8), dict(min_requests=0)])
+@pytest.mark.parametrize(
+    "bad", [dict(start_rps=0), dict(growth=1.0), dict(precision=0), dict(start_rps=4, min_rps=8), dict(min_requests=0)]
+)
 def test_bad_search_parameters(bad):
     with pytest.raises(ValueError):
         RateSearch(SearchParams(**bad))
 
 
-def make_samples(n: int, rate: float, latency_s, error=None, ttft_s=0.05, lateness_s=0.0, queued=0,
-                 dispatch_lateness_s=0.0):
+def make_samples(
+    n: int, rate: float, latency_s, error=None, ttft_s=0.05, lateness_s=0.0, queued=0, dispatch_lateness_s=0.0
+):
     s = np.zeros(n, SAMPLE_DTYPE)
     s["scheduled_s"] = 1000 + np.arange(n) / rate
     s["issued_s"] = s["scheduled_s"] + dispatch_lateness_s

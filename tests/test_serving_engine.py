@@ -1,4 +1,5 @@
 """The launcher on the real vLLM CPU engine: start, answer, record, stop, and fail fast."""
+
 import json
 import time
 
@@ -11,16 +12,26 @@ from tests.engine import cpu_profile, group_alive, needs_cpu_support, needs_engi
 
 pytestmark = [needs_engine, pytest.mark.engine]
 
-BODY = json.dumps({"model": "tiny-qwen3", "stream": True, "stream_options": {"include_usage": True},
-                   "max_tokens": 12, "ignore_eos": True,
-                   "messages": [{"role": "user", "content": "SELECT the answer, please."}]}).encode()
+BODY = json.dumps(
+    {
+        "model": "tiny-qwen3",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 12,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "SELECT the answer, please."}],
+    }
+).encode()
 
 
-@pytest.mark.parametrize("variant,cache_dtype", [
-    ("bf16", ("auto", "bfloat16")),
-    ("fp32", ("auto", "float32")),
-    pytest.param("fp8-kv", ("fp8",), marks=needs_cpu_support({"kv_cache_dtype": "fp8"})),
-])
+@pytest.mark.parametrize(
+    "variant,cache_dtype",
+    [
+        ("bf16", ("auto", "bfloat16")),
+        ("fp32", ("auto", "float32")),
+        pytest.param("fp8-kv", ("fp8",), marks=needs_cpu_support({"kv_cache_dtype": "fp8"})),
+    ],
+)
 def test_variant_starts_answers_records_and_stops(tmp_path, variant, cache_dtype):
     profile = cpu_profile()
     server = VllmServer(profile, variant, tmp_path, port=free_port())
@@ -42,7 +53,7 @@ def test_variant_starts_answers_records_and_stops(tmp_path, variant, cache_dtype
 
 def test_bad_model_path_fails_fast_with_the_reason(tmp_path):
     profile = cpu_profile()
-    profile["model"]["id"] = str(tmp_path / "no-such-model")
+    profile.model.id = str(tmp_path / "no-such-model")
     t0 = time.time()
     with pytest.raises(ServerError) as e:
         VllmServer(profile, "bf16", tmp_path, port=free_port()).start()
@@ -52,6 +63,7 @@ def test_bad_model_path_fails_fast_with_the_reason(tmp_path):
 
 def test_busy_port_fails_at_once(tmp_path):
     import socket
+
     profile = cpu_profile()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

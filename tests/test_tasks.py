@@ -1,4 +1,5 @@
 """Each task type on its real data from ../shared/datasets: record counts and OpenAI-valid requests."""
+
 import json
 
 import pytest
@@ -7,12 +8,26 @@ from loadtest.datasets import DatasetError, load_prompts, read_csv, read_trec
 from loadtest.tasks import TASKS, normalise_history
 from tests.conftest import SHARED
 
-EXPECTED_RECORDS = {"text2sql": 50, "smart_home": 50, "git_assistant": 116, "docstring": 253, "hotpotqa": 100,
-                    "banking77": 96, "ecommerce": 96, "trec": 500}
-FILES = {"text2sql": "text2sql/test.jsonl", "smart_home": "smart_home/test.jsonl",
-         "git_assistant": "git_assistant/test.jsonl", "docstring": "docstring/test.jsonl",
-         "hotpotqa": "hotpotqa/test.csv", "banking77": "banking77/distil_8class/test.csv",
-         "ecommerce": "ecommerce/test.csv", "trec": "trec/TREC_10.label"}
+EXPECTED_RECORDS = {
+    "text2sql": 50,
+    "smart_home": 50,
+    "git_assistant": 116,
+    "docstring": 253,
+    "hotpotqa": 100,
+    "banking77": 96,
+    "ecommerce": 96,
+    "trec": 500,
+}
+FILES = {
+    "text2sql": "text2sql/test.jsonl",
+    "smart_home": "smart_home/test.jsonl",
+    "git_assistant": "git_assistant/test.jsonl",
+    "docstring": "docstring/test.jsonl",
+    "hotpotqa": "hotpotqa/test.csv",
+    "banking77": "banking77/distil_8class/test.csv",
+    "ecommerce": "ecommerce/test.csv",
+    "trec": "trec/TREC_10.label",
+}
 ROLES = {"system", "user", "assistant", "tool"}
 
 
@@ -73,10 +88,15 @@ def test_shipped_example_needs_no_shared_data():
 
 
 def test_history_normalisation():
-    history = [{"role": "user", "content": "Lock the garage"},
-               {"role": "assistant", "content": "", "tool_calls": [
-                   {"type": "function", "function": {"name": "lock_door", "arguments": {"door": "garage"}}}]},
-               {"role": "user", "content": "and the front door"}]
+    history = [
+        {"role": "user", "content": "Lock the garage"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "lock_door", "arguments": {"door": "garage"}}}],
+        },
+        {"role": "user", "content": "and the front door"},
+    ]
     out = normalise_history(history)
     assert [m["role"] for m in out] == ["user", "assistant", "tool", "user"]
     call = out[1]["tool_calls"][0]

@@ -1,4 +1,5 @@
 """Server summaries from scraped telemetry: pure functions over numbers."""
+
 import json
 import math
 
@@ -21,27 +22,52 @@ def write_scrapes(path, rows):
 
 def test_server_summary_over_a_step(tmp_path):
     def hist(counts):
-        return [["vllm:e2e_request_latency_seconds_bucket", {"le": le, "model_name": "m"}, c]
-                for le, c in zip(["0.1", "0.3", "1.0", "+Inf"], counts)]
+        return [
+            ["vllm:e2e_request_latency_seconds_bucket", {"le": le, "model_name": "m"}, c]
+            for le, c in zip(["0.1", "0.3", "1.0", "+Inf"], counts)
+        ]
+
     rows = []
-    for t, (kv, waiting, preempt, counts) in enumerate([
-            (0.10, 0, 0, [0, 0, 0, 0]), (0.40, 3, 1, [5, 20, 20, 20]),
-            (0.70, 9, 2, [10, 60, 100, 100]), (0.20, 0, 2, [10, 60, 100, 100])]):
-        rows.append((1000.0 + t, [["vllm:kv_cache_usage_perc", {"model_name": "m"}, kv],
-                                  ["vllm:num_requests_waiting", {"model_name": "m"}, waiting],
-                                  ["vllm:num_requests_running", {"model_name": "m"}, 4],
-                                  ["vllm:num_preemptions_total", {"model_name": "m"}, preempt], *hist(counts)]))
+    for t, (kv, waiting, preempt, counts) in enumerate(
+        [
+            (0.10, 0, 0, [0, 0, 0, 0]),
+            (0.40, 3, 1, [5, 20, 20, 20]),
+            (0.70, 9, 2, [10, 60, 100, 100]),
+            (0.20, 0, 2, [10, 60, 100, 100]),
+        ]
+    ):
+        rows.append(
+            (
+                1000.0 + t,
+                [
+                    ["vllm:kv_cache_usage_perc", {"model_name": "m"}, kv],
+                    ["vllm:num_requests_waiting", {"model_name": "m"}, waiting],
+                    ["vllm:num_requests_running", {"model_name": "m"}, 4],
+                    ["vllm:num_preemptions_total", {"model_name": "m"}, preempt],
+                    *hist(counts),
+                ],
+            )
+        )
     (tmp_path / "telemetry").mkdir()
     write_scrapes(tmp_path / "telemetry" / "vllm.jsonl", rows)
     gib = 2**30
-    write_scrapes(tmp_path / "telemetry" / "gpu.jsonl", [
-        (1000.0 + t, [["llmcap_gpu_memory_used_bytes", {"gpu": "0"}, used * gib],
-                      ["llmcap_gpu_utilization_ratio", {"gpu": "0"}, util],
-                      ["llmcap_gpu_power_watts", {"gpu": "0"}, 300.0 + 100 * t],
-                      ["llmcap_gpu_process_memory_used_bytes", {"gpu": "0", "pid": "77"}, 7 * gib],
-                      ["llmcap_gpu_process_memory_used_bytes", {"gpu": "0", "pid": "78"}, 1 * gib],
-                      ["llmcap_gpu_process_memory_used_bytes", {"gpu": "0", "pid": "99"}, 5 * gib]])
-        for t, (used, util) in enumerate([(70, 0.1), (72, 0.8), (74, 0.9), (71, 0.2)])])
+    write_scrapes(
+        tmp_path / "telemetry" / "gpu.jsonl",
+        [
+            (
+                1000.0 + t,
+                [
+                    ["llmcap_gpu_memory_used_bytes", {"gpu": "0"}, used * gib],
+                    ["llmcap_gpu_utilization_ratio", {"gpu": "0"}, util],
+                    ["llmcap_gpu_power_watts", {"gpu": "0"}, 300.0 + 100 * t],
+                    ["llmcap_gpu_process_memory_used_bytes", {"gpu": "0", "pid": "77"}, 7 * gib],
+                    ["llmcap_gpu_process_memory_used_bytes", {"gpu": "0", "pid": "78"}, 1 * gib],
+                    ["llmcap_gpu_process_memory_used_bytes", {"gpu": "0", "pid": "99"}, 5 * gib],
+                ],
+            )
+            for t, (used, util) in enumerate([(70, 0.1), (72, 0.8), (74, 0.9), (71, 0.2)])
+        ],
+    )
     s = server_summary(tmp_path / "telemetry", 1000.5, 1002.5, server_pids={77, 78})
     assert s["kv_cache_usage_peak"] == 0.70 and s["num_requests_waiting_peak"] == 9
     assert s["preemptions"] == 2 - 0  # counter at 1000.0 (last before start) to 1002.0

@@ -1,0 +1,267 @@
+"""The run directory: every file a run writes, and the one place that reads and writes each.
+
+    runs/<UTC time>-<name>/
+      samples.bin, samples.json   fixed-size binary records, one per request (layout below)
+      itl_ms.f32                  inter-token gaps of all requests back to back
+      errors.jsonl                one line per failed request
+      steps.jsonl                 one line per finished step, as it finishes
+      progress.json               the step in progress (for `llmcap plan` and anyone watching)
+      result.json                 the answer, its steps and how it was produced
+      telemetry/<target>.jsonl    one line per scrape: {"t": unix s, "m": [[name, {labels}, value], ...]}
+      server/pid, server/config.json, server/vllm.log   the server llmcap started, if any
+      prompts.jsonl, texts.jsonl  only with --store-text
+      capacity.json, report.*     the capacity report
+
+Samples are appended as they complete, so an interrupted run keeps everything it measured;
+a record cut short by a crash is dropped on read. A bottom-layer module: numpy and the
+standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+RESULT_FILE = "result.json"
+STEPS_FILE = "steps.jsonl"
+PROGRESS_FILE = "progress.json"
+PROMPTS_FILE = "prompts.jsonl"
+CAPACITY_FILE = "capacity.json"
+TELEMETRY_DIR = "telemetry"
+SERVER_DIR = "server"
+# result.json's latency_at_max: these figures of the confirmed step
+LATENCY_KEYS = ("p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")
+
+
+# -- samples -------------------------------------------------------------------------------------
+SAMPLE_DTYPE = np.dtype(
+    [
+        ("scheduled_s", "<f8"),  # when the arrival process said to send
+        ("issued_s", "<f8"),  # when the dispatcher handed out its ticket (late: busy event loop)
+        ("sent_s", "<f8"),  # when a user sent it (later than issued: no user was free)
+        ("first_token_s", "<f8"),  # first non-empty content delta; NaN if none
+        ("end_s", "<f8"),  # last byte, error, or timeout
+        ("status", "<i2"),  # HTTP status; 0 if none was received
+        ("error", "<i1"),  # index into ERROR_KINDS; 0 = ok
+        ("queued", "<i1"),  # 1 if no user was idle when it was due (pool exhausted)
+        ("prompt_tokens", "<i4"),  # from the usage chunk; -1 if none
+        ("completion_tokens", "<i4"),
+        ("itl_count", "<i4"),  # number of inter-token gaps stored for it
+        ("prompt_hash", "<u8"),  # which prompt, without its text
+        ("worker", "<i2"),
+    ]
+)
+ERROR_KINDS = ("", "connect", "timeout", "http_status", "bad_stream", "no_tokens")
+ERROR_CODE = {kind: i for i, kind in enumerate(ERROR_KINDS)}
+
+SAMPLES_FILE = "samples.bin"
+ITL_FILE = "itl_ms.f32"
+ERRORS_FILE = "errors.jsonl"
+SCHEMA_FILE = "samples.json"
+TEXTS_FILE = "texts.jsonl"  # only with --store-text: completions; prompts.jsonl maps prompt_hash -> request
+
+
+class SampleWriter:
+    """Appends batches to a run directory; every batch is flushed to the OS at once."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        schema = {
+            "dtype": SAMPLE_DTYPE.descr,
+            "error_kinds": ERROR_KINDS,
+            "itl_file": ITL_FILE,
+            "itl_dtype": "<f4",
+            "time": "unix seconds",
+        }
+        (self.run_dir / SCHEMA_FILE).write_text(json.dumps(schema, indent=1))
+        self._samples = open(self.run_dir / SAMPLES_FILE, "ab")
+        self._itl = open(self.run_dir / ITL_FILE, "ab")
+        self._errors = open(self.run_dir / ERRORS_FILE, "a")
+        self.count = 0
+
+    def append(self, samples: np.ndarray, itl_ms: np.ndarray, errors: list, texts: list | None = None) -> None:
+        """`errors`: [index in this batch, kind, message] for each failed request;
+        `texts`: [index in this batch, completion] (only when text is stored)."""
+        if len(samples):
+            # gaps first: a reader trusts a record only once its gaps are there
+            self._itl.write(np.ascontiguousarray(itl_ms, dtype="<f4").tobytes())
+            self._itl.flush()
+            self._samples.write(np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE).tobytes())
+            self._samples.flush()
+        for index, kind, message in errors:
+            self._errors.write(json.dumps({"sample": self.count + index, "kind": kind, "message": message}) + "\n")
+        if errors:
+            self._errors.flush()
+        if texts:
+            with open(self.run_dir / TEXTS_FILE, "a") as f:
+                for index, text in texts:
+                    f.write(json.dumps({"sample": self.count + index, "completion": text}) + "\n")
+        self.count += len(samples)
+
+    def close(self) -> None:
+        for f in (self._samples, self._itl, self._errors):
+            f.close()
+
+
+def read_samples(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Samples and the flat array of inter-token gaps (ms). Tolerates a torn last record."""
+    run_dir = Path(run_dir)
+    path = run_dir / SAMPLES_FILE
+    if not path.exists():
+        return np.zeros(0, SAMPLE_DTYPE), np.zeros(0, np.float32)
+    raw = path.read_bytes()
+    whole = len(raw) - len(raw) % SAMPLE_DTYPE.itemsize
+    samples = np.frombuffer(raw[:whole], dtype=SAMPLE_DTYPE)
+    itl_path = run_dir / ITL_FILE
+    itl = np.fromfile(itl_path, dtype="<f4") if itl_path.exists() else np.zeros(0, np.float32)
+    need = int(samples["itl_count"].sum(dtype=np.int64))
+    if len(itl) < need:  # crash between the two writes: drop records without their gaps
+        ends = np.cumsum(samples["itl_count"], dtype=np.int64)
+        keep = int(np.searchsorted(ends, len(itl), side="right"))
+        samples = samples[:keep]
+        need = int(ends[keep - 1]) if keep else 0
+    return samples, itl[:need]
+
+
+def itl_of(samples: np.ndarray, itl: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The gaps that belong to the samples selected by `mask`."""
+    counts = samples["itl_count"].astype(np.int64)
+    owner = np.repeat(np.arange(len(samples)), counts)
+    return itl[mask[owner]] if len(itl) else itl
+
+
+def read_errors(run_dir: str | os.PathLike) -> list[dict]:
+    path = Path(run_dir) / ERRORS_FILE
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # torn last line
+    return out
+
+
+# -- JSON files ----------------------------------------------------------------------------------
+def _clean(value):
+    """JSON has no NaN: write null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike, data, indent: int | None = 1) -> None:
+    """Atomically: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=indent))
+    tmp.replace(path)
+
+
+def read_json(path: str | os.PathLike):
+    """The file's JSON, or None when it is missing or torn."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_run_dir(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / RESULT_FILE).is_file()
+
+
+def write_result(run_dir: str | os.PathLike, result: dict) -> None:
+    write_json(Path(run_dir) / RESULT_FILE, result)
+
+
+def read_result(run_dir: str | os.PathLike) -> dict | None:
+    return read_json(Path(run_dir) / RESULT_FILE)
+
+
+def append_step(run_dir: str | os.PathLike, step: dict) -> None:
+    with open(Path(run_dir) / STEPS_FILE, "a") as f:
+        f.write(json.dumps(_clean(step)) + "\n")
+
+
+def read_steps(run_dir: str | os.PathLike) -> list[dict]:
+    path = Path(run_dir) / STEPS_FILE
+    if not path.exists():
+        return []
+    steps = []
+    for line in path.read_text().splitlines():
+        try:
+            steps.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # torn last line
+    return steps
+
+
+def write_progress(run_dir: str | os.PathLike, progress: dict) -> None:
+    write_json(Path(run_dir) / PROGRESS_FILE, progress, indent=None)
+
+
+def read_progress(run_dir: str | os.PathLike) -> dict:
+    return read_json(Path(run_dir) / PROGRESS_FILE) or {}
+
+
+# -- telemetry -----------------------------------------------------------------------------------
+Scrape = tuple[float, list]  # (t, [[name, labels, value], ...])
+
+
+def telemetry_path(run_dir: str | os.PathLike, target: str) -> Path:
+    return Path(run_dir) / TELEMETRY_DIR / f"{target}.jsonl"
+
+
+def scrape_line(t: float, rows: list) -> str:
+    return json.dumps({"t": t, "m": rows}, separators=(",", ":")) + "\n"
+
+
+def load_scrapes(path: str | os.PathLike) -> list[Scrape]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+        out.append((row["t"], row["m"]))
+    return out
+
+
+# -- the server llmcap started ---------------------------------------------------------------------
+def server_log_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / SERVER_DIR / "vllm.log"
+
+
+def write_server_pid(run_dir: str | os.PathLike, pid: int) -> None:
+    path = Path(run_dir) / SERVER_DIR / "pid"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(pid))
+
+
+def read_server_pid(run_dir: str | os.PathLike) -> int | None:
+    try:
+        return int((Path(run_dir) / SERVER_DIR / "pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_server_config(run_dir: str | os.PathLike, config: dict) -> None:
+    write_json(Path(run_dir) / SERVER_DIR / "config.json", config)
+
+
+def read_server_config(run_dir: str | os.PathLike) -> dict | None:
+    return read_json(Path(run_dir) / SERVER_DIR / "config.json")

@@ -1,0 +1,148 @@
+"""The controller: one greenlet on the master (or the local runner) that runs the rate search,
+or the fixed-rate step, through the runner, and writes each step and the result."""
+
+from __future__ import annotations
+
+import gevent
+from locust.runners import MasterRunner
+
+from llmcap.errors import ExitCode
+from llmcap.log import get_logger
+from llmcap.rundir import TELEMETRY_DIR, read_samples
+from loadtest import console
+from loadtest.clock import now
+from loadtest.result import append_step, write_result
+from loadtest.run_state import RunState, state_of
+from loadtest.search import SearchOutcome, run_search, run_step
+from loadtest.server_api import server_queue_empty
+from serving.telemetry import process_tree, server_summary
+
+log = get_logger()
+
+RATE_MESSAGE, BATCH_MESSAGE = "llmcap_rate", "llmcap_batch"
+
+
+class RunnerLoad:
+    """The controller's handle on the load, local or distributed (see search.Load)."""
+
+    def __init__(self, environment):
+        self.state: RunState = state_of(environment)
+        self.runner = environment.runner
+        self.rate_rps = 0.0
+        self._split = None
+
+    def set_rate(self, rate_rps: float) -> None:
+        self.rate_rps = rate_rps
+        self._apply()
+
+    def _apply(self) -> None:
+        if isinstance(self.runner, MasterRunner):
+            workers = max(self.runner.worker_count, 1)
+            self._split = workers
+            self.runner.send_message(RATE_MESSAGE, {"rps": self.rate_rps / workers})
+        else:
+            self.state.process.dispatcher.set_rate(self.rate_rps)
+
+    def keep_split(self) -> None:
+        # workers joined or left: re-split the total rate
+        if isinstance(self.runner, MasterRunner) and self._split != max(self.runner.worker_count, 1):
+            self._apply()
+
+    def wait_settled(self, before_s: float, timeout_s: float) -> None:
+        deadline = now() + timeout_s
+        while not self.state.collector.settled(before_s) and now() < deadline:
+            self.keep_split()
+            gevent.sleep(0.2)
+
+    def drain(self, timeout_s: float) -> None:
+        deadline = now() + timeout_s
+        metrics_url = self.state.settings.metrics_url
+        while now() < deadline:
+            gevent.sleep(0.3)
+            if self.state.collector.in_flight() == 0 and server_queue_empty(metrics_url):
+                return
+
+    def window(self):
+        return read_samples(self.state.settings.run_dir)
+
+    def cpu_percent(self, start_s: float, end_s: float) -> float:
+        return self.state.collector.cpu_percent(start_s, end_s)
+
+
+def _wait_for_pool(environment, state: RunState, timeout_s: float = 60.0) -> None:
+    runner = environment.runner
+    deadline = now() + timeout_s
+    target = state.settings.search.max_concurrency
+    while runner.user_count < target and now() < deadline:
+        gevent.sleep(0.2)
+
+
+def control(environment) -> None:
+    state = state_of(environment)
+    settings = state.settings
+    load = RunnerLoad(environment)
+
+    def on_step(step: dict) -> None:
+        run_dir = settings.run_dir
+        state.progress.step_done(step)
+        pids = process_tree(settings.server_pid) if settings.server_pid else None
+        step["server"] = server_summary(run_dir / TELEMETRY_DIR, step["start"], step["end"], pids)
+        append_step(run_dir, step)
+        console.step_line(step)
+
+    try:
+        _wait_for_pool(environment, state)
+        started = now()
+        if settings.rps is not None:
+            ticker = console.LiveLine(state.collector, settings)
+            step = run_step(
+                load,
+                settings.rps,
+                settings.duration,
+                0.0,
+                settings.slo,
+                settings.request.timeout_s,
+                settings.search.max_lateness_ms,
+                on_tick=ticker.tick,
+            )
+            step["index"] = 0
+            on_step(step)
+            outcome = fixed_outcome(step)
+        else:
+            outcome = run_search(
+                load,
+                settings.search,
+                settings.slo,
+                settings.request.timeout_s,
+                on_step=on_step,
+                on_tick=state.progress.tick,
+            )
+        state.exit_code = exit_code_of(outcome)
+        write_result(settings, outcome, started, partial=False)
+        console.final(outcome, settings)
+    except gevent.GreenletExit:
+        raise
+    except Exception:
+        log.exception("the controller failed")
+        state.exit_code = ExitCode.FAILED
+    finally:
+        state.done = True
+
+
+def fixed_outcome(step: dict) -> SearchOutcome:
+    return SearchOutcome(
+        [step],
+        step["offered_rps"] if step["passed"] else None,
+        None if step["passed"] else step["offered_rps"],
+        confirmed=step["passed"],
+        generator_bottleneck=step["reason"] if step["generator_bottleneck"] else None,
+        mode="fixed",
+    )
+
+
+def exit_code_of(outcome: SearchOutcome) -> ExitCode:
+    if outcome.generator_bottleneck:
+        return ExitCode.GENERATOR_BOTTLENECK
+    if outcome.mode == "fixed":
+        return ExitCode.OK
+    return ExitCode.OK if outcome.max_sustained_rps else ExitCode.NO_CAPACITY

@@ -1,0 +1,54 @@
+"""What the load test asks the server before and between steps: which model it serves, and
+whether its queue is empty. Plain HTTP (urllib): these are a few calls per run, off the hot path."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmcap.errors import ServerUnreachable
+
+QUEUE_GAUGES = ("vllm:num_requests_waiting", "vllm:num_requests_running")
+
+
+def fetch_json(url: str, timeout_s: float, api_key: str | None = None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return json.loads(response.read())
+
+
+def resolve_model(host: str, wanted: str | None, api_key: str | None) -> str:
+    """Check the server is an OpenAI-compatible one serving the model, before any load."""
+    url = host + "/v1/models"
+    try:
+        listed = [m["id"] for m in fetch_json(url, 10.0, api_key)["data"]]
+    except urllib.error.HTTPError as e:
+        raise ServerUnreachable(f"{url}: HTTP {e.code}: not an OpenAI-compatible server?") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ServerUnreachable(f"{host}: cannot reach the server ({reason})") from None
+    except (ValueError, KeyError, TypeError):
+        raise ServerUnreachable(f"{url}: not an OpenAI model list: not an OpenAI-compatible server?") from None
+    if wanted:
+        if wanted not in listed:
+            raise ServerUnreachable(f"{url}: model {wanted!r} is not served (served: {', '.join(listed) or 'none'})")
+        return wanted
+    if len(listed) != 1:
+        raise ServerUnreachable(f"{url}: serves {len(listed)} models ({', '.join(listed)}): choose one with --model")
+    return listed[0]
+
+
+def server_queue_empty(metrics_url: str | None) -> bool:
+    """vllm:num_requests_waiting and running are 0 (True when there are no metrics to read)."""
+    if not metrics_url:
+        return True
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2.0) as response:
+            text = response.read().decode("utf-8", "replace")
+        families = list(text_string_to_metric_families(text))
+    except (OSError, ValueError):
+        return True
+    return not any(sample.value > 0 for family in families if family.name in QUEUE_GAUGES for sample in family.samples)

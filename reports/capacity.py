@@ -90,7 +90,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
     precision = precision_of(variant_args)
     memory = {
         "weights_gib_logged": server.get("model_weights_gib_logged"),
-        "weights_gib_computed": arch.weight_bytes(8 if precision == "fp8" else 16) / GIB if arch else None,
+        "weights_gib_computed": arch.weight_bytes(weight_bits(precision, server.get("dtype"))) / GIB if arch else None,
         "kv_cache_dtype": server.get("kv_cache_dtype"),
         "kv_cache_size_tokens": _kv_tokens(server.get("cache_config") or {}),
         "kv_cache_usage_peak": _peak_over_steps(steps, "kv_cache_usage_peak"),
@@ -169,6 +169,13 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         for s in steps
     ]
     return out
+
+
+def weight_bits(precision: str, dtype: str | None) -> int:
+    """Bits per weight as served: FP8 quantization, FP32 weights, or 16-bit (bf16/fp16/auto)."""
+    if precision == "fp8":
+        return 8
+    return 32 if (dtype or "").lower() in ("float32", "float") else 16
 
 
 def _kv_tokens(cache: dict) -> int | None:

@@ -8,6 +8,7 @@ from each run's steps, so a faster variant is not penalised for being pushed har
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,9 @@ def write_comparison(
             (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
         ]
         blocks += [("h2", "Plots")] + [("img", str(p), alt) for p, alt in images]
-        blocks += [("h2", "Runs")] + [("p", f"{label}: {data['runs'][label]}/report.html") for label in caps]
+        # relative to the comparison, so the links hold wherever the directory is copied
+        blocks += [("h2", "Runs")] + [
+            ("p", f"{label}: {os.path.relpath(Path(data['runs'][label]) / 'report.html', out_dir)}") for label in caps
+        ]
     write(blocks, out_dir, "comparison", title)
     return data

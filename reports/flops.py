@@ -49,10 +49,11 @@ class Architecture:
         return self.layers * self.layer_params + embeddings + norms
 
     def weight_bytes(self, weight_bits: int) -> float:
-        """Weights in memory: linear layers at `weight_bits`, embeddings and norms kept in BF16 (as vLLM's FP8 does)."""
+        """Weights in memory: linear layers at `weight_bits`; embeddings and norms at 16 bits when the linear
+        layers are quantized (as vLLM's FP8 does), else at the same width as the rest."""
         linear = self.layers * self.layer_params
         rest = self.total_params - linear  # embeddings, an untied LM head, norms
-        return linear * weight_bits / 8 + rest * 2
+        return linear * weight_bits / 8 + rest * max(weight_bits, 16) / 8
 
 
 # Published configs (config.json on the Hugging Face hub), for models not on local disk.

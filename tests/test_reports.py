@@ -138,6 +138,13 @@ def make_run(tmp_path, name="fixture", model="qwen3-4b-text2sql", quantization=N
     return run
 
 
+def test_weight_bits_follow_the_served_dtype():
+    from reports.capacity import weight_bits
+
+    assert weight_bits("fp8", "bfloat16") == 8 and weight_bits("bf16", "float32") == 32
+    assert weight_bits("bf16", "bfloat16") == 16 and weight_bits("bf16", None) == 16
+
+
 def test_headline_numbers_from_a_fixture_run(tmp_path):
     cap = capacity(make_run(tmp_path))
     assert cap["max_sustained_rps"] == 222.0 and cap["first_failing_rps"] == 229.0

@@ -181,7 +181,11 @@ def run_variant(
             return "no-capacity", "no rate sustained the SLO"
         if code == ExitCode.GENERATOR_BOTTLENECK:
             return "failed", "the load generator was the bottleneck"
-        return "failed", f"locust exited with code {code} (see {run_dir}/locust.log)"
+        why = _last_llmcap_line(run_dir / "locust.log")
+        log.error(f"{variant}: the load test exited with code {code}" + (f": {why}" if why else ""))
+        return "failed", f"locust exited with code {code}" + (
+            f": {why}" if why else ""
+        ) + f" (see {run_dir}/locust.log)"
     except ServerError as e:
         first = str(e).splitlines()[0]
         log.error(f"{variant} failed to start: {first}")
@@ -201,6 +205,16 @@ def run_variant(
         if exporter is not None:
             exporter.terminate()
         server.stop()
+
+
+def _last_llmcap_line(path: Path) -> str | None:
+    """The load test's own one-line reason (its diagnostics start with "llmcap"), for the plan's console."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    ours = [line for line in lines if line.startswith("llmcap: ")]
+    return ours[-1].removeprefix("llmcap: ") if ours else None
 
 
 def _follow(locust: subprocess.Popen, progress: Progress, run_dir: Path) -> None:

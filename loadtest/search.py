@@ -122,7 +122,8 @@ def window_seconds(params: SearchParams, rate_rps: float, phase: str) -> float:
     """The measured window: the phase's length, stretched at low rates so that it holds
     `min_requests` arrivals (a p95 over a handful of requests is no verdict)."""
     base = params.confirm_seconds if phase == CONFIRM else params.step_seconds
-    return max(base, params.min_requests / rate_rps)
+    # at most 4x: a descent to a floor far below the start must not take hours
+    return max(base, min(params.min_requests / rate_rps, 4 * base))
 
 
 def run_step(

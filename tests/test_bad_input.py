@@ -134,3 +134,15 @@ def test_cli_bad_profile_and_missing_run_dir(tmp_path):
         [*llmcap, "serve", str(tmp_path / "p.yaml"), "--variant", "fp8", "--dry-run"], capture_output=True, text=True
     )
     assert run.returncode == 2 and "no variant 'fp8'" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_plan_names_the_load_tests_reason(tmp_path):
+    """A load test that stops on bad input: `plan` repeats its one-line reason, not just an exit code."""
+    from llmcap.plan import _last_llmcap_line
+
+    log = tmp_path / "locust.log"
+    log.write_text("[2026-11-28] vm/INFO/locust.main: Starting Locust\nllmcap: d.jsonl:2: not valid JSON (x)\n")
+    assert _last_llmcap_line(log) == "d.jsonl:2: not valid JSON (x)"
+    log.write_text("nothing of ours\n")
+    assert _last_llmcap_line(log) is None
+    assert _last_llmcap_line(tmp_path / "missing.log") is None

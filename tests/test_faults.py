@@ -121,8 +121,10 @@ def test_search_with_a_failing_server_reports_each_step(stub, tmp_path):
         "3",
         "--warmup-seconds",
         "1",
+        "--min-rps",
+        "2.5",
     )
-    assert run.returncode == 3
+    assert run.returncode == 3, run.stdout[-2000:] + run.stderr[-2000:]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["steps"][0]["errors"] == {"http_status": result["steps"][0]["failed"]}
     assert np.isclose(result["steps"][0]["error_rate"], 0.5, atol=0.15)

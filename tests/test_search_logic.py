@@ -69,6 +69,7 @@ def test_window_holds_enough_requests_at_low_rates():
     params = SearchParams(step_seconds=10, confirm_seconds=20, min_requests=20)
     assert window_seconds(params, 100, GROW) == 10 and window_seconds(params, 100, CONFIRM) == 20
     assert window_seconds(params, 0.5, DESCEND) == 40
+    assert window_seconds(params, 0.05, DESCEND) == 40  # stretched at most 4x
 
 
 def test_max_rps_caps_growth_and_is_confirmed():

@@ -40,7 +40,3 @@ class DatasetError(BadInput):
 
 class ServerUnreachable(BadInput):
     """The server under test is not there, or is not an OpenAI-compatible server serving the model."""
-
-
-# the name the CLI has used
-UserError = BadInput

@@ -252,13 +252,6 @@ def write_server_pid(run_dir: str | os.PathLike, pid: int) -> None:
     path.write_text(str(pid))
 
 
-def read_server_pid(run_dir: str | os.PathLike) -> int | None:
-    try:
-        return int((Path(run_dir) / SERVER_DIR / "pid").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def write_server_config(run_dir: str | os.PathLike, config: dict) -> None:
     write_json(Path(run_dir) / SERVER_DIR / "config.json", config)
 

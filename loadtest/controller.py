@@ -8,10 +8,10 @@ from locust.runners import MasterRunner
 
 from llmcap.errors import ExitCode
 from llmcap.log import get_logger
-from llmcap.rundir import TELEMETRY_DIR, read_samples
+from llmcap.rundir import TELEMETRY_DIR, append_step, read_samples
 from loadtest import console
 from loadtest.clock import now
-from loadtest.result import append_step, write_result
+from loadtest.result import write_result
 from loadtest.run_state import RunState, state_of
 from loadtest.search import SearchOutcome, run_search, run_step
 from loadtest.server_api import server_queue_empty

@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from llmcap.rundir import LATENCY_KEYS, append_step, read_samples, read_steps
+from llmcap.rundir import LATENCY_KEYS, read_samples, read_steps
 from llmcap.rundir import write_result as write_result_file
 from loadtest.stats import summarize_window
 
@@ -70,6 +70,3 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
     }
     write_result_file(run_dir, result)
     return result
-
-
-__all__ = ["write_result", "append_step", "versions", "LATENCY_KEYS"]

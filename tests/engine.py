@@ -9,6 +9,8 @@ import pytest
 from llmcap.profile import load_profile
 from tests.conftest import REPO
 
+# the flags of a CPU without AVX-512 or AMX (an AMD EPYC Rome/Milan, say), for LLMCAP_CPU_FLAGS
+AVX2_ONLY = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c"
 ENGINE_PY = REPO / ".engine" / "venv" / "bin" / "python"
 CPU_PROFILE = REPO / "profiles" / "cpu-tiny.yaml"
 

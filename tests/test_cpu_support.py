@@ -9,9 +9,9 @@ from llmcap.profile import load_profile
 from serving.cpu_support import FLAGS_ENV, cpu_flags, unsupported_reason
 from serving.launcher import effective_args, log_reason, variant_unsupported
 from tests.conftest import REPO
+from tests.engine import AVX2_ONLY
 
 LLMCAP = str(Path(sys.executable).with_name("llmcap"))
-AVX2_ONLY = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c"  # an AMD EPYC Rome/Milan, say
 AVX512 = AVX2_ONLY + " avx512f avx512bw avx512vl avx512dq avx512_bf16"
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from serving.cpu_support import FLAGS_ENV
 from tests.conftest import REPO
-from tests.engine import group_alive, needs_engine
+from tests.engine import AVX2_ONLY, group_alive, needs_engine
 
 pytestmark = [needs_engine, pytest.mark.engine, pytest.mark.slow]
 LLMCAP = str(Path(sys.executable).with_name("llmcap"))
@@ -45,7 +45,6 @@ ENDLESS = [
     "--precision",
     "0.001",
 ]
-AVX2_ONLY = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c"
 
 
 def server_groups(plan_dir: Path) -> list[int]:

@@ -221,17 +221,18 @@ def _follow(locust: subprocess.Popen, progress: Progress, run_dir: Path) -> None
     """While the load test runs: each finished step as it lands in the run directory, and a status
     line every 10 s (Locust's own output goes to locust.log)."""
     shown, last_status = 0, time.time()
-    while locust.poll() is None:
-        time.sleep(0.5)
+    while True:
+        running = locust.poll() is None
         steps = read_steps(run_dir)
         for step in steps[shown:]:
             print(f"  {progress.current}: {console.format_step(step)}", flush=True)
-        shown = max(shown, len(steps))
+        shown = len(steps)
+        if not running:
+            return
         if time.time() - last_status >= 10:
             print(progress.line(run_dir), flush=True)
             last_status = time.time()
-    for step in read_steps(run_dir)[shown:]:
-        print(f"  {progress.current}: {console.format_step(step)}", flush=True)
+        time.sleep(0.5)
 
 
 def plan(

@@ -167,14 +167,14 @@ def _hints(cls) -> dict:
 
 def cli_settings():
     """(section, field name, type, help, flag, choices) of every setting a Locust argument overrides."""
-    hints_of = {name: _hints(cls) for name, cls in _section_classes().items()}
     for section, cls in _section_classes().items():
+        hints = _hints(cls)
         for f in dataclasses.fields(cls):
             if f.metadata.get("flag"):
                 yield (
                     section,
                     f.name,
-                    _base_type(hints_of[section][f.name]),
+                    _base_type(hints[f.name]),
                     f.metadata["help"],
                     f.metadata["flag"],
                     f.metadata.get("choices"),

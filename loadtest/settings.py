@@ -9,7 +9,6 @@ is visible and the profile's value (or the default) applies.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 from datetime import UTC, datetime
@@ -86,7 +85,7 @@ def _attr(flag: str) -> str:
 def resolve(options, task_name: str) -> RunSettings:
     """Merge parsed Locust options with the profile (if any) and the defaults."""
     profile_file = getattr(options, "llmcap_profile", None)
-    profile = copy.deepcopy(load_profile(profile_file)) if profile_file else Profile(name=task_name)
+    profile = load_profile(profile_file) if profile_file else Profile(name=task_name)
     if not profile_file:
         profile.dataset.task = task_name
     for section, name, _kind, _help, flag, _choices in cli_settings():

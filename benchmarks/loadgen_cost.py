@@ -71,9 +71,9 @@ def pinned(cmd: list[str], cores: str) -> list[str]:
     return ["taskset", "-c", cores, *cmd] if shutil.which("taskset") and os.cpu_count() > 1 else cmd
 
 
-def run_rate(url: str, rate: float, seconds: float, processes: int, cores: str) -> dict:
-    run_dir = Path(tempfile.mkdtemp(prefix="llmcap-bench-"))
-    cmd = [
+def fixed_rate_command(url: str, rate: float, seconds: float, run_dir: Path, max_concurrency: int) -> list[str]:
+    """llmcap's text2sql locustfile at a fixed rate against the zero server, no report, no vLLM metrics."""
+    return [
         str(Path(sys.executable).with_name("locust")),
         "-f",
         str(REPO / "loadtest" / "text2sql.py"),
@@ -90,13 +90,18 @@ def run_rate(url: str, rate: float, seconds: float, processes: int, cores: str) 
         "--run-dir",
         str(run_dir),
         "--max-concurrency",
-        str(max(64, int(rate // 10))),
+        str(max_concurrency),
         "--no-report",
         "--max-tokens",
         "30",
         "--metrics-url",
         url + "/no-metrics",
     ]
+
+
+def run_rate(url: str, rate: float, seconds: float, processes: int, cores: str) -> dict:
+    run_dir = Path(tempfile.mkdtemp(prefix="llmcap-bench-"))
+    cmd = fixed_rate_command(url, rate, seconds, run_dir, max(64, int(rate // 10)))
     if processes > 1:
         cmd += ["--processes", str(processes)]
     proc = subprocess.Popen(pinned(cmd, cores), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from loadgen_cost import REPO, free_port, pinned  # noqa: E402
+from loadgen_cost import fixed_rate_command, free_port, pinned  # noqa: E402
 
 
 def main() -> None:
@@ -36,28 +36,7 @@ def main() -> None:
     out = run_dir / "stacks.txt"
     try:
         time.sleep(1)
-        cmd = [
-            str(Path(sys.executable).with_name("locust")),
-            "-f",
-            str(REPO / "loadtest" / "text2sql.py"),
-            "--headless",
-            "--only-summary",
-            "-H",
-            url,
-            "--model",
-            "zero",
-            "--rps",
-            str(args.rps),
-            "--duration",
-            "30",
-            "--run-dir",
-            str(run_dir / "run"),
-            "--no-report",
-            "--max-concurrency",
-            "256",
-            "--metrics-url",
-            url + "/no-metrics",
-        ]
+        cmd = fixed_rate_command(url, args.rps, 30, run_dir / "run", 256)
         proc = subprocess.Popen(pinned(cmd, "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(8)
         subprocess.run(

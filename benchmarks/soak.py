@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from loadgen_cost import REPO, free_port, pinned, server_count  # noqa: E402
+from loadgen_cost import fixed_rate_command, free_port, pinned, server_count  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -40,26 +40,7 @@ def main() -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="llmcap-soak-"))
     try:
         time.sleep(1)
-        cmd = [
-            str(Path(sys.executable).with_name("locust")),
-            "-f",
-            str(REPO / "loadtest" / "text2sql.py"),
-            "--headless",
-            "--only-summary",
-            "-H",
-            url,
-            "--model",
-            "zero",
-            "--rps",
-            str(args.rps),
-            "--duration",
-            str(args.seconds),
-            "--run-dir",
-            str(run_dir),
-            "--no-report",
-            "--metrics-url",
-            url + "/no-metrics",
-        ]
+        cmd = fixed_rate_command(url, args.rps, args.seconds, run_dir, 1024)
         proc = subprocess.Popen(pinned(cmd, "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         series = []
         t0 = time.time()

@@ -69,16 +69,18 @@ def _free_port(start: int) -> int:
 class Progress:
     """One status line every few seconds: variant, step, rate, p95, elapsed, rough time left."""
 
-    def __init__(self, variants: list[str], profile: Profile):
+    def __init__(self, variants: list[str], profile: Profile, repeats: int = 1):
         self.variants = variants
+        self.repeats = repeats
+        self.round = 1
         self.search = profile.search
         self.t0 = time.time()
         self.current = ""
         self.per_variant_s: list[float] = []
         self.variant_t0 = time.time()
 
-    def start_variant(self, name: str) -> None:
-        self.current = name
+    def start_variant(self, name: str, round_: int = 1) -> None:
+        self.current, self.round = name, round_
         self.variant_t0 = time.time()
 
     def end_variant(self) -> None:
@@ -87,6 +89,8 @@ class Progress:
     def line(self, run_dir: Path) -> str:
         progress = read_progress(run_dir)
         index = self.variants.index(self.current) + 1 if self.current in self.variants else 0
+        done = (self.round - 1) * len(self.variants) + index  # runs started so far
+        total = self.repeats * len(self.variants)
         elapsed = time.time() - self.t0
         step_s = self.search.warmup_seconds + self.search.step_seconds + 3
         # a typical search: ~5 growth steps, ~3 bisections, one confirmation; finished variants tell better
@@ -95,10 +99,10 @@ class Progress:
             if self.per_variant_s
             else 60 + 8 * step_s + self.search.confirm_seconds
         )
-        left = max(0.0, per_variant - (time.time() - self.variant_t0)) + per_variant * (len(self.variants) - index)
+        left = max(0.0, per_variant - (time.time() - self.variant_t0)) + per_variant * (total - done)
         rate = progress.get("offered_rps")
         return (
-            f"[plan {index}/{len(self.variants)} {self.current}] step {progress.get('step', '-')} "
+            f"[plan {done}/{total} {self.current}] step {progress.get('step', '-')} "
             f"{progress.get('phase', 'starting')} at {fmt(rate, 1)} req/s, last p95 "
             f"{fmt(progress.get('last_p95_ms'))} ms; elapsed {elapsed / 60:.1f} min, ~{left / 60:.0f} min left"
         )
@@ -172,7 +176,7 @@ def run_variant(
         if result.get("max_sustained_rps"):
             print(
                 f"  {variant}: max sustained {result['max_sustained_rps']:.2f} req/s under "
-                f"{Slo(**result['slo']).describe()}",
+                f"{Slo(**result['slo']).describe()}, {console.interval_text(result.get('max_sustained_rps_interval'))}",
                 flush=True,
             )
         if code == ExitCode.OK:
@@ -241,6 +245,7 @@ def plan(
     out: str | None = None,
     processes: int = 1,
     extra_locust_args: list[str] | None = None,
+    repeats: int = 1,
 ) -> tuple[int, Path]:
     profile = load_profile(profile_path)
     names = variants or list(profile.serving.variants)
@@ -249,35 +254,49 @@ def plan(
         raise ProfileError(
             f"{profile_path}: serving.variants: no variant {unknown[0]!r} (have: {', '.join(profile.serving.variants)})"
         )
+    if repeats < 1:
+        raise ProfileError(f"--repeats {repeats}: expected 1 or more")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)
     ensure_tiny_model(profile)
-    progress = Progress(names, profile)
+    progress = Progress(names, profile, repeats)
     statuses: dict[str, tuple[str, str]] = {}
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     interrupted = False
     try:
-        for name in names:
-            run_dir = plan_dir / name
-            run_dir.mkdir(parents=True, exist_ok=True)
-            progress.start_variant(name)
-            statuses[name] = run_variant(
-                profile, profile_path, name, run_dir, progress, processes, extra_locust_args or []
-            )
-            progress.end_variant()
-            print(f"llmcap plan: {name}: {statuses[name][0]} ({statuses[name][1]})", flush=True)
+        # interleaved, A B A B ...: a drift of the machine over the plan falls on every variant alike
+        for round_ in range(1, repeats + 1):
+            for name in names:
+                if statuses.get(name, ("",))[0] == "unsupported":
+                    continue
+                run_dir = run_dir_of(plan_dir, name, round_, repeats)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                progress.start_variant(name, round_)
+                status = run_variant(profile, profile_path, name, run_dir, progress, processes, extra_locust_args or [])
+                progress.end_variant()
+                # a variant's status is its worst run's
+                if name not in statuses or RANK[status[0]] > RANK[statuses[name][0]]:
+                    statuses[name] = status
+                label = name if repeats == 1 else f"{name} (run {round_} of {repeats})"
+                print(f"llmcap plan: {label}: {status[0]} ({status[1]})", flush=True)
     except (Interrupted, KeyboardInterrupt):
         interrupted = True
         log.warning("interrupted; servers stopped, finished runs kept")
     finally:
         signal.signal(signal.SIGTERM, old_term)
-    finished = [n for n in names if is_run_dir(plan_dir / n)]
+    runs = [
+        (n, d)
+        for n in names
+        for d in (run_dir_of(plan_dir, n, r, repeats) for r in range(1, repeats + 1))
+        if is_run_dir(d)
+    ]
+    finished = list(dict.fromkeys(n for n, _ in runs))
     failures = {n: f"{s}: {d}" for n, (s, d) in statuses.items() if n not in finished}
     for n in names:
         if n not in statuses and n not in finished:
             failures[n] = "not run (plan interrupted)"
-    comparison = write_comparison([plan_dir / n for n in finished], plan_dir, labels=finished, failures=failures)
+    comparison = write_comparison([d for _, d in runs], plan_dir, labels=[n for n, _ in runs], failures=failures)
     _write_index(plan_dir, profile, names, statuses, comparison, interrupted)
     print(f"llmcap plan: comparison report: {plan_dir / 'comparison.html'} (and comparison.md)", flush=True)
     if interrupted:
@@ -289,6 +308,14 @@ def plan(
     return ExitCode.OK, plan_dir
 
 
+RANK = {"ok": 0, "no-capacity": 1, "unsupported": 2, "failed": 3, "interrupted": 4}
+
+
+def run_dir_of(plan_dir: Path, variant: str, round_: int, repeats: int) -> Path:
+    """plan/<variant>, or plan/<variant>/run-<k> when each variant is searched more than once."""
+    return plan_dir / variant if repeats == 1 else plan_dir / variant / f"run-{round_}"
+
+
 def _write_index(
     plan_dir: Path, profile: Profile, names: list[str], statuses: dict, comparison: dict, interrupted: bool
 ) -> None:
@@ -297,7 +324,8 @@ def _write_index(
     for n in names:
         status, detail = statuses.get(n, ("not run", "plan interrupted"))
         v = by_name.get(n, {})
-        report = f"{n}/report.html" if (plan_dir / n / "report.html").is_file() else "–"
+        reports = sorted(str(p.relative_to(plan_dir)) for p in (plan_dir / n).glob("**/report.html"))
+        report = ", ".join(reports) or "–"
         rows.append([n, status, detail, fmt(v.get("max_sustained_rps"), 1), report])
     blocks = [
         ("h1", f"llmcap plan: {profile.name}"),
@@ -325,7 +353,7 @@ def _write_index(
 
 def cmd_plan(args) -> int:
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
-    code, _plan_dir = plan(args.profile, variants, args.out, args.processes, args.passthrough)
+    code, _plan_dir = plan(args.profile, variants, args.out, args.processes, args.passthrough, args.repeats)
     return code
 
 
@@ -335,5 +363,12 @@ def register(sub) -> None:
     p.add_argument("--variants", help="comma-separated subset, e.g. bf16,fp8 (default: all in the profile)")
     p.add_argument("--out", help="plan directory (default plans/<UTC time>-<profile name>)")
     p.add_argument("--processes", type=int, default=1, help="load-generating processes (Locust --processes)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="search each variant this many times, interleaved (A B A B ...); the comparison reports the "
+        "median, the spread and an interval from the repeats",
+    )
     p.epilog = "Arguments after -- go to each load test, e.g. llmcap plan P -- --step-seconds 5"
     p.set_defaults(func=cmd_plan)

@@ -24,7 +24,7 @@ from llmcap.errors import ProfileError
 
 __all__ = ["ProfileError", "Profile", "load_profile", "Slo", "SearchParams", "ARRIVAL_KINDS", "cli_settings"]
 
-ARRIVAL_KINDS = ("poisson", "poisson-iid", "constant")
+ARRIVAL_KINDS = ("poisson", "poisson-blocked", "constant")
 DEVICES = ("gpu", "cpu")
 ENGINES = ("vllm",)
 
@@ -116,9 +116,24 @@ class SearchParams:
     start_rps: float = setting(1.0, "search: first rate (a hint: a failing start rate steps down)", "--start-rps")
     growth: float = setting(2.0, "search: rate multiplier until a step fails", "--growth")
     precision: float = setting(0.03, "search: stop bisecting when (fail-pass)/pass <= this", "--precision")
-    step_seconds: float = setting(20.0, "search: measured window per step", "--step-seconds")
+    step_seconds: float = setting(
+        10.0,
+        "search: a step's shortest measured window (a clear verdict ends it here; twice this when bisecting)",
+        "--step-seconds",
+    )
+    max_step_seconds: float = setting(
+        80.0,
+        "search: an undecided step measures on, up to this window; still undecided, it is 'marginal' "
+        "and counts as failed",
+        "--max-step-seconds",
+    )
     warmup_seconds: float = setting(5.0, "search: unmeasured lead-in per step", "--warmup-seconds")
-    confirm_seconds: float = setting(40.0, "search: window of the confirmation step", "--confirm-seconds")
+    confirm_seconds: float = setting(
+        40.0, "search: shortest window of the confirmation step at the best rate", "--confirm-seconds"
+    )
+    confidence: float = setting(
+        0.95, "search: how sure a step's pass or fail must be (and the interval's level)", "--confidence"
+    )
     max_rps: float | None = setting(None, "search: never offer more than this", "--max-rps")
     min_rps: float | None = setting(
         None,
@@ -126,7 +141,12 @@ class SearchParams:
         "concluding 'no capacity' (default start rate / 16)",
         "--min-rps",
     )
-    min_requests: int = setting(20, "search: a step's window holds at least this many arrivals", "--min-requests")
+    min_requests: int | None = setting(
+        None,
+        "search: a step's shortest window holds at least this many arrivals (default: as many as a pass "
+        "needs with none over the bound, e.g. 86 for a p95 bound at 95 %)",
+        "--min-requests",
+    )
     max_steps: int = setting(30, "search: give up after this many steps")
     max_lateness_ms: float = setting(50.0, "load generator self-check: lateness p99 bound", "--max-lateness-ms")
     arrival: str = setting("poisson", "arrival process", "--arrival", choices=ARRIVAL_KINDS)

@@ -37,10 +37,13 @@ def step_line(step: dict) -> None:
 
 
 def format_step(step: dict) -> str:
-    verdict = "PASS" if step["passed"] else "FAIL"
+    verdict = (step.get("decision") or ("pass" if step["passed"] else "fail")).upper()
+    if verdict == "PASS" and not step["passed"]:
+        verdict = "FAIL"  # the load generator fell behind: no server verdict
     errors = f"{step['error_rate']:.1%}"
+    measured = f" {step['measured_s']:3.0f}s" if step.get("measured_s") is not None else ""
     return (
-        f"step {step['index']:>2} {step['phase']:<7} offered {step['offered_rps']:8.2f}/s "
+        f"step {step['index']:>2} {step['phase']:<7}{measured} offered {step['offered_rps']:8.2f}/s "
         f"achieved {step['achieved_rps']:8.2f}/s  p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} "
         f"p99 {_ms(step['p99_ms'])} ms  TTFT p95 {_ms(step['ttft_p95_ms'])} ms  errors {errors}  "
         f"{verdict}: {step['reason']}" + (f"  [warning: {step['warning']}]" if step.get("warning") else "")
@@ -57,15 +60,24 @@ def final(outcome, settings) -> None:
         _p(f"llmcap: fixed-rate run done; results in {settings.run_dir}/result.json")
     elif outcome.max_sustained_rps:
         _p(
-            f"llmcap: max sustained rate {outcome.max_sustained_rps:.2f} req/s under {settings.slo.describe()} "
-            f"(first failing: {outcome.first_failing_rps and round(outcome.first_failing_rps, 2)} req/s); "
-            f"results in {settings.run_dir}/result.json"
+            f"llmcap: max sustained rate {outcome.max_sustained_rps:.2f} req/s under {settings.slo.describe()}, "
+            f"{interval_text(outcome.interval)}; results in {settings.run_dir}/result.json"
         )
     else:
         lowest = min(outcome.steps, key=lambda s: s["offered_rps"]) if outcome.steps else None
         rate = lowest["offered_rps"] if lowest else settings.search.start_rps
         why = f": {lowest['reason']}" if lowest else ""
         _p(f"llmcap: no sustained rate: even {rate:.3g} req/s fails the SLO{why}")
+
+
+def interval_text(interval: dict | None) -> str:
+    """'95 % interval 30.0-34.0 req/s': passed with that confidence at the low end, failed at the high."""
+    if not interval:
+        return "no interval"
+    level = f"{interval['confidence'] * 100:g} %"
+    if interval.get("high") is None:
+        return f"{level} interval {interval['low']:.1f} req/s and up (no rate failed with {level} confidence)"
+    return f"{level} interval {interval['low']:.1f}-{interval['high']:.1f} req/s"
 
 
 class LiveLine:

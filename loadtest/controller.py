@@ -48,6 +48,13 @@ class RunnerLoad:
         if isinstance(self.runner, MasterRunner) and self._split != max(self.runner.worker_count, 1):
             self._apply()
 
+    def begin_step(self, window_start_s: float) -> None:
+        self.state.collector.begin_step(window_start_s)
+
+    def step_so_far(self):
+        self.keep_split()
+        return self.state.collector.step_so_far()
+
     def wait_settled(self, before_s: float, timeout_s: float) -> None:
         deadline = now() + timeout_s
         while not self.state.collector.settled(before_s) and now() < deadline:
@@ -99,8 +106,10 @@ def control(environment) -> None:
                 load,
                 settings.rps,
                 settings.duration,
+                settings.duration,
                 0.0,
                 settings.slo,
+                settings.search.confidence,
                 settings.request.timeout_s,
                 settings.search.max_lateness_ms,
                 on_tick=ticker.tick,
@@ -137,6 +146,7 @@ def fixed_outcome(step: dict) -> SearchOutcome:
         confirmed=step["passed"],
         generator_bottleneck=step["reason"] if step["generator_bottleneck"] else None,
         mode="fixed",
+        confidence=step["confidence"],
     )
 
 

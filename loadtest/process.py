@@ -112,6 +112,8 @@ class LoadProcess:
                 "issued": self.dispatcher.issued,
                 "open": len(open_),
                 "oldest_open_s": min(open_.values()) if open_ else None,
+                # when each open request was due: a step's look counts one open past its bound as over
+                "open_scheduled": np.fromiter(open_.values(), dtype="<f8", count=len(open_)).tobytes(),
                 "rate_rps": self.dispatcher.rate_rps,
                 "cpu_percent": cpu_percent,
             }
@@ -130,12 +132,20 @@ class Collector:
         self.recent: list[np.ndarray] = []  # for the once-a-second console line only
         self.cpu: list[tuple[float, int, float]] = []  # (t, worker, cpu %) of every batch
         self.total = 0
+        # the current step's samples, kept in memory for its looks (cleared each step)
+        self.step_start_s: float | None = None
+        self.step: list[np.ndarray] = []
+
+    def begin_step(self, start_s: float | None) -> None:
+        self.step_start_s, self.step = start_s, []
 
     def add(self, batch: dict) -> None:
         samples = np.frombuffer(batch["samples"], dtype=SAMPLE_DTYPE)
         itl = np.frombuffer(batch["itl"], dtype="<f4")
         self.writer.append(samples, itl, batch["errors"], batch.get("texts"))
         self.total += len(samples)
+        if self.step_start_s is not None and len(samples):
+            self.step.append(samples[samples["scheduled_s"] >= self.step_start_s])
         meta = {k: v for k, v in batch.items() if k not in ("samples", "itl", "errors", "texts")}
         meta["received"] = now()
         self.sources[batch["source"]] = meta
@@ -156,6 +166,17 @@ class Collector:
             s["t"] > before_s + 2 * FLUSH_S and (s["oldest_open_s"] is None or s["oldest_open_s"] >= before_s)
             for s in live
         )
+
+    def step_so_far(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(finished samples of this step, scheduled times of requests still open, as of when).
+        As of the oldest live process's last batch: each batch is one consistent snapshot of
+        that process (finished and open), so a request due before then is in one or the other."""
+        live = [s for s in self.sources.values() if s["received"] > now() - self.STALE_S]
+        finished = np.concatenate(self.step) if self.step else np.zeros(0, SAMPLE_DTYPE)
+        if not live:
+            return finished, np.zeros(0), float("-inf")
+        open_ = np.concatenate([np.frombuffer(s.get("open_scheduled", b""), dtype="<f8") for s in live])
+        return finished, open_, min(s["t"] for s in live)
 
     def in_flight(self) -> int:
         return sum(s["open"] for s in self.sources.values() if s["received"] > now() - self.STALE_S)

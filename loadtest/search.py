@@ -8,24 +8,34 @@ and the bisection goes on below it. The start rate is a hint, not a precondition
 when it fails, the rate steps down (divided by `growth`) until a step passes or
 the floor `min_rps` fails too, and only then is there "no capacity".
 
+A step passes or fails only with `confidence` (loadtest/stats.py: look). It measures
+until that is decided: a clear failure stops it within seconds, a clear pass at its
+shortest window, an undecided step measures on to `max_step_seconds` and is then
+"marginal", which the search counts as a failure. The answer comes with an interval:
+the highest rate that passed and the lowest that failed, each with confidence.
+
 `RateSearch` is the pure decision logic (rates in, verdicts in, next rate out);
-`run_search` drives a `Load` (anything with set_rate / wait_settled / drain /
-window) through the steps and judges each from the raw samples.
+`run_search` drives a `Load` (anything with set_rate / step_so_far / wait_settled /
+drain / window) through the steps. docs/statistics.md explains the statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Protocol
 
 import gevent
+import numpy as np
 
+from llmcap.confidence import FAIL, PASS, UNDECIDED
 from llmcap.profile import SearchParams
 from loadtest.clock import now
-from loadtest.stats import Slo, generator_check, judge, summarize_window
+from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
 
 GROW, DESCEND, BISECT, CONFIRM = "grow", "descend", "bisect", "confirm"
+MARGINAL = "marginal"  # undecided at the longest window: counted as failed
 
 # the floor of the descent when the profile names none: a start rate this far off is a wrong profile
 DEFAULT_DESCENT = 16.0
@@ -42,8 +52,15 @@ class RateSearch:
                 f"search needs 0 < min_rps <= start_rps (got min_rps {params.min_rps:g}, "
                 f"start_rps {params.start_rps:g})"
             )
-        if params.min_requests < 1:
+        if params.min_requests is not None and params.min_requests < 1:
             raise ValueError("search needs min_requests >= 1")
+        if not 0.5 <= params.confidence < 1:
+            raise ValueError(f"search needs 0.5 <= confidence < 1 (got {params.confidence:g})")
+        if params.max_step_seconds < params.step_seconds:
+            raise ValueError(
+                f"search needs max_step_seconds >= step_seconds (got {params.max_step_seconds:g} < "
+                f"{params.step_seconds:g})"
+            )
         self.p = params
         self.passed: list[float] = []
         self.failed: list[float] = []
@@ -101,6 +118,9 @@ class RateSearch:
 
 class Load(Protocol):
     def set_rate(self, rate_rps: float) -> None: ...
+    def begin_step(self, window_start_s: float) -> None: ...
+    def step_so_far(self):  # -> (finished samples, scheduled times of open requests, as of)
+        ...
     def wait_settled(self, before_s: float, timeout_s: float) -> None: ...
     def drain(self, timeout_s: float) -> None: ...
     def window(self):  # -> (samples, itl)
@@ -116,60 +136,137 @@ class SearchOutcome:
     confirmed: bool
     generator_bottleneck: str | None = None
     mode: str = "search"
+    # where the true maximum lies: the highest rate that passed and the lowest that failed, each
+    # decided with `confidence` (None: no step failed with confidence)
+    interval_high_rps: float | None = None
+    confidence: float | None = None
+
+    @property
+    def interval(self) -> dict | None:
+        if self.max_sustained_rps is None:
+            return None
+        return {"low": self.max_sustained_rps, "high": self.interval_high_rps, "confidence": self.confidence}
 
 
-def window_seconds(params: SearchParams, rate_rps: float, phase: str) -> float:
-    """The measured window: the phase's length, stretched at low rates so that it holds
-    `min_requests` arrivals (a p95 over a handful of requests is no verdict)."""
-    base = params.confirm_seconds if phase == CONFIRM else params.step_seconds
+def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) -> tuple[float, float]:
+    """(minimum, maximum) measured window of a step. The minimum is the phase's length, stretched
+    at low rates to hold the requests a pass needs (`requests_to_pass`, with two Poisson sigmas to
+    spare, or `min_requests`); an undecided step measures on, up to the maximum."""
+    # near the knee (bisecting, confirming) a queue's slow swings need longer to show
+    base = {CONFIRM: params.confirm_seconds, BISECT: 2 * params.step_seconds}.get(phase, params.step_seconds)
+    if params.min_requests:
+        needed = float(params.min_requests)
+    else:
+        looks = len(pass_looks(base, params.max_step_seconds))
+        fewest = requests_to_pass(slo, look_confidence(params.confidence, looks))
+        needed = fewest + 2 * math.sqrt(fewest)  # a Poisson count falls short of its mean half the time
     # at most 4x: a descent to a floor far below the start must not take hours
-    return max(base, min(params.min_requests / rate_rps, 4 * base))
+    shortest = max(base, min(needed / rate_rps, 4 * base))
+    return shortest, max(shortest, params.max_step_seconds)
+
+
+def requests_to_pass(slo: Slo, confidence: float) -> int:
+    """The fewest requests that can pass the strictest bound: with none over it, the exact upper
+    bound on the fraction over, 1 - (1 - confidence)^(1/n), must fall below the allowed fraction."""
+    allowed = min(1 - quantile / 100 for _, _, quantile, _ in latency_bounds(slo))
+    return math.ceil(math.log(1 - confidence) / math.log(1 - allowed))
+
+
+FAIL_LOOK_S = 2.0  # how often a step asks "failed yet?": an overload stops before its queue piles up
+LATE_REPORT_S = 5.0  # a process silent this long past a look is not waited for (see Collector.STALE_S)
+
+
+def pass_looks(min_s: float, max_s: float) -> list[float]:
+    """When a step may pass, in seconds into its window: the minimum, then doubling, then the maximum.
+    Few looks, because each one spends part of the error budget (see look_confidence)."""
+    looks = []
+    t = min_s
+    while t < max_s - 1e-9:
+        looks.append(t)
+        t *= 2
+    return looks + [max_s]
+
+
+def look_confidence(confidence: float, looks: int) -> float:
+    """Each of `looks` looks is judged at this level, so that the chance of any wrong decision over
+    all of them stays within 1 - confidence (Bonferroni: repeated looks at growing data would
+    otherwise find a lucky moment)."""
+    return 1.0 - (1.0 - confidence) / max(looks, 1)
 
 
 def run_step(
     load: Load,
     rate_rps: float,
-    measure_s: float,
+    min_s: float,
+    max_s: float,
     warmup_s: float,
     slo: Slo,
+    confidence: float,
     request_timeout_s: float,
     max_lateness_ms: float,
     phase: str = "fixed",
     on_tick: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Offer `rate_rps`, measure one window, wait for its requests, drain; return the step."""
+    """Offer `rate_rps` and measure until the verdict is decided (at least `min_s`, at most `max_s`
+    seconds), wait for the window's requests, drain; return the step.
+
+    A search step looks every FAIL_LOOK_S for a failure decided with confidence (and stops at
+    once: no queue to drain later), and at `pass_looks` for a pass. Undecided at `max_s`, it is
+    "marginal" and counts as failed. A fixed run (phase "fixed") measures exactly `max_s` and is
+    judged once.
+    """
     started = now()
-    load.set_rate(rate_rps)
     window_start = started + warmup_s
-    window_end = window_start + measure_s
-    while now() < window_end:
+    load.begin_step(window_start)
+    load.set_rate(rate_rps)
+
+    def tick(window_end: float) -> None:
         if on_tick is not None:
-            on_tick(
-                {
-                    "phase": phase,
-                    "offered_rps": rate_rps,
-                    "started": started,
-                    "window_start": window_start,
-                    "window_end": window_end,
-                }
-            )
-        gevent.sleep(min(1.0, max(0.0, window_end - now())))
+            info = {"phase": phase, "offered_rps": rate_rps, "started": started}
+            on_tick({**info, "window_start": window_start, "window_end": window_end})
+
     if phase == "fixed":
+        window_end = window_start + max_s
+        while now() < window_end:
+            tick(window_end)
+            gevent.sleep(min(1.0, max(0.0, window_end - now())))
         load.set_rate(0)  # a fixed run sends for exactly its duration
-    # a search step keeps the load on while the window's last requests finish, as in production
+        verdict, used_confidence, stopped, looks = None, confidence, "fixed duration", 1
+    else:
+        verdict, used_confidence, stopped, looks = _sequential(load, window_start, min_s, max_s, slo, confidence, tick)
+        window_end = verdict.cut_s
+        if verdict.decision == FAIL:
+            load.set_rate(0)  # decided: stop piling up a queue that would only have to drain
+    # a passing step keeps the load on while the window's last requests finish, as in production
     load.wait_settled(window_end, request_timeout_s + 10.0)
     load.set_rate(0)
     samples, itl = load.window()
     summary = summarize_window(samples, itl, window_start, window_end)
-    passed, reason = judge(summary, slo)
+    final = look(samples, np.zeros(0), float("inf"), window_start, window_end, slo, used_confidence)
+    decision, reason = final.decision, final.reason
+    if verdict is not None and verdict.decision == FAIL and decision != FAIL:
+        # decided while requests were open, from those past the bound: the evidence stands
+        decision, reason = FAIL, verdict.reason
+    hard = hard_failure(summary, slo)
+    if hard:
+        decision, reason = FAIL, hard
+    elif decision == UNDECIDED:
+        decision = MARGINAL
+        reason = f"undecided after {window_end - window_start:.0f} s, counted as failed: {final.reason}"
     cpu_percent = load.cpu_percent(window_start, window_end)
     bottleneck, warning = generator_check(summary, max_lateness_ms, cpu_percent)
     step = {
         "phase": phase,
         "offered_rps": rate_rps,
         **summary,
-        "passed": passed and bottleneck is None,
+        "passed": decision == PASS and bottleneck is None,
+        "decision": decision,
         "reason": bottleneck or reason,
+        "stopped": stopped,
+        "measured_s": window_end - window_start,
+        "looks": looks,
+        "confidence": used_confidence,
+        "exceedance": [e.as_dict() for e in final.exceedances],
         "generator_bottleneck": bottleneck is not None,
         "warmup_start": started,
         "generator_cpu_percent": cpu_percent,
@@ -177,6 +274,44 @@ def run_step(
     }
     load.drain(request_timeout_s + 10.0)
     return step
+
+
+def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo: Slo, confidence: float, tick):
+    """Look until decided: for a failure every FAIL_LOOK_S, for a pass when the requests due in the
+    next of `pass_looks` are all known. Returns (verdict, its confidence level, why it stopped, looks);
+    the verdict's `cut_s` ends the measured window."""
+    passes = pass_looks(min_s, max_s)
+    pass_confidence = look_confidence(confidence, len(passes))
+    fail_confidence = look_confidence(confidence, math.ceil(max_s / FAIL_LOOK_S) + len(passes))
+    # a request's side of every bound is known this long after it was due
+    known_after_s = max(limit for *_, limit in latency_bounds(slo)) / 1000.0
+    next_fail = window_start + FAIL_LOOK_S
+    looks = 0
+    while True:
+        window_end = window_start + passes[0]
+        tick(window_end)
+        t = now()
+        if t >= next_fail:
+            next_fail = t + FAIL_LOOK_S
+            finished, open_scheduled, as_of = load.step_so_far()
+            looks += 1
+            failing = look(finished, open_scheduled, as_of, window_start, window_start + max_s, slo, fail_confidence)
+            if failing.decision == FAIL:
+                return failing, fail_confidence, "decided", looks
+        if t >= window_end + known_after_s:
+            finished, open_scheduled, as_of = load.step_so_far()
+            # every process must have reported past the window (its batches lag by up to FLUSH_S)
+            if as_of >= window_end + known_after_s or t > window_end + known_after_s + LATE_REPORT_S:
+                looks += 1
+                verdict = look(finished, open_scheduled, as_of, window_start, window_end, slo, pass_confidence)
+                if verdict.decision == PASS:
+                    return verdict, pass_confidence, "decided", looks
+                if len(passes) == 1:
+                    return verdict, pass_confidence, "max duration", looks
+                passes.pop(0)
+                continue
+        wake = min(next_fail, window_start + passes[0] + known_after_s)
+        gevent.sleep(min(1.0, max(0.1, wake - now())))
 
 
 def run_search(
@@ -189,20 +324,43 @@ def run_search(
 ) -> SearchOutcome:
     search = RateSearch(params)
     steps: list[dict] = []
+
+    def outcome(bottleneck: str | None = None) -> SearchOutcome:
+        # a bottlenecked run reports what passed so far; a finished search only a confirmed rate
+        best = search.best_rps if (search.confirmed or bottleneck) else None
+        failed = [
+            s["offered_rps"] for s in steps if s.get("decision") == FAIL and (best is None or s["offered_rps"] > best)
+        ]
+        return SearchOutcome(
+            steps,
+            best,
+            search.first_failing_rps,
+            search.confirmed,
+            generator_bottleneck=bottleneck,
+            interval_high_rps=min(failed) if failed else None,
+            confidence=params.confidence,
+        )
+
     while (nxt := search.next_step()) is not None:
         rate, phase = nxt
-        measure_s = window_seconds(params, rate, phase)
+        min_s, max_s = window_seconds(params, slo, rate, phase)
         step = run_step(
-            load, rate, measure_s, params.warmup_seconds, slo, request_timeout_s, params.max_lateness_ms, phase, on_tick
+            load,
+            rate,
+            min_s,
+            max_s,
+            params.warmup_seconds,
+            slo,
+            params.confidence,
+            request_timeout_s,
+            params.max_lateness_ms,
+            phase,
+            on_tick,
         )
         step["index"] = len(steps)
         steps.append(step)
         on_step(step)
         if step["generator_bottleneck"]:
-            return SearchOutcome(
-                steps, search.best_rps, search.first_failing_rps, search.confirmed, generator_bottleneck=step["reason"]
-            )
+            return outcome(bottleneck=step["reason"])
         search.record(rate, phase, step["passed"])
-    return SearchOutcome(
-        steps, search.best_rps if search.confirmed else None, search.first_failing_rps, search.confirmed
-    )
+    return outcome()

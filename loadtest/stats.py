@@ -8,14 +8,16 @@ rounded buckets.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
+from llmcap.confidence import FAIL, PASS, UNDECIDED, Exceedance, batch_index, exceedance, fraction_test, rising
 from llmcap.profile import Slo
 from llmcap.rundir import ERROR_KINDS, itl_of
 
-__all__ = ["Slo", "summarize_window", "judge", "queue_grew", "generator_check", "pct"]
+__all__ = ["Slo", "summarize_window", "look", "Verdict", "hard_failure", "queue_grew", "generator_check", "pct"]
 
 
 def pct(values: np.ndarray, q: float) -> float:
@@ -81,27 +83,108 @@ def summarize_window(samples: np.ndarray, itl: np.ndarray, start_s: float, end_s
     }
 
 
-def judge(summary: dict, slo: Slo) -> tuple[bool, str]:
-    """A step passes when the SLO holds, errors are rare, and the server keeps up."""
+@dataclasses.dataclass
+class Verdict:
+    """A step's latency verdict at one look: every SLO bound judged on the requests known by then."""
+
+    decision: str  # pass / fail / undecided
+    reason: str
+    exceedances: list[Exceedance]
+    rising: bool  # latency still climbing: not at steady state yet
+    cut_s: float  # the requests due in [start, cut_s) were judged
+
+
+def latency_bounds(slo: Slo) -> list[tuple[str, str, float, float]]:
+    """(name, latency kind, quantile, limit ms) of each bound the SLO sets."""
+    bounds = [
+        ("p95", "e2e", 95.0, slo.p95_ms),
+        ("p99", "e2e", 99.0, slo.p99_ms),
+        ("TTFT p95", "ttft", 95.0, slo.ttft_p95_ms),
+    ]
+    return [(name, kind, q, limit) for name, kind, q, limit in bounds if limit is not None]
+
+
+def look(
+    finished: np.ndarray,
+    open_scheduled: np.ndarray,
+    as_of_s: float,
+    start_s: float,
+    end_s: float,
+    slo: Slo,
+    confidence: float,
+) -> Verdict:
+    """Judge the requests due in [start_s, cut) whose side of every bound is known at `as_of_s`:
+    cut is `as_of_s` less the largest bound, so each of them has finished or has been open longer
+    than any bound (and counts as over the end-to-end bounds; whether its first token came is not
+    known, so it is left out of the TTFT count until it finishes). Failed requests are judged by
+    the error rate, not here."""
+    bounds = latency_bounds(slo)
+    cut = min(end_s, as_of_s - max(limit for *_, limit in bounds) / 1000.0)
+    due = (finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut) & (finished["error"] == 0)
+    done = finished[due]
+    late = open_scheduled[(open_scheduled >= start_s) & (open_scheduled < cut)]
+    order = np.argsort(np.concatenate([done["scheduled_s"], late]), kind="stable")
+    scheduled = np.concatenate([done["scheduled_s"], late])[order]
+    e2e_ms = np.concatenate([(done["end_s"] - done["scheduled_s"]) * 1000.0, np.full(len(late), np.inf)])[order]
+    batches = batch_index(scheduled, start_s, cut)
+    ttft_order = np.argsort(done["scheduled_s"], kind="stable")
+    ttft_ms = ((done["first_token_s"] - done["scheduled_s"]) * 1000.0)[ttft_order]
+    ttft_batches = batch_index(done["scheduled_s"][ttft_order], start_s, cut)
+    judged = []
+    for name, kind, quantile, limit in bounds:
+        values, batch_of = (e2e_ms, batches) if kind == "e2e" else (ttft_ms, ttft_batches)
+        judged.append(exceedance(name, limit, quantile, values, batch_of, confidence))
+    still_rising = rising(e2e_ms, batches, confidence)
+    # errors only fail a look early; whether a finished step had too many is hard_failure's point check
+    answered = finished[(finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut)]
+    errors = fraction_test(
+        "errors",
+        0.0,
+        slo.max_error_rate,
+        answered["error"] != 0,
+        batch_index(answered["scheduled_s"], start_s, cut),
+        confidence,
+    )
+    if errors.decision == FAIL:
+        reason = f"error rate {errors.fraction:.1%} > {slo.max_error_rate:.1%} ({errors.over} of {errors.n} failed)"
+        return Verdict(FAIL, reason, judged, still_rising, cut)
+    failing = [e for e in judged if e.decision == FAIL]
+    if failing:
+        return Verdict(FAIL, _over(failing[0], "above"), judged, still_rising, cut)
+    if all(e.decision == PASS for e in judged) and not still_rising:
+        e = judged[0]
+        return Verdict(PASS, _over(e, "below"), judged, still_rising, cut)
+    open_question = next((e for e in judged if e.decision != PASS), judged[0])
+    why = (
+        "latency still rising (no steady state yet)"
+        if still_rising and open_question.decision == PASS
+        else (_over(open_question, "not yet decidable against"))
+    )
+    return Verdict(UNDECIDED, why, judged, still_rising, cut)
+
+
+def _over(e: Exceedance, relation: str) -> str:
+    return (
+        f"{e.name}: {e.over} of {e.n} over {e.limit_ms:g} ms ({e.fraction:.1%}, {e.confidence:.1%} interval "
+        f"{e.low:.1%}-{e.high:.1%}), {relation} the allowed {e.allowed_fraction:.0%}"
+        if e.n
+        else f"{e.name}: no finished request to judge"
+    )
+
+
+def hard_failure(summary: dict, slo: Slo) -> str | None:
+    """What fails a step whatever its latency: nothing due, too many errors, a growing queue."""
     if summary["scheduled"] == 0:
-        return False, "no requests were scheduled in the window"
+        return "no requests were scheduled in the window"
     if summary["error_rate"] > slo.max_error_rate:
         top = max(summary["errors"], key=summary["errors"].get)
-        return False, f"error rate {summary['error_rate']:.1%} > {slo.max_error_rate:.1%} (mostly {top})"
-    checks = [
-        ("p95", summary["p95_ms"], slo.p95_ms),
-        ("p99", summary["p99_ms"], slo.p99_ms),
-        ("TTFT p95", summary["ttft_p95_ms"], slo.ttft_p95_ms),
-    ]
-    for name, value, limit in checks:
-        if limit is not None and not (value <= limit):  # NaN fails too
-            return False, f"{name} {value:.0f} ms > {limit:g} ms"
+        return f"error rate {summary['error_rate']:.1%} > {slo.max_error_rate:.1%} (mostly {top})"
     if queue_grew(summary, slo.min_achieved_ratio):
-        return False, (
+        return (
             f"completed {summary['achieved_ratio']:.0%} of arrivals "
             f"(< {slo.min_achieved_ratio:.0%}): a queue is growing"
         )
-    return True, f"p95 {summary['p95_ms']:.0f} ms <= {slo.p95_ms:g} ms"
+    return None
 
 
 def queue_grew(summary: dict, min_ratio: float) -> bool:

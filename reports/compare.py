@@ -1,18 +1,23 @@
 """`llmcap compare RUN_DIR...`: variants of one profile side by side (comparison.md/.html/.json).
 
-The first run is the baseline; changes are relative to it. Latency is compared at a
-common rate that every run sustained (the lowest max sustained rate), interpolated
-from each run's steps, so a faster variant is not penalised for being pushed harder.
+The first variant is the baseline; changes are relative to it. Runs with the same label are
+repeats of one variant (`llmcap plan --repeats N`): the variant's figure is their median. Each
+change in max sustained rate comes with an interval and a verdict, `significant` or `within
+noise` (`rate_change`). Latency is compared at a common rate that every variant sustained (the
+lowest max sustained rate), interpolated from each run's steps, so a faster variant is not
+penalised for being pushed harder.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from llmcap.confidence import t_quantile
 from reports import plots
 from reports.capacity import capacity
 from reports.render import fmt, gib, pct, usd, write
@@ -43,20 +48,92 @@ def memory_figure(cap: dict) -> float | None:
     return m.get("weights_gib_logged") or m.get("weights_gib_computed")
 
 
-def comparison(caps: dict[str, dict]) -> dict:
-    labels = list(caps)
+def rate_change(runs: list[dict], base_runs: list[dict]) -> dict | None:
+    """The change in max sustained rate against the baseline: point, interval, and whether it is real.
+
+    With two or more searches of each, from their spread: a Welch t interval on the difference of
+    the mean log rates, at the searches' confidence. With one search of either, from the searches'
+    own intervals (each true maximum lies between a rate that passed and one that failed with
+    confidence c): the change lies in [low_a / high_b - 1, high_a / low_b - 1], and a claim that it
+    is above (or below) zero rests on two verdicts, so it holds with at least 1 - 2(1 - c).
+    """
+    a = [r["max_sustained_rps"] for r in runs if r.get("max_sustained_rps")]
+    b = [r["max_sustained_rps"] for r in base_runs if r.get("max_sustained_rps")]
+    if not a or not b:
+        return None
+    confidence = next(
+        (r["max_sustained_rps_interval"]["confidence"] for r in runs if r.get("max_sustained_rps_interval")), 0.95
+    )
+    point = float(np.median(a) / np.median(b) - 1)
+    high: float | None
+    if len(a) >= 2 and len(b) >= 2:
+        la, lb = np.log(a), np.log(b)
+        va, vb = la.var(ddof=1) / len(la), lb.var(ddof=1) / len(lb)
+        diff, se = float(la.mean() - lb.mean()), math.sqrt(va + vb)
+        if se > 0:
+            df = se**4 / (va**2 / (len(la) - 1) + vb**2 / (len(lb) - 1))  # Welch-Satterthwaite
+            half = t_quantile(1 - (1 - confidence) / 2, max(1, math.floor(df))) * se
+        else:
+            half = 0.0
+        low, high, level = math.exp(diff - half) - 1, math.exp(diff + half) - 1, confidence
+        basis = f"{len(a)} and {len(b)} repeated searches"
+    else:
+        ia = (runs[0].get("max_sustained_rps_interval") or {}) if len(a) == 1 else {}
+        ib = (base_runs[0].get("max_sustained_rps_interval") or {}) if len(b) == 1 else {}
+        low_a, high_a = ia.get("low", min(a)), ia.get("high")
+        low_b, high_b = ib.get("low", min(b)), ib.get("high")
+        low = low_a / high_b - 1 if high_b else -1.0  # no failing rate of the baseline: no floor
+        high = high_a / low_b - 1 if high_a else None
+        level, basis = 1 - 2 * (1 - confidence), "one search each: their pass and fail rates"
+    significant = low > 0 or (high is not None and high < 0)
+    return {
+        "change": point,
+        "low": low,
+        "high": high,
+        "confidence": level,
+        "basis": basis,
+        "verdict": "significant" if significant else "within noise",
+    }
+
+
+def change_text(change: dict | None) -> str:
+    """'+15 % (+9 % to +21 %), significant'."""
+    if change is None:
+        return "–"
+    high = pct(change["high"], 0, signed=True) if change["high"] is not None else "unbounded"
+    return (
+        f"{pct(change['change'], 0, signed=True)} ({pct(change['low'], 0, signed=True)} to {high}), {change['verdict']}"
+    )
+
+
+def representative(runs: list[dict]) -> dict:
+    """The repeat whose max sustained rate is the median (the lower middle for an even count)."""
+    ranked = sorted(runs, key=lambda r: r.get("max_sustained_rps") or 0.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def comparison(groups: dict[str, list[dict]]) -> dict:
+    """`groups`: label -> the capacity dicts of its runs (repeats), the baseline first."""
+    labels = list(groups)
+    caps = {label: representative(runs) for label, runs in groups.items()}
     base = caps[labels[0]]
     sustained = [c["max_sustained_rps"] for c in caps.values() if c.get("max_sustained_rps")]
     common = min(sustained) if len(sustained) == len(caps) else None
     rows = []
     for label, cap in caps.items():
+        runs = groups[label]
+        rates = [r["max_sustained_rps"] for r in runs if r.get("max_sustained_rps")]
         full = next((c for c in cap.get("cost") or [] if c["utilization"] == 1.0), None)
         rows.append(
             {
                 "variant": label,
                 "status": "ok" if cap.get("max_sustained_rps") else (cap.get("status") or "no sustained rate"),
-                "max_sustained_rps": cap.get("max_sustained_rps"),
-                "max_sustained_rps_change": change(cap.get("max_sustained_rps"), base.get("max_sustained_rps")),
+                "repeats": len(runs),
+                "max_sustained_rps": float(np.median(rates)) if rates else None,
+                "max_sustained_rps_runs": [r.get("max_sustained_rps") for r in runs],
+                "max_sustained_rps_spread": (max(rates) / min(rates) - 1) if len(rates) > 1 else None,
+                "max_sustained_rps_interval": cap.get("max_sustained_rps_interval") if len(runs) == 1 else None,
+                "max_sustained_rps_change": None if label == labels[0] else rate_change(runs, groups[labels[0]]),
                 "p95_ms_at_max": (cap.get("latency_at_max") or {}).get("p95_ms"),
                 "p50_ms_at_common_rate": interpolate_at(cap, common, "p50_ms") if common else None,
                 "p95_ms_at_common_rate": interpolate_at(cap, common, "p95_ms") if common else None,
@@ -74,36 +151,54 @@ def comparison(caps: dict[str, dict]) -> dict:
     return {"baseline": labels[0], "common_rate_rps": common, "variants": rows}
 
 
+def rate_text(row: dict) -> str:
+    """The max sustained rate as the table shows it: the figure, then how sure."""
+    rps = fmt(row["max_sustained_rps"], 1)
+    if row.get("repeats", 1) > 1:
+        runs = ", ".join(fmt(r, 1) for r in row["max_sustained_rps_runs"])
+        spread = pct(row["max_sustained_rps_spread"], 0) if row.get("max_sustained_rps_spread") is not None else "–"
+        return f"{rps} (median of {row['repeats']}: {runs}; spread {spread})"
+    interval = row.get("max_sustained_rps_interval")
+    if interval:
+        high = fmt(interval["high"], 1) if interval.get("high") is not None else "∞"
+        return f"{rps} ({interval['confidence'] * 100:g} %: {fmt(interval['low'], 1)}–{high})"
+    return rps
+
+
 def write_comparison(
     run_dirs: list[str | Path],
     out_dir: str | Path,
     labels: list[str] | None = None,
     failures: dict[str, str] | None = None,
 ) -> dict:
-    """Compare finished runs; `failures` names variants that produced no run (e.g. did not start)."""
+    """Compare finished runs (runs with one label are repeats of it); `failures` names variants that
+    produced no run (e.g. did not start)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    caps: dict[str, dict] = {}
+    groups: dict[str, list[dict]] = {}
+    dirs: dict[str, list[str]] = {}
     for i, run_dir in enumerate(run_dirs):
         cap = capacity(run_dir)
         label = (labels[i] if labels else None) or cap.get("variant") or Path(run_dir).name
-        caps[label] = cap
-    data = comparison(caps) if caps else {"baseline": None, "common_rate_rps": None, "variants": []}
+        groups.setdefault(label, []).append(cap)
+        dirs.setdefault(label, []).append(str(Path(run_dir)))
+    data = comparison(groups) if groups else {"baseline": None, "common_rate_rps": None, "variants": []}
     for label, why in (failures or {}).items():
         data["variants"].append({"variant": label, "status": why})
-    data["runs"] = {label: str(Path(d)) for label, d in zip(caps, run_dirs)}
+    data["runs"] = dirs
     (out_dir / "comparison.json").write_text(json.dumps(data, indent=1))
 
     rows = []
     for v in data["variants"]:
         if v.get("max_sustained_rps") is None and "weights_gib" not in v:
-            rows.append([v["variant"], v["status"]] + ["–"] * 7)
+            rows.append([v["variant"], v["status"]] + ["–"] * 8)
             continue
         rows.append(
             [
                 v["variant"],
                 v["status"],
-                f"{fmt(v['max_sustained_rps'], 1)} ({pct(v['max_sustained_rps_change'], 0)})",
+                rate_text(v),
+                "baseline" if v["variant"] == data["baseline"] else change_text(v["max_sustained_rps_change"]),
                 fmt(v["p95_ms_at_max"]),
                 fmt(v["p95_ms_at_common_rate"]),
                 f"{gib(v['weights_gib'])} ({pct(v['weights_change'], 0)})",
@@ -114,6 +209,7 @@ def write_comparison(
         )
     common = data["common_rate_rps"]
     title = "llmcap comparison: " + ", ".join(v["variant"] for v in data["variants"])
+    changes = [v["max_sustained_rps_change"] for v in data["variants"] if v.get("max_sustained_rps_change")]
     blocks = [
         ("h1", title),
         (
@@ -126,7 +222,8 @@ def write_comparison(
             [
                 "variant",
                 "status",
-                "max sustained req/s (change)",
+                "max sustained req/s (how sure)",
+                "change in max sustained rate (interval), real?",
                 "p95 at max (ms)",
                 "p95 at common rate (ms)",
                 "weights (change)",
@@ -137,15 +234,31 @@ def write_comparison(
             rows,
         ),
     ]
-    if caps:
+    if changes:
+        c = changes[0]
+        blocks.append(
+            (
+                "note",
+                f"How sure: a change is 'significant' when its interval excludes zero, 'within noise' when not. "
+                f"Intervals from {c['basis']}, at {c['confidence'] * 100:g} % or more. A single search's interval "
+                "runs from the highest rate that passed with confidence to the lowest that failed with confidence; "
+                "`llmcap plan --repeats N` narrows a comparison with repeated, interleaved searches.",
+            )
+        )
+    if groups:
         images = [
-            (plots.latency_vs_rate(caps, out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
-            (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
+            (plots.latency_vs_rate(reps(groups), out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
+            (plots.achieved_vs_offered(reps(groups), out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
         ]
         blocks += [("h2", "Plots")] + [("img", str(p), alt) for p, alt in images]
         # relative to the comparison, so the links hold wherever the directory is copied
         blocks += [("h2", "Runs")] + [
-            ("p", f"{label}: {os.path.relpath(Path(data['runs'][label]) / 'report.html', out_dir)}") for label in caps
+            ("p", f"{label}: " + ", ".join(os.path.relpath(Path(d) / "report.html", out_dir) for d in dirs[label]))
+            for label in groups
         ]
     write(blocks, out_dir, "comparison", title)
     return data
+
+
+def reps(groups: dict[str, list[dict]]) -> dict[str, dict]:
+    return {label: representative(runs) for label, runs in groups.items()}

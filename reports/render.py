@@ -36,8 +36,10 @@ def usd(value) -> str:
     return f"${value:,.2f}" if value >= 0.1 else f"${value:,.4f}"
 
 
-def pct(value, digits: int = 0) -> str:
-    return "–" if value is None else f"{value * 100:.{digits}f} %"
+def pct(value, digits: int = 0, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 100:{'+' if signed else ''}.{digits}f} %"
 
 
 def to_markdown(blocks: list[tuple]) -> str:

@@ -38,8 +38,10 @@ def headline_blocks(cap: dict) -> list[tuple]:
     rps = cap.get("max_sustained_rps")
     lat = cap.get("latency_at_max") or {}
     mem = cap["memory"]
+    interval = cap.get("max_sustained_rps_interval")
     rows = [
         ["Max sustained rate", f"{fmt(rps, 1)} req/s" if rps else "none found"],
+        ["Where the true maximum lies", interval_text(interval)],
         ["SLO held", slo_text],
         ["First failing rate", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
         [
@@ -69,6 +71,23 @@ def headline_blocks(cap: dict) -> list[tuple]:
     ]
     blocks.append(("table", ["", cap.get("variant") or cap["name"]], rows))
     return blocks
+
+
+def interval_text(interval: dict | None) -> str:
+    if not interval:
+        return "–"
+    level = f"{interval['confidence'] * 100:g} %"
+    low = f"passed with {level} confidence at {fmt(interval['low'], 1)} req/s"
+    if interval.get("high") is None:
+        return f"{low}; no rate failed with {level} confidence"
+    return f"{fmt(interval['low'], 1)}–{fmt(interval['high'], 1)} req/s ({low}, failed at {fmt(interval['high'], 1)})"
+
+
+def verdict_text(step: dict) -> str:
+    decision = step.get("decision") or ("pass" if step["passed"] else "fail")
+    if decision == "pass" and not step["passed"]:
+        return "FAIL"  # the load generator fell behind
+    return {"pass": "pass", "fail": "FAIL", "marginal": "marginal (counted as FAIL)"}.get(decision, decision)
 
 
 def cost_blocks(cap: dict) -> list[tuple]:
@@ -158,7 +177,8 @@ def step_blocks(cap: dict) -> list[tuple]:
                 pct(srv.get("kv_cache_usage_peak")),
                 fmt(srv.get("num_requests_waiting_peak")),
                 fmt(srv.get("server_e2e_p50_ms")),
-                "pass" if s["passed"] else "FAIL",
+                fmt(s.get("measured_s")),
+                verdict_text(s),
                 s["reason"],
             ]
         )
@@ -179,6 +199,7 @@ def step_blocks(cap: dict) -> list[tuple]:
                 "KV peak",
                 "queue peak",
                 "server p50 ms",
+                "window s",
                 "verdict",
                 "reason",
             ],

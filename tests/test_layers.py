@@ -1,6 +1,6 @@
 """The import graph has no cycle and no upward or sideways arrow (docs/architecture.md).
 
-base     llmcap.errors, llmcap.profile, llmcap.rundir          import nothing of ours but base
+base     llmcap.errors, llmcap.profile, llmcap.rundir, llmcap.confidence   import nothing of ours but base
 middle   loadtest.*, serving.*, reports.*  (each package a column: never another column)
 top      the Locust plugin and locustfiles, llmcap's CLI, plan and commands: anything below
 """
@@ -13,7 +13,7 @@ from loadtest.tasks import TASKS
 from tests.conftest import REPO
 
 PACKAGES = ("llmcap", "loadtest", "serving", "reports")
-BASE = {"llmcap.errors", "llmcap.log", "llmcap.profile", "llmcap.rundir"}
+BASE = {"llmcap.errors", "llmcap.log", "llmcap.profile", "llmcap.rundir", "llmcap.confidence"}
 TOP = {
     "llmcap.cli",
     "llmcap.commands",

@@ -1,11 +1,14 @@
 """The capacity report: cost formula, FLOPs, headline numbers from a fixture run, safe HTML."""
 
 import json
+import math
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
+from llmcap.confidence import t_quantile
 from reports.capacity import capacity
 from reports.compare import write_comparison
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
@@ -75,7 +78,9 @@ def step(index, phase, rate, p50, p95, p99, passed, start, **extra):
     }
 
 
-def make_run(tmp_path, name="fixture", model="qwen3-4b-text2sql", quantization=None, rps=222.0, weights=7.6):
+def make_run(
+    tmp_path, name="fixture", model="qwen3-4b-text2sql", quantization=None, rps=222.0, weights=7.6, high=229.0
+):
     run = tmp_path / name
     (run / "server").mkdir(parents=True)
     steps = [
@@ -109,6 +114,7 @@ def make_run(tmp_path, name="fixture", model="qwen3-4b-text2sql", quantization=N
         "mode": "search",
         "partial": False,
         "max_sustained_rps": rps,
+        "max_sustained_rps_interval": {"low": rps, "high": high, "confidence": 0.95},
         "first_failing_rps": 229.0,
         "generator_bottleneck": None,
         "slo": {"p95_ms": 1000, "p99_ms": None, "ttft_p95_ms": None, "max_error_rate": 0.01},
@@ -148,6 +154,7 @@ def test_weight_bits_follow_the_served_dtype():
 def test_headline_numbers_from_a_fixture_run(tmp_path):
     cap = capacity(make_run(tmp_path))
     assert cap["max_sustained_rps"] == 222.0 and cap["first_failing_rps"] == 229.0
+    assert cap["max_sustained_rps_interval"] == {"low": 222.0, "high": 229.0, "confidence": 0.95}
     assert cap["latency_at_max"]["p50_ms"] == 390 and cap["latency_at_max"]["p95_ms"] == 640
     assert cap["latency_at_max"]["p99_ms"] == 870
     assert cap["requests_per_day_per_gpu"] == 222 * 86400
@@ -179,24 +186,66 @@ def test_report_files_and_html_escaping(tmp_path):
     page = (run / "report.html").read_text()
     assert "<script" not in page and "&lt;script&gt;alert(1)" in page and "&lt;script&gt;alert(3)" in page
     assert page.count('src="data:image/png;base64,') == 2 and 'src="http' not in page
-    assert "$3.00" in (run / "report.md").read_text()
+    md = (run / "report.md").read_text()
+    assert "$3.00" in md
+    assert "222.0–229.0 req/s (passed with 95 % confidence at 222.0 req/s, failed at 229.0)" in md
 
 
 def test_compare_fp8_against_bf16(tmp_path):
-    bf16 = make_run(tmp_path, "bf16")
-    fp8 = make_run(tmp_path, "fp8", quantization="fp8", rps=255.3, weights=4.3)
+    """One search each: the change lies between the pass and fail rates of the two intervals."""
+    bf16 = make_run(tmp_path, "bf16", rps=222.0, high=229.0)
+    fp8 = make_run(tmp_path, "fp8", quantization="fp8", rps=255.3, weights=4.3, high=262.0)
     data = write_comparison([bf16, fp8], tmp_path / "cmp")
     rows = {v["variant"]: v for v in data["variants"]}
-    assert rows["fp8"]["max_sustained_rps_change"] == pytest.approx(255.3 / 222 - 1)  # +15 %
+    change = rows["fp8"]["max_sustained_rps_change"]
+    assert change["change"] == pytest.approx(255.3 / 222 - 1)  # +15 %
+    assert change["low"] == pytest.approx(255.3 / 229 - 1) and change["high"] == pytest.approx(262 / 222 - 1)
+    assert change["verdict"] == "significant" and change["confidence"] == pytest.approx(0.90)
+    assert rows["bf16"]["max_sustained_rps_change"] is None  # the baseline
     assert rows["fp8"]["weights_change"] == pytest.approx(4.3 / 7.6 - 1)  # -43 %
     assert data["common_rate_rps"] == 222.0
     assert rows["bf16"]["p95_ms_at_common_rate"] == pytest.approx(640)
     for f in ("comparison.md", "comparison.html", "comparison.json", "latency_vs_rate.png"):
         assert (tmp_path / "cmp" / f).is_file()
-    assert (
-        "+15 %" in (tmp_path / "cmp" / "comparison.md").read_text()
-        or "15 %" in (tmp_path / "cmp" / "comparison.md").read_text()
-    )
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "+15 % (+11 % to +18 %), significant" in md and "255.3 (95 %: 255.3–262.0)" in md
+
+
+def test_overlapping_intervals_are_within_noise(tmp_path):
+    bf16 = make_run(tmp_path, "bf16", rps=222.0, high=250.0)
+    fp8 = make_run(tmp_path, "fp8", rps=230.0, high=262.0)
+    change = write_comparison([bf16, fp8], tmp_path / "cmp")["variants"][1]["max_sustained_rps_change"]
+    assert change["low"] == pytest.approx(230 / 250 - 1) and change["high"] == pytest.approx(262 / 222 - 1)
+    assert change["verdict"] == "within noise"
+    # no failing rate for fp8: the change has no upper end, and still no claim
+    fp8 = make_run(tmp_path, "fp8-open", rps=230.0, high=None)
+    change = write_comparison([bf16, fp8], tmp_path / "cmp2")["variants"][1]["max_sustained_rps_change"]
+    assert change["high"] is None and change["verdict"] == "within noise"
+
+
+def test_repeated_searches_give_median_spread_and_welch_interval(tmp_path):
+    base = [make_run(tmp_path, f"bf16-{i}", rps=r) for i, r in enumerate([220.0, 222.0, 226.0])]
+    fp8 = [make_run(tmp_path, f"fp8-{i}", rps=r) for i, r in enumerate([251.0, 255.0, 258.0])]
+    labels = ["bf16"] * 3 + ["fp8"] * 3
+    data = write_comparison(base + fp8, tmp_path / "cmp", labels=labels)
+    rows = {v["variant"]: v for v in data["variants"]}
+    assert rows["bf16"]["repeats"] == 3 and rows["bf16"]["max_sustained_rps"] == 222.0  # the median
+    assert rows["fp8"]["max_sustained_rps_spread"] == pytest.approx(258 / 251 - 1)
+    # Welch on log rates, by hand
+    la, lb = np.log([251.0, 255.0, 258.0]), np.log([220.0, 222.0, 226.0])
+    va, vb = la.var(ddof=1) / 3, lb.var(ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    half = t_quantile(0.975, math.floor(df)) * math.sqrt(va + vb)
+    change = rows["fp8"]["max_sustained_rps_change"]
+    assert change["low"] == pytest.approx(math.exp(la.mean() - lb.mean() - half) - 1)
+    assert change["high"] == pytest.approx(math.exp(la.mean() - lb.mean() + half) - 1)
+    assert change["change"] == pytest.approx(255 / 222 - 1) and change["verdict"] == "significant"
+    assert "3 and 3 repeated searches" in change["basis"]
+    assert "median of 3: 251.0, 255.0, 258.0; spread 3 %" in (tmp_path / "cmp" / "comparison.md").read_text()
+    # the same medians with a wide spread: no claim
+    noisy = [make_run(tmp_path, f"fp8-noisy-{i}", rps=r) for i, r in enumerate([180.0, 255.0, 330.0])]
+    data = write_comparison(base + noisy, tmp_path / "cmp2", labels=labels)
+    assert data["variants"][1]["max_sustained_rps_change"]["verdict"] == "within noise"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

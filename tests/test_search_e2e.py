@@ -22,6 +22,8 @@ FAST = [
     "10",
     "--precision",
     "0.03",
+    "--max-step-seconds",
+    "30",
     "--max-concurrency",
     "300",
 ]

@@ -5,9 +5,19 @@ import math
 import numpy as np
 import pytest
 
+from llmcap.confidence import FAIL, PASS
 from llmcap.rundir import ERROR_CODE, SAMPLE_DTYPE
-from loadtest.search import BISECT, CONFIRM, DESCEND, GROW, RateSearch, SearchParams, window_seconds
-from loadtest.stats import Slo, generator_check, judge, summarize_window
+from loadtest.search import (
+    BISECT,
+    CONFIRM,
+    DESCEND,
+    GROW,
+    RateSearch,
+    SearchParams,
+    requests_to_pass,
+    window_seconds,
+)
+from loadtest.stats import Slo, generator_check, hard_failure, look, summarize_window
 
 
 def drive(capacity: float, params: SearchParams, lucky: set = frozenset()):
@@ -66,10 +76,23 @@ def test_failed_confirmation_of_the_only_pass_steps_down():
 
 
 def test_window_holds_enough_requests_at_low_rates():
-    params = SearchParams(step_seconds=10, confirm_seconds=20, min_requests=20)
-    assert window_seconds(params, 100, GROW) == 10 and window_seconds(params, 100, CONFIRM) == 20
-    assert window_seconds(params, 0.5, DESCEND) == 40
-    assert window_seconds(params, 0.05, DESCEND) == 40  # stretched at most 4x
+    params = SearchParams(step_seconds=10, confirm_seconds=20, max_step_seconds=80, min_requests=20)
+    slo = Slo(p95_ms=500)
+    assert window_seconds(params, slo, 100, GROW) == (10, 80) and window_seconds(params, slo, 100, CONFIRM) == (20, 80)
+    assert window_seconds(params, slo, 100, BISECT) == (20, 80)  # near the knee: twice as long
+    assert window_seconds(params, slo, 0.5, DESCEND) == (40, 80)
+    assert window_seconds(params, slo, 0.05, DESCEND) == (40, 80)  # stretched at most 4x
+
+
+def test_window_holds_the_requests_a_pass_needs():
+    """By default the shortest window holds as many requests as a pass with none over the bound needs:
+    (1 - c)^(1/n) must fall below 1 - q (86 for p95 at 98.75 % per look, 437 for p99)."""
+    params = SearchParams(step_seconds=10, max_step_seconds=80, confidence=0.95)  # 4 pass looks: 98.75 % each
+    assert requests_to_pass(Slo(p95_ms=500), 0.9875) == 86
+    assert requests_to_pass(Slo(p95_ms=500, p99_ms=900), 0.9875) == 437
+    # two Poisson sigmas to spare: the count in a window falls short of its mean half the time
+    assert window_seconds(params, Slo(p95_ms=500), 10, GROW)[0] == pytest.approx((86 + 2 * math.sqrt(86)) / 10)
+    assert window_seconds(params, Slo(p95_ms=500), 100, GROW)[0] == 10
 
 
 def test_max_rps_caps_growth_and_is_confirmed():
@@ -126,25 +149,46 @@ def test_window_selects_by_scheduled_time():
     assert summary["scheduled"] == 30
 
 
-def test_judge_passes_and_names_each_failure():
+def settled_look(s, slo, start=1000.0, end=1020.0):
+    return look(s, np.zeros(0), float("inf"), start, end, slo, 0.95)
+
+
+def test_look_judges_each_bound_and_names_the_failing_one():
     s, itl = make_samples(200, 10.0, 0.3)
-    ok = summarize_window(s, itl, 1000, 1020)
-    assert judge(ok, Slo(p95_ms=500))[0]
-    passed, reason = judge(ok, Slo(p95_ms=250))
-    assert not passed and reason.startswith("p95 300 ms > 250 ms")
-    assert "TTFT p95" in judge(ok, Slo(p95_ms=500, ttft_p95_ms=10))[1]
+    assert settled_look(s, Slo(p95_ms=500)).decision == PASS
+    over = settled_look(s, Slo(p95_ms=250))
+    assert over.decision == FAIL and over.reason.startswith("p95: 200 of 200 over 250 ms")
+    ttft = settled_look(s, Slo(p95_ms=500, ttft_p95_ms=10))
+    assert ttft.decision == FAIL and ttft.reason.startswith("TTFT p95")
+    assert [e.name for e in ttft.exceedances] == ["p95", "TTFT p95"]
+
+
+def test_look_counts_requests_still_open_past_the_bound():
+    """At a look, a request open longer than the bound is over it; one open for less is not judged yet."""
+    done, _ = make_samples(100, 10.0, 0.3)  # due 1000.0 .. 1009.9, all finished
+    open_scheduled = np.array([1009.0, 1009.5, 1010.2])  # open as of 1010.5: two past 500 ms, one not yet
+    v = look(done, open_scheduled, 1010.5, 1000.0, 1020.0, Slo(p95_ms=500), 0.95)
+    assert v.cut_s == pytest.approx(1010.0)
+    (e,) = v.exceedances
+    assert e.over == 2 and e.n == 100 + 2  # the finished due before 1010.0 (all 100), and the two late ones
+
+
+def test_errors_and_a_growing_queue_fail_whatever_the_latency():
     errors = np.where(np.arange(200) % 10 == 0, ERROR_CODE["http_status"], 0)
     bad, itl = make_samples(200, 10.0, 0.3, error=errors)
-    passed, reason = judge(summarize_window(bad, itl, 1000, 1020), Slo(p95_ms=500))
-    assert not passed and "error rate 10.0%" in reason and "http_status" in reason
+    reason = hard_failure(summarize_window(bad, itl, 1000, 1020), Slo(p95_ms=500))
+    assert "error rate 10.0%" in reason and "http_status" in reason
+    ok, itl = make_samples(200, 10.0, 0.3)
+    assert hard_failure(summarize_window(ok, itl, 1000, 1020), Slo(p95_ms=500)) is None
 
 
 def test_growing_queue_fails_even_within_slo():
     # latency grows linearly: only half of the arrivals complete within the window
     s, itl = make_samples(200, 10.0, np.arange(200) * 0.05)
     summary = summarize_window(s, itl, 1000, 1020)
-    passed, reason = judge(summary, Slo(p95_ms=1e9))
-    assert not passed and "queue is growing" in reason
+    assert "queue is growing" in hard_failure(summary, Slo(p95_ms=1e9))
+    # and the look sees the latency climb: no steady state
+    assert settled_look(s, Slo(p95_ms=1e9)).rising
 
 
 def test_generator_self_check():

@@ -1,0 +1,197 @@
+"""How sure a verdict is: the fraction of requests over a latency bound, with an interval.
+
+A latency SLO "p95 <= L" holds when fewer than 5 % of requests take longer than L. Counting the
+requests over L (MLPerf Inference's early-stopping criterion) turns the question into one about a
+proportion, which has exact intervals, instead of one about a sample percentile, which has none.
+
+Requests in one window are not independent: a queue that builds up makes many neighbours slow
+together, so the binomial interval alone is far too narrow at high utilization. The interval used
+is the wider of two:
+- the exact (Clopper-Pearson) binomial interval, right when requests are independent and the only
+  information when the window is short or no request was slow;
+- the batch-means interval: the window cut into `BATCHES` consecutive slices by scheduled time,
+  the fraction over the bound in each, and a Student-t interval on their mean. Correlation within a
+  slice widens the spread of the slices' fractions, so it widens this interval (simulation output
+  analysis; Law & Kelton, "Simulation Modeling and Analysis", ch. 9; Schmeiser 1982 on the number
+  of batches).
+No dependency beyond the standard library: the regularized incomplete beta function gives both
+the binomial and the Student-t tails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
+BATCHES = 10
+MIN_BATCHES = 4  # fewer non-empty slices than this: the batch-means half of the interval knows nothing
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-13:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def _solve(f, lo: float, hi: float) -> float:
+    """The root of an increasing f on [lo, hi] by bisection (60 halvings: far below any printed digit)."""
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if f(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def binomial_upper(over: float, n: float, confidence: float) -> float:
+    """One-sided Clopper-Pearson upper bound on the fraction, from `over` of `n`."""
+    if n <= 0:
+        return 1.0
+    if over >= n - 1e-9:
+        return 1.0
+    # the p at which seeing `over` or fewer has probability 1 - confidence: P(X <= over) = 1 - I_p(over+1, n-over)
+    return _solve(lambda p: (1.0 - confidence) - (1.0 - betainc(over + 1, n - over, p)), 0.0, 1.0)
+
+
+def binomial_lower(over: float, n: float, confidence: float) -> float:
+    """One-sided Clopper-Pearson lower bound on the fraction, from `over` of `n`."""
+    if n <= 0 or over <= 0:
+        return 0.0
+    # the p at which seeing `over` or more has probability 1 - confidence: P(X >= over) = I_p(over, n-over+1)
+    return _solve(lambda p: betainc(over, n - over + 1, p) - (1.0 - confidence), 0.0, 1.0)
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """The one-sided Student-t quantile: P(T <= t) = confidence, for confidence >= 0.5."""
+
+    def cdf(t: float) -> float:
+        return 1.0 - 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+
+    return _solve(lambda t: cdf(t) - confidence, 0.0, 1e4)
+
+
+@dataclasses.dataclass
+class Exceedance:
+    """One latency bound judged over one window."""
+
+    name: str  # "p95", "p99", "TTFT p95"
+    limit_ms: float
+    allowed_fraction: float  # 0.05 for a p95 bound
+    n: int
+    over: int
+    low: float  # interval on the true fraction over the bound, at `confidence`
+    high: float
+    confidence: float
+    decision: str  # pass / fail / undecided
+
+    @property
+    def fraction(self) -> float:
+        return self.over / self.n if self.n else float("nan")
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "fraction": self.fraction}
+
+
+def exceedance(
+    name: str, limit_ms: float, quantile: float, latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float
+) -> Exceedance:
+    """Judge "the `quantile`-th percentile of latency <= limit" from the requests' latencies.
+
+    `latency_ms` may hold +inf for a request known to be over (still open past the bound);
+    `batch_of` gives each request's slice index (0 .. BATCHES-1) by scheduled time.
+    """
+    return fraction_test(name, limit_ms, 1.0 - quantile / 100.0, latency_ms > limit_ms, batch_of, confidence)
+
+
+def fraction_test(
+    name: str, limit_ms: float, allowed: float, over_mask: np.ndarray, batch_of: np.ndarray, confidence: float
+) -> Exceedance:
+    """Is the true fraction of requests in `over_mask` below `allowed`? PASS: below it with
+    `confidence`; FAIL: above it with `confidence`; otherwise UNDECIDED."""
+    n, over = int(len(over_mask)), int(over_mask.sum())
+    low = binomial_lower(over, n, confidence)
+    high = binomial_upper(over, n, confidence)
+    if n:
+        counts = np.bincount(batch_of, minlength=BATCHES)
+        overs = np.bincount(batch_of, weights=over_mask, minlength=BATCHES)
+        used = counts > 0
+        k = int(used.sum())
+        if k >= MIN_BATCHES:
+            fractions = overs[used] / counts[used]
+            half = t_quantile(confidence, k - 1) * float(fractions.std(ddof=1)) / math.sqrt(k)
+            low = min(low, max(0.0, over / n - half))
+            high = max(high, min(1.0, over / n + half))
+        else:
+            low, high = 0.0, 1.0
+    if high <= allowed:
+        decision = PASS
+    elif low > allowed:
+        decision = FAIL
+    else:
+        decision = UNDECIDED
+    return Exceedance(name, limit_ms, allowed, n, over, low, high, confidence, decision)
+
+
+def batch_index(scheduled_s: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    """Each request's slice of [start_s, end_s), by its scheduled time."""
+    span = max(end_s - start_s, 1e-9)
+    return np.clip(((scheduled_s - start_s) / span * BATCHES).astype(int), 0, BATCHES - 1)
+
+
+def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float) -> bool:
+    """Latency in the window's second half above its first half beyond noise and by more than 10 %:
+    the queue has not reached its steady state, and a pass now would be premature.
+    Compared on the slices' mean latencies (requests known only to be over count at the largest
+    finite latency seen)."""
+    finite = latency_ms[np.isfinite(latency_ms)]
+    if not len(finite):
+        return False
+    values = np.where(np.isfinite(latency_ms), latency_ms, finite.max())
+    counts = np.bincount(batch_of, minlength=BATCHES)
+    sums = np.bincount(batch_of, weights=values, minlength=BATCHES)
+    half = BATCHES // 2
+    first = [sums[i] / counts[i] for i in range(half) if counts[i]]
+    second = [sums[i] / counts[i] for i in range(half, BATCHES) if counts[i]]
+    if len(first) < 2 or len(second) < 2:
+        return False
+    m1, m2 = float(np.mean(first)), float(np.mean(second))
+    se = math.sqrt(np.var(first, ddof=1) / len(first) + np.var(second, ddof=1) / len(second))
+    df = len(first) + len(second) - 2
+    return m2 > 1.1 * m1 and m2 - m1 > t_quantile(confidence, df) * se

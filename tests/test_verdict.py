@@ -1,0 +1,173 @@
+"""A step's verdict with a confidence level: the statistics with numbers, then whole steps run
+against a load whose latencies are set by the test (real time, windows of a few seconds)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from llmcap.confidence import (
+    BATCHES,
+    FAIL,
+    PASS,
+    UNDECIDED,
+    batch_index,
+    binomial_lower,
+    binomial_upper,
+    exceedance,
+    t_quantile,
+)
+from llmcap.profile import Slo
+from llmcap.rundir import SAMPLE_DTYPE
+from loadtest import search
+from loadtest.clock import now
+from loadtest.search import MARGINAL, look_confidence, pass_looks, run_step
+
+# --- the statistics --------------------------------------------------------------------------------
+
+
+def test_clopper_pearson_and_student_t_match_reference_values():
+    # scipy.stats.beta.ppf(0.95, 4, 97) and beta.ppf(0.05, 3, 98)
+    assert binomial_upper(3, 100, 0.95) == pytest.approx(0.07571, abs=1e-5)
+    assert binomial_lower(3, 100, 0.95) == pytest.approx(0.008226, abs=1e-6)
+    # none over in n: the upper bound solves (1-p)^n = 1 - confidence
+    assert binomial_upper(0, 60, 0.95) == pytest.approx(1 - 0.05 ** (1 / 60), rel=1e-9)
+    assert binomial_lower(0, 60, 0.95) == 0.0 and binomial_upper(60, 60, 0.95) == 1.0
+    # scipy.stats.t.ppf
+    assert t_quantile(0.95, 9) == pytest.approx(1.8331, abs=1e-4)
+    assert t_quantile(0.975, 4) == pytest.approx(2.7764, abs=1e-4)
+
+
+def spread(n: int, over: int) -> tuple[np.ndarray, np.ndarray]:
+    """n latencies, `over` of them above 500 ms, spread evenly over the window's slices."""
+    latency = np.full(n, 300.0)
+    latency[np.linspace(0, n - 1, over).astype(int) if over else []] = 900.0
+    return latency, batch_index(np.arange(n, dtype=float), 0.0, float(n))
+
+
+def test_exceedance_decides_with_confidence():
+    clearly_under = exceedance("p95", 500, 95, *spread(1000, 10), 0.95)
+    assert clearly_under.decision == PASS and clearly_under.high < 0.05 and clearly_under.fraction == 0.01
+    clearly_over = exceedance("p95", 500, 95, *spread(1000, 200), 0.95)
+    assert clearly_over.decision == FAIL and clearly_over.low > 0.05
+    borderline = exceedance("p95", 500, 95, *spread(1000, 50), 0.95)
+    assert borderline.decision == UNDECIDED and borderline.low < 0.05 < borderline.high
+    # the same 1 % over in only 40 requests proves nothing yet
+    assert exceedance("p95", 500, 95, *spread(40, 0), 0.95).decision == UNDECIDED
+
+
+def test_clustered_exceedances_widen_the_interval():
+    """30 of 1000 over: independent, that passes a p95 bound; all in one slice (a queue that built
+    up once), the slices disagree and the batch-means interval refuses to pass it."""
+    n = 1000
+    batches = batch_index(np.arange(n, dtype=float), 0.0, float(n))
+    even = exceedance("p95", 500, 95, *spread(n, 30), 0.95)
+    latency = np.full(n, 300.0)
+    latency[:30] = 900.0
+    clustered = exceedance("p95", 500, 95, latency, batches, 0.95)
+    assert even.decision == PASS
+    assert clustered.decision == UNDECIDED and clustered.high > 2 * even.high
+    assert clustered.over == even.over == 30
+
+
+def test_requests_open_past_the_bound_count_as_over():
+    latency, batches = spread(200, 0)
+    latency[:20] = np.inf
+    e = exceedance("p95", 500, 95, latency, batches, 0.95)
+    assert e.over == 20 and e.decision != PASS
+
+
+def test_looks_spend_the_error_budget():
+    assert pass_looks(10, 80) == [10, 20, 40, 80]
+    assert pass_looks(10, 10) == [10]
+    assert look_confidence(0.95, 4) == pytest.approx(0.9875)
+    assert BATCHES >= 8  # the batch-means interval needs slices enough for its t quantile
+
+
+# --- whole steps -----------------------------------------------------------------------------------
+
+
+class ScriptedLoad:
+    """Requests arrive evenly at the step's rate and take `latency_s(seconds into the window)`:
+    the test sets the server's behaviour exactly; time is real."""
+
+    def __init__(self, latency_s):
+        self.latency_s = latency_s
+        self.start: float | None = None
+        self.stop: float | None = None
+
+    def set_rate(self, rate_rps: float) -> None:
+        if rate_rps > 0:
+            self.rate, self.start, self.stop = rate_rps, now(), None
+        elif self.start is not None and self.stop is None:
+            self.stop = now()
+
+    def begin_step(self, window_start_s: float) -> None:
+        self.window_start = window_start_s
+
+    def _requests(self, until: float) -> np.ndarray:
+        last = min(until, self.stop or until)
+        scheduled = self.start + np.arange(0.0, max(last - self.start, 0.0), 1.0 / self.rate)
+        s = np.zeros(len(scheduled), SAMPLE_DTYPE)
+        s["scheduled_s"] = s["issued_s"] = s["sent_s"] = scheduled
+        s["end_s"] = scheduled + np.array([self.latency_s(t - self.window_start) for t in scheduled])
+        s["first_token_s"] = scheduled + 0.01
+        s["status"], s["prompt_tokens"], s["completion_tokens"] = 200, 100, 10
+        return s
+
+    def step_so_far(self):
+        t = now()
+        s = self._requests(t)
+        done = s["end_s"] <= t
+        return s[done], s["scheduled_s"][~done], t
+
+    def window(self):
+        return self._requests(now()), np.zeros(0, np.float32)  # settled: every request has finished
+
+    def wait_settled(self, before_s: float, timeout_s: float) -> None:
+        pass
+
+    def drain(self, timeout_s: float) -> None:
+        pass
+
+    def cpu_percent(self, start_s: float, end_s: float) -> float:
+        return 0.0
+
+
+@pytest.fixture(autouse=True)
+def quick_looks(monkeypatch):
+    monkeypatch.setattr(search, "FAIL_LOOK_S", 0.5)
+
+
+def step(latency_s, min_s=1.0, max_s=4.0, rate=400.0):
+    t0 = now()
+    result = run_step(ScriptedLoad(latency_s), rate, min_s, max_s, 0.5, Slo(p95_ms=500), 0.95, 5.0, 50.0, "grow")
+    return result, now() - t0
+
+
+def test_clearly_under_the_bound_passes_in_the_minimum_window():
+    result, took_s = step(lambda t: 0.1)
+    assert result["decision"] == PASS and result["passed"] and result["stopped"] == "decided"
+    assert result["measured_s"] == pytest.approx(1.0) and took_s < 3.5
+    (e,) = result["exceedance"]
+    assert e["over"] == 0 and e["high"] < 0.05 and e["n"] > 200
+
+
+def test_clearly_over_the_bound_fails_before_the_minimum_window():
+    result, took_s = step(lambda t: 2.0)  # every request 4x the bound: fail as soon as it is known
+    assert result["decision"] == FAIL and not result["passed"] and result["stopped"] == "decided"
+    assert result["measured_s"] < 1.0 and took_s < 3.0, (result["measured_s"], took_s)
+
+
+def test_borderline_extends_until_decided():
+    """5.3 % over, spread evenly: undecided at 1 s; decided only once enough requests are in."""
+    result, _ = step(lambda t: 0.9 if math.floor(t * 400) % 19 == 0 else 0.1, min_s=1.0, max_s=8.0, rate=400)
+    assert result["measured_s"] > 1.5, result  # not decided in the minimum window
+    assert result["decision"] in (FAIL, MARGINAL)
+
+
+def test_always_borderline_ends_marginal_at_the_maximum():
+    # exactly the allowed 5 % over: no amount of data decides it either way
+    result, took_s = step(lambda t: 0.9 if math.floor(t * 400) % 20 == 0 else 0.1, min_s=1.0, max_s=3.0)
+    assert result["decision"] == MARGINAL and not result["passed"] and result["stopped"] == "max duration"
+    assert result["measured_s"] == pytest.approx(3.0) and "undecided after 3 s, counted as failed" in result["reason"]

@@ -122,14 +122,14 @@ class SearchParams:
         "--step-seconds",
     )
     max_step_seconds: float = setting(
-        80.0,
+        40.0,
         "search: an undecided step measures on, up to this window; still undecided, it is 'marginal' "
         "and counts as failed",
         "--max-step-seconds",
     )
     warmup_seconds: float = setting(5.0, "search: unmeasured lead-in per step", "--warmup-seconds")
     confirm_seconds: float = setting(
-        40.0, "search: shortest window of the confirmation step at the best rate", "--confirm-seconds"
+        20.0, "search: shortest window of the confirmation step at the best rate", "--confirm-seconds"
     )
     confidence: float = setting(
         0.95, "search: how sure a step's pass or fail must be (and the interval's level)", "--confidence"
@@ -144,7 +144,7 @@ class SearchParams:
     min_requests: int | None = setting(
         None,
         "search: a step's shortest window holds at least this many arrivals (default: as many as a pass "
-        "needs with none over the bound, e.g. 86 for a p95 bound at 95 %)",
+        "needs with none over the bound, e.g. 80 for a p95 bound at 95 % with the default windows)",
         "--min-requests",
     )
     max_steps: int = setting(30, "search: give up after this many steps")

@@ -27,6 +27,8 @@ def one_line_error(run, *fragments):
         ("name: t\nmodel: {id: [unclosed\n", ["malformed YAML"]),
         (MINIMAL + "slo: {p95: 300}\n", ["slo.p95: unknown key"]),
         (MINIMAL + "search: {start_rps: many}\n", ["search.start_rps: expected"]),
+        (MINIMAL + "search: {confidence: 1.5}\n", ["search:", "confidence < 1"]),
+        (MINIMAL + "search: {step_seconds: 30, max_step_seconds: 10}\n", ["max_step_seconds >= step_seconds"]),
         (MINIMAL + "dataset: {path: missing.jsonl}\n", ["dataset.path: file not found"]),
     ],
 )
@@ -134,6 +136,8 @@ def test_cli_bad_profile_and_missing_run_dir(tmp_path):
         [*llmcap, "serve", str(tmp_path / "p.yaml"), "--variant", "fp8", "--dry-run"], capture_output=True, text=True
     )
     assert run.returncode == 2 and "no variant 'fp8'" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run([*llmcap, "plan", str(tmp_path / "p.yaml"), "--repeats", "0"], capture_output=True, text=True)
+    assert run.returncode == 2 and "--repeats 0: expected 1 or more" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_plan_names_the_load_tests_reason(tmp_path):

@@ -52,19 +52,20 @@ ENDLESS = [
 
 
 def server_groups(plan_dir: Path) -> list[int]:
-    return [int(p.read_text()) for p in plan_dir.glob("*/server/pid")]
+    return [int(p.read_text()) for p in plan_dir.glob("**/server/pid")]
 
 
 def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
-    """The demo profile on a CPU without AVX-512 or AMX (flags injected): fp8-kv is skipped in one line
-    before any model load, bf16 and fp32 are served, searched and compared, and the plan succeeds."""
+    """The demo profile on a CPU without AVX-512 or AMX (flags injected), each variant searched twice:
+    fp8-kv is skipped in one line before any model load, bf16 and fp32 are served and searched in
+    turn (bf16 fp32 bf16 fp32), and compared from their repeats; the plan succeeds."""
     plan_dir = tmp_path / "plan"
     t0 = time.time()
     run = subprocess.run(
-        [LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), *SHORT],
+        [LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), "--repeats", "2", *SHORT],
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=2400,
         env={**os.environ, FLAGS_ENV: AVX2_ONLY},
     )
     print(f"plan took {time.time() - t0:.0f} s")
@@ -72,21 +73,29 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     skipped = [line for line in run.stdout.splitlines() if "fp8-kv: skipped" in line]
     assert len(skipped) == 1 and "AVX-512 or AMX" in skipped[0], run.stdout[-3000:]
     assert not (plan_dir / "fp8-kv" / "server").exists()  # refused before anything started
+    done = [line.split(":")[1].strip() for line in run.stdout.splitlines() if "(run " in line and ": ok (" in line]
+    assert done == ["bf16 (run 1 of 2)", "fp32 (run 1 of 2)", "bf16 (run 2 of 2)", "fp32 (run 2 of 2)"], done
     for variant, dtype in (("bf16", "bfloat16"), ("fp32", "float32")):
-        cap = json.loads((plan_dir / variant / "capacity.json").read_text())
-        assert cap["max_sustained_rps"] > 0, cap
-        assert cap["memory"]["kv_cache_size_tokens"] > 0
-        config = json.loads((plan_dir / variant / "server" / "config.json").read_text())
-        assert config["dtype"] == dtype
-        assert (plan_dir / variant / "report.html").is_file() and (plan_dir / variant / "report.md").is_file()
+        for k in (1, 2):
+            run_dir = plan_dir / variant / f"run-{k}"
+            cap = json.loads((run_dir / "capacity.json").read_text())
+            assert cap["max_sustained_rps"] > 0, cap
+            assert cap["max_sustained_rps_interval"]["low"] == cap["max_sustained_rps"]
+            assert cap["memory"]["kv_cache_size_tokens"] > 0
+            assert json.loads((run_dir / "server" / "config.json").read_text())["dtype"] == dtype
+            assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()
     comparison = json.loads((plan_dir / "comparison.json").read_text())
     by_name = {v["variant"]: v for v in comparison["variants"]}
     assert list(by_name) == ["bf16", "fp32", "fp8-kv"]
-    assert by_name["fp32"]["max_sustained_rps"] > 0 and "max_sustained_rps_change" in by_name["fp32"]
+    fp32 = by_name["fp32"]
+    assert fp32["repeats"] == 2 and len(fp32["max_sustained_rps_runs"]) == 2 and fp32["max_sustained_rps"] > 0
+    change = fp32["max_sustained_rps_change"]
+    assert change["basis"] == "2 and 2 repeated searches" and change["verdict"] in ("significant", "within noise")
     assert by_name["fp8-kv"]["status"].startswith("unsupported: ") and "AVX-512" in by_name["fp8-kv"]["status"]
     assert (plan_dir / "comparison.html").is_file() and (plan_dir / "index.md").is_file()
+    assert change["verdict"] in (plan_dir / "comparison.md").read_text()
     assert "unsupported" in (plan_dir / "index.md").read_text()
-    assert "comparison report" in run.stdout and "[plan 1/3 bf16]" in run.stdout
+    assert "comparison report" in run.stdout and "[plan 1/6 bf16]" in run.stdout
     assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
 
 

@@ -193,7 +193,8 @@ def test_start_rate_above_capacity_steps_down_and_finds_it(stub, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     phases = [(round(s["offered_rps"]), s["phase"], s["passed"]) for s in result["steps"]]
     assert phases[:3] == [(500, "grow", False), (250, "descend", False), (125, "descend", True)], phases
-    assert abs(result["max_sustained_rps"] - expected) / expected <= 0.07, (result["max_sustained_rps"], expected)
+    # the answer passed with confidence: at or below the knee (undecided steps count as failed)
+    assert -0.10 <= result["max_sustained_rps"] / expected - 1 <= 0.05, (result["max_sustained_rps"], expected)
 
 
 def test_server_failing_everything_exits_3(stub, tmp_path):

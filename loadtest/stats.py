@@ -123,8 +123,9 @@ def look(
     due = (finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut) & (finished["error"] == 0)
     done = finished[due]
     late = open_scheduled[(open_scheduled >= start_s) & (open_scheduled < cut)]
-    order = np.argsort(np.concatenate([done["scheduled_s"], late]), kind="stable")
-    scheduled = np.concatenate([done["scheduled_s"], late])[order]
+    due_at = np.concatenate([done["scheduled_s"], late])
+    order = np.argsort(due_at, kind="stable")
+    scheduled = due_at[order]
     e2e_ms = np.concatenate([(done["end_s"] - done["scheduled_s"]) * 1000.0, np.full(len(late), np.inf)])[order]
     batches = batch_index(scheduled, start_s, cut)
     ttft_order = np.argsort(done["scheduled_s"], kind="stable")

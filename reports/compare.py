@@ -115,7 +115,7 @@ def representative(runs: list[dict]) -> dict:
 def comparison(groups: dict[str, list[dict]]) -> dict:
     """`groups`: label -> the capacity dicts of its runs (repeats), the baseline first."""
     labels = list(groups)
-    caps = {label: representative(runs) for label, runs in groups.items()}
+    caps = reps(groups)
     base = caps[labels[0]]
     sustained = [c["max_sustained_rps"] for c in caps.values() if c.get("max_sustained_rps")]
     common = min(sustained) if len(sustained) == len(caps) else None
@@ -246,9 +246,10 @@ def write_comparison(
             )
         )
     if groups:
+        caps = reps(groups)
         images = [
-            (plots.latency_vs_rate(reps(groups), out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
-            (plots.achieved_vs_offered(reps(groups), out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
+            (plots.latency_vs_rate(caps, out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
+            (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
         ]
         blocks += [("h2", "Plots")] + [("img", str(p), alt) for p, alt in images]
         # relative to the comparison, so the links hold wherever the directory is copied
@@ -261,4 +262,5 @@ def write_comparison(
 
 
 def reps(groups: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each label's representative run (the median repeat)."""
     return {label: representative(runs) for label, runs in groups.items()}

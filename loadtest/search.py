@@ -151,7 +151,8 @@ class SearchOutcome:
 def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) -> tuple[float, float]:
     """(minimum, maximum) measured window of a step. The minimum is the phase's length, stretched
     at low rates to hold the requests a pass needs (`requests_to_pass`, with two Poisson sigmas to
-    spare, or `min_requests`); an undecided step measures on, up to the maximum."""
+    spare, or `min_requests`); an undecided step measures on, up to the maximum, which also holds
+    that many requests where the rate allows."""
     # near the knee (bisecting, confirming) a queue's slow swings need longer to show
     base = {CONFIRM: params.confirm_seconds, BISECT: 2 * params.step_seconds}.get(phase, params.step_seconds)
     if params.min_requests:
@@ -162,7 +163,10 @@ def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) 
         needed = fewest + 2 * math.sqrt(fewest)  # a Poisson count falls short of its mean half the time
     # at most 4x: a descent to a floor far below the start must not take hours
     shortest = max(base, min(needed / rate_rps, 4 * base))
-    return shortest, max(shortest, params.max_step_seconds)
+    # the longest window too holds what a pass needs, else a low rate could only end 'marginal'
+    # (up to 4x max_step_seconds: below that rate a pass is out of reach and the step fails)
+    longest = max(shortest, params.max_step_seconds, min(needed / rate_rps, 4 * params.max_step_seconds))
+    return shortest, longest
 
 
 def requests_to_pass(slo: Slo, confidence: float) -> int:

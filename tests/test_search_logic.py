@@ -80,8 +80,8 @@ def test_window_holds_enough_requests_at_low_rates():
     slo = Slo(p95_ms=500)
     assert window_seconds(params, slo, 100, GROW) == (10, 80) and window_seconds(params, slo, 100, CONFIRM) == (20, 80)
     assert window_seconds(params, slo, 100, BISECT) == (20, 80)  # near the knee: twice as long
-    assert window_seconds(params, slo, 0.5, DESCEND) == (40, 80)
-    assert window_seconds(params, slo, 0.05, DESCEND) == (40, 80)  # stretched at most 4x
+    assert window_seconds(params, slo, 0.2, DESCEND) == (40, 100)  # the longest holds the 20 a pass needs
+    assert window_seconds(params, slo, 0.05, DESCEND) == (40, 320)  # each stretched at most 4x
 
 
 def test_window_holds_the_requests_a_pass_needs():

@@ -159,7 +159,10 @@ class Prompts:
 
 def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0, sample: int | None = None) -> Prompts:
     path = Path(dataset) if dataset else task.default_dataset
-    records = task.read(path)
+    try:
+        records = task.read(path)
+    except OSError as e:  # a task's default set lives in ../shared, which not every machine has
+        raise DatasetError(f"{path}: cannot read the dataset ({e.strerror or e})") from None
     if sample is not None and sample < len(records):
         records = random.Random(seed).sample(records, sample)
     requests, hashes = [], []

@@ -23,6 +23,7 @@ from loadtest.arrivals import Dispatcher
 from loadtest.bodies import build_bodies
 from loadtest.controller import BATCH_MESSAGE, RATE_MESSAGE, control
 from loadtest.datasets import Task, load_prompts
+from loadtest.dialect import lists_served_model
 from loadtest.process import Collector, LoadProcess
 from loadtest.result import write_result
 from loadtest.run_state import state_of
@@ -73,7 +74,8 @@ def _on_init(environment, **_kw):
         prompts = load_prompts(
             task, settings.profile.dataset.path, seed=settings.search.seed, sample=settings.profile.dataset.sample
         )
-        model = resolve_model(settings.host, settings.model, api_key(settings))
+        engine = settings.profile.serving.engine
+        model = resolve_model(settings.host, settings.model, api_key(settings), lists_served_model(engine))
         if not is_worker:
             try:
                 writer = SampleWriter(settings.run_dir)
@@ -83,10 +85,10 @@ def _on_init(environment, **_kw):
         fail(str(e), e.exit_code, quiet=is_worker)
     settings.profile.model.served_name = model
     state.settings, state.prompts = settings, prompts
-    state.bodies = build_bodies(prompts, model, settings.request)
+    state.bodies = build_bodies(prompts, model, settings.request, settings.profile.serving.engine)
 
     if not is_worker:
-        _sigterm_as_ctrl_c()
+        _stop_signals_once()
         if settings.store_text:
             _write_prompts(settings.run_dir, prompts)
         state.collector = Collector(writer)
@@ -117,12 +119,23 @@ def _on_rate(state, rps: float) -> None:
         state.process.dispatcher.set_rate(rps)
 
 
-def _sigterm_as_ctrl_c() -> None:
+def _stop_signals_once() -> None:
     """Headless Locust with a LoadTestShape runs the whole test inside start_automatic_run(), before it
     installs its own SIGTERM handler (locust 2.47 main.py), so SIGTERM would kill the process with no
-    teardown. Turn it into the Ctrl-C path, which stops the runner and fires `quitting`."""
+    teardown: turn it into the Ctrl-C path, which stops the runner and fires `quitting`. And stop once:
+    a Ctrl-C in a terminal reaches `llmcap plan` and this process both, and plan forwards its own; a
+    second KeyboardInterrupt landing inside Locust's shutdown would end it before the partial result
+    is written (seen on the GPU check, under `timeout -s INT`)."""
     main = greenlet.getcurrent()
-    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(main.throw, KeyboardInterrupt))
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        if not stopping:
+            stopping.append(True)
+            gevent.spawn(main.throw, KeyboardInterrupt)
+
+    gevent.signal_handler(signal.SIGTERM, stop)
+    gevent.signal_handler(signal.SIGINT, stop)
 
 
 def _write_prompts(run_dir, prompts) -> None:

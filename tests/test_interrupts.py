@@ -82,3 +82,24 @@ def test_locust_interrupted(stub, tmp_path, sig, processes):
     time.sleep(1)
     alive = [k for k in kids if subprocess.run(["kill", "-0", str(k)], capture_output=True).returncode == 0]
     assert not alive, f"left behind: {alive}"
+
+
+def test_a_second_interrupt_while_stopping_loses_nothing(stub, tmp_path):
+    """A terminal's Ctrl-C reaches `llmcap plan` and its load test both, and plan forwards one more
+    (the GPU check's `timeout -s INT` did the same): the partial result must still be written."""
+    stub.configure(chunks=5, first_delay_ms=20)
+    run_dir = tmp_path / "run"
+    cmd = [LOCUST, "-f", str(REPO / "loadtest/text2sql.py"), "--headless", "--only-summary", "-H", stub.url]
+    cmd += ["--run-dir", str(run_dir), "--start-rps", "10", "--step-seconds", "4", "--warmup-seconds", "1"]
+    cmd += ["--growth", "1.05", "--precision", "0.001"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    wait_for_steps(run_dir, 1, 90)
+    time.sleep(2)
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["partial"] is True and len(result["steps"]) >= 1, err[-3000:]
+    assert "PARTIAL RUN" in (run_dir / "report.md").read_text()

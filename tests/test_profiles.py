@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from llmcap.profile import ProfileError, load_profile
+from serving.engines import served_model_name
 from serving.launcher import build_command
 from tests.conftest import REPO, SHARED
 
@@ -122,6 +123,10 @@ def test_every_shipped_profile_loads_and_builds(path):
     p = load_profile(path)
     for variant in p.serving.variants:
         cmd = build_command(p, variant)
+        assert cmd is not None
+        if p.serving.engine == "transformers":
+            assert cmd[-1] == served_model_name(p, variant)  # the path it pins every request to
+            continue
         assert "--served-model-name" in cmd and p.model.served_name in cmd
         if p.dataset.task in ("smart_home", "git_assistant"):
             assert cmd[cmd.index("--tool-call-parser") + 1] == "hermes" and "--enable-auto-tool-choice" in cmd

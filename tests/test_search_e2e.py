@@ -124,7 +124,9 @@ def test_search_finds_the_queueing_limit(stub, tmp_path, request, slots, service
     measured_s = sum(step["end"] - step["warmup_start"] for step in result["steps"])
     assert elapsed_s < 1.5 * measured_s + 60, (elapsed_s, measured_s)
     found = result["max_sustained_rps"]
-    assert abs(found - expected) / expected <= 0.07, (found, expected, run.stdout[-3000:])
+    # the answer passed with confidence, so it sits at or below the knee: -10 %..+5 % (as the other
+    # knee tests; runs here gave -6.3 % and -6.7 %, and CI once just past -7 %)
+    assert -0.10 <= found / expected - 1 <= 0.05, (found, expected, run.stdout[-3000:])
     assert result["first_failing_rps"] > found
     assert result["latency_at_max"]["p95_ms"] <= slo_ms
 

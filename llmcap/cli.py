@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from llmcap.errors import ExitCode, LlmcapError
+from llmcap.errors import ExitCode, LlmcapError, ProfileError
 from llmcap.log import get_logger
 from llmcap.profile import load_profile
 
@@ -20,18 +20,22 @@ log = get_logger()
 
 # -- serve ------------------------------------------------------------------------------------
 def cmd_serve(args) -> int:
-    from serving.launcher import UnsupportedVariant, VllmServer, build_command, variant_unsupported
+    from serving.launcher import Server, UnsupportedVariant, build_command, variant_unsupported
 
     profile = load_profile(args.profile)
     command = build_command(profile, args.variant, args.port)  # an unknown variant fails here (exit 2)
     reason = variant_unsupported(profile, args.variant)
     if reason:
         raise UnsupportedVariant(f"{args.variant} cannot run on this machine: {reason}")
+    if command is None:
+        raise ProfileError(
+            f"{profile.file}: serving.engine: external: the server at {profile.serving.url} runs already"
+        )
     if args.dry_run:
         print(" ".join(_quote(a) for a in command))
         return ExitCode.OK
     run_dir = Path(args.run_dir or f"runs/serve-{profile.name}-{args.variant}")
-    server = VllmServer(profile, args.variant, run_dir, port=args.port)
+    server = Server(profile, args.variant, run_dir, port=args.port)
     with server:
         assert server.proc is not None  # started
         print(
@@ -45,7 +49,7 @@ def cmd_serve(args) -> int:
         except KeyboardInterrupt:
             pass
         if server.proc.poll() is not None and server.proc.returncode not in (0, -signal.SIGTERM):
-            log.error(f"vLLM exited with code {server.proc.returncode}")
+            log.error(f"{profile.serving.engine} exited with code {server.proc.returncode}")
             return ExitCode.FAILED
     return ExitCode.OK
 
@@ -62,11 +66,12 @@ def cmd_tiny_model(args) -> int:
 
     profile = load_profile(args.profile) if args.profile else None
     out = Path(args.dir or (profile.model.id if profile else DEFAULT_DIR))
-    info = build_tiny_model(out, profile, args.seed)
+    fp8_out = Path(args.fp8_out) if args.fp8_out else None
+    info = build_tiny_model(out, profile, args.seed, shape=args.shape, fp8_out=fp8_out, python=args.python)
     print(
-        f"llmcap: tiny model in {out}: {info['parameters']:,} parameters, vocab {info['vocab_size']}, "
-        f"median prompt {info['median_corpus_tokens']} tokens (random weights: a CPU stand-in, not a model "
-        "to evaluate)"
+        f"llmcap: {args.shape} model in {out}: {info['parameters']:,} parameters, vocab {info['vocab_size']}, "
+        f"median prompt {info['median_corpus_tokens']} tokens (random weights: a stand-in, not a model "
+        "to evaluate)" + (f"; FP8 copy in {fp8_out}" if fp8_out else "")
     )
     return 0
 
@@ -90,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", help="output directory (default: the profile's model.id)")
     p.add_argument("--profile", help="train the tokenizer on this profile's prompts")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", choices=("tiny", "qwen3-4b"), default="tiny", help="qwen3-4b: Qwen3-4B's architecture")
+    p.add_argument("--fp8-out", help="also write a copy with FP8 weights here (needs a GPU)")
+    p.add_argument("--python", help="the Python that has torch and transformers (default: the engine venv's)")
     p.set_defaults(func=cmd_tiny_model)
 
     for register in _extra_commands():

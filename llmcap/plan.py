@@ -26,7 +26,7 @@ from llmcap.tiny_model import ensure_tiny_model
 from loadtest import console
 from reports.compare import write_comparison
 from reports.render import fmt, write
-from serving.launcher import ServerError, VllmServer, port_is_free, variant_unsupported
+from serving.launcher import Server, ServerError, port_is_free, variant_unsupported
 
 REPO = Path(__file__).resolve().parent.parent
 log = get_logger("llmcap.plan")
@@ -108,6 +108,13 @@ class Progress:
         )
 
 
+def locust_command() -> list[str]:
+    """Locust's console script beside this interpreter, or its module where there is none (an
+    interpreter whose packages came from a PYTHONPATH, as on the GPU check's machine)."""
+    script = Path(sys.executable).with_name("locust")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "locust"]
+
+
 def run_variant(
     profile: Profile,
     profile_path: str,
@@ -125,15 +132,16 @@ def run_variant(
         (run_dir / "UNSUPPORTED").write_text(reason + "\n")
         return "unsupported", reason
     port = _free_port(profile.serving.port)
-    server = VllmServer(profile, variant, run_dir, port=port)
+    server = Server(profile, variant, run_dir, port=port)
     exporter = None
     locust = None
     try:
-        print(f"llmcap plan: starting {variant}: {' '.join(server.command)}", flush=True)
+        what = " ".join(server.command) if server.command else f"the running server at {server.url}"
+        print(f"llmcap plan: starting {variant}: {what}", flush=True)
         server.start()
         print(f"llmcap plan: {variant} ready in {server.ready_s:.0f} s at {server.url}", flush=True)
         locust_cmd = [
-            str(Path(sys.executable).with_name("locust")),
+            *locust_command(),
             "-f",
             str(locustfile_for(profile.dataset.task)),
             "--headless",
@@ -144,10 +152,10 @@ def run_variant(
             profile_path,
             "--run-dir",
             str(run_dir),
-            "--model",
-            server.model_name,
-            "--server-pid",
-            str(server.proc.pid if server.proc else 0),
+            "--engine",
+            profile.serving.engine,
+            *(["--model", server.model_name] if server.model_name else []),
+            *(["--server-pid", str(server.proc.pid)] if server.proc else []),
         ]
         if gpu_present():
             exporter_port = _free_port(9400)

@@ -26,7 +26,7 @@ __all__ = ["ProfileError", "Profile", "load_profile", "Slo", "SearchParams", "AR
 
 ARRIVAL_KINDS = ("poisson", "poisson-blocked", "constant")
 DEVICES = ("gpu", "cpu")
-ENGINES = ("vllm",)
+ENGINES = ("vllm", "transformers", "external")
 
 
 def setting(default: Any, help: str, flag: str | None = None, choices: tuple | None = None):
@@ -54,6 +54,7 @@ class ModelSettings:
 
 @dataclasses.dataclass
 class Variant:
+    model: str | None = setting(None, "a checkpoint of its own, e.g. a pre-quantized one (default: model.id)")
     dtype: str | None = setting(None, "--dtype")
     quantization: str | None = setting(None, "--quantization")
     kv_cache_dtype: str | None = setting(None, "--kv-cache-dtype")
@@ -65,7 +66,13 @@ class Variant:
 
 @dataclasses.dataclass
 class ServingSettings:
-    engine: str = setting("vllm", "the serving engine", choices=ENGINES)
+    engine: str = setting(
+        "vllm",
+        "the server's engine: vllm, transformers (`transformers serve`) or external (a running server at url)",
+        "--engine",
+        choices=ENGINES,
+    )
+    url: str | None = setting(None, "engine external: the running server's base URL, e.g. http://10.0.0.5:8000")
     device: str = setting("gpu", "cpu: vLLM's CPU build, whose limits are checked before start", choices=DEVICES)
     python: str | None = setting(None, "the engine's own interpreter; none: the `vllm` console script")
     host: str = setting("127.0.0.1", "where the server listens")
@@ -262,6 +269,16 @@ def _build(where: str, cls, data, path: str):
     return cls(**values)
 
 
+def _local_model(path: Path, base: Path, field: str, model_id: str, may_be_built: bool) -> str:
+    """A local checkpoint's absolute path (relative to the profile); a hub id as it is."""
+    if not model_id.startswith((".", "/", "~")):
+        return model_id
+    local = (base / Path(model_id).expanduser()).resolve()
+    if not local.exists() and not may_be_built:
+        raise ProfileError(f"{path}: {field}: local model directory not found: {local}")
+    return str(local)
+
+
 def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     if not path.is_file():
@@ -286,6 +303,10 @@ def load_profile(path: str | Path) -> Profile:
     }
     if not profile.serving.variants:
         raise ProfileError(f"{path}: serving.variants: at least one variant is required")
+    if profile.serving.engine == "external" and not profile.serving.url:
+        raise ProfileError(f"{path}: serving.url: required with engine external (the running server's base URL)")
+    if profile.serving.url and not profile.serving.url.startswith(("http://", "https://")):
+        raise ProfileError(f"{path}: serving.url: expected http://HOST:PORT, got {profile.serving.url!r}")
     for i, u in enumerate(profile.cost.utilizations):
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise ProfileError(f"{path}: cost.utilizations[{i}]: expected a number in (0, 1], got {u!r}")
@@ -297,11 +318,10 @@ def load_profile(path: str | Path) -> Profile:
             raise ProfileError(f"{path}: dataset.path: file not found: {ds}")
         profile.dataset.path = str(ds)
     model_id = profile.model.id
-    if model_id.startswith((".", "/", "~")):
-        local = (base / Path(model_id).expanduser()).resolve()
-        if not local.exists() and not profile.model.build_tiny:
-            raise ProfileError(f"{path}: model.id: local model directory not found: {local}")
-        profile.model.id = str(local)
+    profile.model.id = _local_model(path, base, "model.id", model_id, profile.model.build_tiny)
+    for name, variant in profile.serving.variants.items():
+        if variant.model:
+            variant.model = _local_model(path, base, f"serving.variants.{name}.model", variant.model, False)
     if profile.serving.python and profile.serving.python.startswith("."):
         # not resolve(): a venv's python is a symlink to the base interpreter
         profile.serving.python = os.path.abspath(base / profile.serving.python)

@@ -214,7 +214,8 @@ class ChatClient:
                     r.error = BAD_STREAM
                     r.message = "unreadable usage chunk"
                     return
-        if not done:
+        # usage comes last: `transformers serve` ends its stream there, with no [DONE]
+        if not done and r.completion_tokens < 0:
             r.error = BAD_STREAM
             r.message = "stream ended before [DONE]"
         elif not tokens:

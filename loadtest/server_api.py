@@ -20,8 +20,21 @@ def fetch_json(url: str, timeout_s: float, api_key: str | None = None):
         return json.loads(response.read())
 
 
-def resolve_model(host: str, wanted: str | None, api_key: str | None) -> str:
-    """Check the server is an OpenAI-compatible one serving the model, before any load."""
+def resolve_model(host: str, wanted: str | None, api_key: str | None, listed_there: bool = True) -> str:
+    """Check the server is an OpenAI-compatible one serving the model, before any load. A server whose
+    /v1/models does not name its model (`listed_there` False) must answer /health, and the model be named."""
+    if not listed_there:
+        if not wanted:
+            raise ServerUnreachable(f"{host}: this engine does not list its model: name it with --model")
+        try:
+            fetch_json(host + "/health", 10.0, api_key)
+        except urllib.error.HTTPError as e:
+            raise ServerUnreachable(f"{host}/health: HTTP {e.code}: the server is not healthy") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ServerUnreachable(f"{host}: cannot reach the server ({getattr(e, 'reason', e)})") from None
+        except ValueError:
+            pass  # healthy, whatever its body says
+        return wanted
     url = host + "/v1/models"
     try:
         listed = [m["id"] for m in fetch_json(url, 10.0, api_key)["data"]]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmcap.profile import Profile, ProfileError, RequestSettings, SearchParams, Slo, cli_settings, load_profile
+from loadtest.dialect import exports_metrics
 from loadtest.search import RateSearch
 
 # (argument, type, help): options of one run, with no profile counterpart
@@ -101,7 +102,8 @@ def resolve(options, task_name: str) -> RunSettings:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         run_dir = os.path.join("runs", f"{stamp}-{profile.name}")
     host = (options.host or "").rstrip("/")
-    metrics_url = getattr(options, "metrics_url", None) or (host + "/metrics" if host else None)
+    serves_metrics = host and exports_metrics(profile.serving.engine)
+    metrics_url = getattr(options, "metrics_url", None) or (host + "/metrics" if serves_metrics else None)
     return RunSettings(
         name=profile.name,
         host=host,

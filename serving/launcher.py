@@ -1,19 +1,18 @@
-"""Start and stop a vLLM server for one variant of a profile, and record what it really ran.
+"""Start and stop the server for one variant of a profile, and record what it really ran.
 
-    with VllmServer(profile, "bf16", run_dir) as server:
+    with Server(profile, "bf16", run_dir) as server:
         ...  # server.url is healthy and serves the model
 
-The command is built from the profile alone (`build_command`), so a dry run shows
-exactly what would start. The server runs in its own process group, logs to
-`<run_dir>/server/vllm.log`, and is stopped with SIGTERM, then SIGKILL after a
-grace period, on exit, Ctrl-C or error. A server that dies while starting is
-reported with the last lines of its log within a second of its death.
+What each engine runs is `serving.engines` (the command is built from the profile alone,
+so a dry run shows exactly what would start). The server runs in its own process group,
+logs to `<run_dir>/server/vllm.log` (whatever the engine), and is stopped with SIGTERM,
+then SIGKILL after a grace period, on exit, Ctrl-C or error. A server that dies while
+starting is reported with the last lines of its log within a second of its death. An
+external server (serving.url) is only checked, never started or stopped.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import re
 import shutil
@@ -28,8 +27,21 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmcap.errors import ExitCode, LlmcapError
-from llmcap.profile import Profile, Variant
+from llmcap.profile import Profile
 from llmcap.rundir import server_log_path, write_server_config, write_server_pid
+from serving.engines import (
+    VARIANT_FLAGS,
+    UnknownVariant,
+    build_command,
+    effective_args,
+    is_ready,
+    model_path,
+    served_model_name,
+    transformers_version,
+    warm_up,
+)
+
+__all__ = ["Server", "ServerError", "UnsupportedVariant", "UnknownVariant", "VARIANT_FLAGS", "build_command"]
 
 
 class ServerError(LlmcapError):
@@ -40,59 +52,6 @@ class UnsupportedVariant(ServerError):
     """This machine cannot serve the variant at all (known before anything starts)."""
 
     exit_code = ExitCode.BAD_INPUT
-
-
-# every per-variant setting but extra_args is a vLLM flag of the same name
-VARIANT_FLAGS = tuple(f.name for f in dataclasses.fields(Variant) if f.name != "extra_args")
-
-
-def effective_args(profile: Profile, variant: str) -> dict:
-    """Common serving args with the variant's on top."""
-    serving = profile.serving
-    if variant not in serving.variants:
-        raise UnknownVariant(
-            f"{profile.file}: serving.variants: no variant {variant!r} (have: {', '.join(serving.variants)})"
-        )
-    v = serving.variants[variant]
-    args = {k: getattr(serving, k, None) for k in VARIANT_FLAGS}  # dtype and the like are per variant only
-    args.update({k: getattr(v, k) for k in VARIANT_FLAGS if getattr(v, k) is not None})
-    args["extra_args"] = list(serving.extra_args) + list(v.extra_args)
-    return args
-
-
-class UnknownVariant(ServerError):
-    exit_code = ExitCode.BAD_INPUT
-
-
-def build_command(profile: Profile, variant: str, port: int | None = None) -> list[str]:
-    """The exact command line for one variant. Prefers the `vllm serve` console script; with
-    `serving.python` set (an engine venv, as for the CPU build whose console script is broken)
-    it runs the OpenAI API server module with that interpreter."""
-    serving = profile.serving
-    args = effective_args(profile, variant)
-    model = profile.model
-    if serving.python:
-        cmd = [serving.python, "-m", "vllm.entrypoints.openai.api_server", "--model", model.id]
-    else:
-        cmd = ["vllm", "serve", model.id]
-    cmd += [
-        "--served-model-name",
-        model.served_name or Path(model.id).name,
-        "--host",
-        serving.host,
-        "--port",
-        str(port or serving.port),
-    ]
-    if model.tokenizer:
-        cmd += ["--tokenizer", model.tokenizer]
-    for key in VARIANT_FLAGS:
-        if args[key] is not None:
-            cmd += ["--" + key.replace("_", "-"), str(args[key])]
-    # repeated prompts would otherwise be served from the prefix cache: not the production case
-    if "--enable-prefix-caching" not in args["extra_args"]:
-        cmd.append("--no-enable-prefix-caching")
-    cmd += [str(a) for a in args["extra_args"]]
-    return cmd
 
 
 def lower_priority(nice: int) -> None:
@@ -148,11 +107,17 @@ def log_reason(path: Path) -> str | None:
 def variant_unsupported(profile: Profile, variant: str) -> str | None:
     """Why this machine cannot serve `variant` at all, or None. Only the CPU engine has rules
     that can be checked before start (a GPU's limits show when vLLM loads the model)."""
-    if profile.serving.device != "cpu":
+    if profile.serving.device != "cpu" or profile.serving.engine != "vllm":
         return None
     from serving.cpu_support import unsupported_reason
 
     return unsupported_reason(effective_args(profile, variant))
+
+
+def checkpoint_bytes(model: str) -> int | None:
+    """The size of a local checkpoint's weight files (None for a hub id)."""
+    files = [f for pattern in ("*.safetensors", "*.bin") for f in Path(model).glob(pattern)]
+    return sum(f.stat().st_size for f in files) if files else None
 
 
 def parse_metric_labels(text: str, name: str) -> dict | None:
@@ -167,7 +132,7 @@ def parse_metric_labels(text: str, name: str) -> dict | None:
     return None
 
 
-class VllmServer:
+class Server:
     def __init__(
         self,
         profile: Profile,
@@ -181,10 +146,11 @@ class VllmServer:
         self.profile = profile
         self.variant = variant
         self.run_dir = Path(run_dir)
+        self.external = profile.serving.engine == "external"
         self.port = port or profile.serving.port
         self.host = profile.serving.host
-        self.url = f"http://{self.host}:{self.port}"
-        self.model_name = profile.model.served_name or Path(profile.model.id).name
+        self.url = (profile.serving.url or "").rstrip("/") if self.external else f"http://{self.host}:{self.port}"
+        self.model_name = served_model_name(profile, variant)
         self.startup_timeout_s = startup_timeout_s or profile.serving.startup_timeout_s
         self.grace_s = grace_s
         self.command = build_command(profile, variant, self.port)
@@ -192,7 +158,12 @@ class VllmServer:
         self.log_path = server_log_path(self.run_dir)
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> VllmServer:
+    def start(self) -> Server:
+        if self.command is None:  # external: someone else runs it
+            self.started_at = time.time()
+            self._wait_ready()
+            self.record_config()
+            return self
         reason = variant_unsupported(self.profile, self.variant)
         if reason:
             raise UnsupportedVariant(f"{self.variant} cannot run on this machine: {reason}")
@@ -204,7 +175,7 @@ class VllmServer:
         if not (os.path.isfile(exe) or shutil.which(exe)):
             raise ServerError(
                 f"{exe}: not found (install the engine: scripts/install-cpu-engine.sh for CPU, "
-                "or `pip install vllm` on a GPU host, or set serving.python)"
+                f"or `pip install {self.profile.serving.engine}` on a GPU host, or set serving.python)"
             )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **{k: str(v) for k, v in self.profile.serving.env.items()}}
@@ -231,26 +202,36 @@ class VllmServer:
         return self
 
     def _wait_ready(self) -> None:
-        assert self.proc is not None  # started
         deadline = time.time() + self.startup_timeout_s
         while time.time() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc is not None and self.proc.poll() is not None:
                 reason = log_reason(self.log_path) or "no exception in its log"
                 raise ServerError(
-                    f"vLLM exited with code {self.proc.returncode} while starting: {reason} "
+                    f"{self.profile.serving.engine} exited with code {self.proc.returncode} while starting: {reason} "
                     f"(log: {self.log_path})\n{tail(self.log_path)}"
                 )
             try:
-                urllib.request.urlopen(self.url + "/health", timeout=2).read()
-                models = json.loads(urllib.request.urlopen(self.url + "/v1/models", timeout=5).read())
-                if any(m.get("id") == self.model_name for m in models.get("data", [])):
+                if is_ready(self.profile, self.url, self.model_name):
+                    warm_up(self.profile, self.url, self.model_name, max(deadline - time.time(), 1.0))
                     self.ready_s = time.time() - self.started_at
                     return
+            except urllib.error.HTTPError as e:
+                # up but broken: `transformers serve` answers 503 for good once its batching worker died
+                # (FP8 weights without their kernels, on the GPU check); its log says why
+                broken = log_reason(self.log_path) if e.code >= 500 and self.proc is not None else None
+                if broken:
+                    raise ServerError(
+                        f"{self.profile.serving.engine} is up but failing (HTTP {e.code}): {broken} "
+                        f"(log: {self.log_path})\n{tail(self.log_path)}"
+                    ) from None
             except (OSError, ValueError):
                 pass
             time.sleep(0.5)
+        if self.proc is None:
+            raise ServerError(f"{self.url}: no healthy server there within {self.startup_timeout_s:g} s (serving.url)")
         raise ServerError(
-            f"vLLM not healthy within {self.startup_timeout_s:g} s ({self.log_path}):\n{tail(self.log_path)}"
+            f"{self.profile.serving.engine} not healthy within {self.startup_timeout_s:g} s "
+            f"({self.log_path}):\n{tail(self.log_path)}"
         )
 
     def stop(self) -> None:
@@ -278,7 +259,7 @@ class VllmServer:
                 return
             time.sleep(0.1)
 
-    def __enter__(self) -> VllmServer:
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -292,6 +273,7 @@ class VllmServer:
         except OSError:
             pass
         log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        engine = self.profile.serving.engine
         version = re.search(r"vLLM API server version ([\w.+\-]+)", log) or re.search(r"version ([0-9][\w.+\-]*)", log)
         weights = re.search(r"Model loading took ([0-9.]+) GiB", log)
         cache = parse_metric_labels(metrics, "vllm:cache_config_info") or {}
@@ -300,15 +282,23 @@ class VllmServer:
             "variant": self.variant,
             "command": self.command,
             "url": self.url,
-            "engine": self.profile.serving.engine,
-            "model": self.profile.model.id,
+            "engine": engine,
+            "model": model_path(self.profile, self.variant),
             "served_model_name": self.model_name,
-            "vllm_version": version.group(1) if version else None,
+            "vllm_version": version.group(1) if version and engine == "vllm" else None,
+            "transformers_version": transformers_version(self.profile.serving.python)
+            if engine == "transformers"
+            else None,
             "dtype": args["dtype"] or "auto",
             "quantization": args["quantization"],
             "kv_cache_dtype": cache.get("cache_dtype") or args["kv_cache_dtype"] or "auto",
             "cache_config": cache,
             "model_weights_gib_logged": float(weights.group(1)) if weights else None,
+            # what the weights take before the engine's own pools: `transformers serve` logs no
+            # figure and its process holds a KV cache of most of the card (131 GB on an H200)
+            "model_weights_bytes_checkpoint": checkpoint_bytes(model_path(self.profile, self.variant)),
+            "random_weights": (Path(model_path(self.profile, self.variant)) / "llmcap_tiny_model.json").exists(),
+            "device": self.profile.serving.device,
             "pid": self.proc.pid if self.proc else None,
             "ready_seconds": round(getattr(self, "ready_s", 0.0), 1),
         }

@@ -92,6 +92,7 @@ DEFAULTS = dict(
     cut_after_chunks=3,
     model="stub-model",
     api_key="",
+    dialect="vllm",
 )
 
 
@@ -130,12 +131,12 @@ def run_locust(
 def cpu_server(tmp_path_factory):
     """A bf16 tiny-model vLLM CPU server for the tests of one module that only need a server to talk to
     (module scope: an idle server must not sit beside the other modules' timing tests)."""
-    from serving.launcher import VllmServer
+    from serving.launcher import Server
     from tests.engine import cpu_profile, engine_available
 
     if not engine_available():
         pytest.skip("vLLM CPU engine not installed (scripts/install-cpu-engine.sh)")
-    server = VllmServer(cpu_profile(), "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())
+    server = Server(cpu_profile(), "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())
     server.start()
     yield server
     server.stop()

@@ -22,6 +22,8 @@ from collections import deque
 from aiohttp import web
 
 FAULTS = ("none", "status", "stall", "cut", "malformed", "slow_headers", "no_tokens", "error_event")
+# what `transformers serve` (5.19 cli/serving/chat_completion.py) answers with HTTP 422
+TRANSFORMERS_REJECTS = ("stream_options", "tool_choice", "ignore_eos", "min_tokens", "n", "logprobs")
 
 
 @dataclasses.dataclass
@@ -37,6 +39,9 @@ class StubConfig:
     slow_headers_ms: float = 2000.0
     cut_after_chunks: int = 3
     api_key: str = ""  # if set, requests need "Authorization: Bearer <api_key>"
+    # "transformers": as `transformers serve` 5.x: rejects fields it does not use, takes a
+    # generation_config JSON string, sends usage with its last chunk unasked and no [DONE]
+    dialect: str = "vllm"
 
     def update(self, changes: dict) -> None:
         for key, value in changes.items():
@@ -114,6 +119,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     n = state.request_count
     body = await request.json()
     state.last_body = body
+    if cfg.dialect == "transformers":
+        unexpected = sorted(set(body) & set(TRANSFORMERS_REJECTS))
+        if unexpected:
+            return web.json_response({"detail": f"Unexpected fields in the request: {unexpected}"}, status=422)
     faulty = cfg.fault != "none" and n % max(cfg.fault_every, 1) == 0
     fault = cfg.fault if faulty else "none"
 
@@ -141,7 +150,9 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
     model = body.get("model", cfg.model)
     created = int(time.time())
     max_tokens = int(body.get("max_tokens") or cfg.chunks)
+    floor = json.loads(body["generation_config"]).get("min_new_tokens", 0) if body.get("generation_config") else 0
     chunks = min(cfg.chunks, max_tokens) if not body.get("ignore_eos") else max_tokens
+    chunks = max(chunks, min(floor, max_tokens))
     if not body.get("stream"):
         await asyncio.sleep((cfg.first_delay_ms + chunks * cfg.chunk_delay_ms) / 1000)
         state.completed += 1
@@ -188,9 +199,12 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
             break
         await resp.write(_chunk(model, {"content": f"t{i} "}, created))
     opts = body.get("stream_options") or {}
-    if opts.get("include_usage"):
+    if cfg.dialect == "transformers":
+        await resp.write(_usage_chunk(model, prompt_tokens_of(body), chunks, created))  # and no [DONE]
+    elif opts.get("include_usage"):
         await resp.write(_usage_chunk(model, prompt_tokens_of(body), chunks, created))
-    await resp.write(b"data: [DONE]\n\n")
+    if cfg.dialect != "transformers":
+        await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
     state.completed += 1
     return resp

@@ -86,11 +86,11 @@ def test_function_calling_task_on_the_engine(tmp_path):
     # served as its profile says (auto tool choice, hermes parser); tools are sent in the request and
     # rendered by the chat template, so the tool schemas dominate the prompt
     from llmcap.profile import load_profile
-    from serving.launcher import VllmServer
+    from serving.launcher import Server
     from tests.conftest import REPO, free_port
 
     profile = load_profile(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml")
-    with VllmServer(profile, "bf16", tmp_path / "server", port=free_port()) as server:
+    with Server(profile, "bf16", tmp_path / "server", port=free_port()) as server:
         samples = _task_run(
             server,
             tmp_path,

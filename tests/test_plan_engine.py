@@ -139,3 +139,30 @@ def test_plan_interrupted(tmp_path, sig):
     assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
     alive = [p for p in locusts if os.path.exists(f"/proc/{p}")]
     assert not alive, f"load generators left behind: {alive}"
+
+
+def test_plan_on_transformers_serve(tmp_path):
+    """The second engine through the same machinery: `transformers serve` (continuous batching) on the
+    CPU with the tiny model, its fixed-length answers sent as its own generation_config, no /metrics."""
+    plan_dir = tmp_path / "plan"
+    profile = REPO / "profiles" / "cpu-tiny-transformers.yaml"
+    run = subprocess.run(
+        [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--variants", "bf16", *SHORT],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    run_dir = plan_dir / "bf16"
+    cap = json.loads((run_dir / "capacity.json").read_text())
+    assert cap["max_sustained_rps"] > 0, cap
+    config = json.loads((run_dir / "server" / "config.json").read_text())
+    assert config["engine"] == "transformers" and config["transformers_version"]
+    assert config["random_weights"] is True and config["model_weights_bytes_checkpoint"] > 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert all(s["mean_completion_tokens"] == 30 for s in result["steps"] if s["succeeded"])  # min_new_tokens held
+    report = (run_dir / "report.md").read_text()
+    assert f"served by transformers {config['transformers_version']}" in report
+    assert "STAND-IN" in report and "not vLLM" in report and "served on a CPU" in report
+    assert not (run_dir / "telemetry" / "vllm.jsonl").exists()
+    assert not any(group_alive(g) for g in server_groups(plan_dir)), "a server process was left behind"

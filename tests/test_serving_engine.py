@@ -6,7 +6,7 @@ import time
 import pytest
 
 from loadtest.client import ChatClient
-from serving.launcher import ServerError, VllmServer
+from serving.launcher import Server, ServerError
 from tests.conftest import free_port
 from tests.engine import cpu_profile, group_alive, needs_cpu_support, needs_engine
 
@@ -34,7 +34,7 @@ BODY = json.dumps(
 )
 def test_variant_starts_answers_records_and_stops(tmp_path, variant, cache_dtype):
     profile = cpu_profile()
-    server = VllmServer(profile, variant, tmp_path, port=free_port())
+    server = Server(profile, variant, tmp_path, port=free_port())
     with server:
         r = ChatClient(server.url).stream(BODY)
         assert r.error == 0, r.message
@@ -56,7 +56,7 @@ def test_bad_model_path_fails_fast_with_the_reason(tmp_path):
     profile.model.id = str(tmp_path / "no-such-model")
     t0 = time.time()
     with pytest.raises(ServerError) as e:
-        VllmServer(profile, "bf16", tmp_path, port=free_port()).start()
+        Server(profile, "bf16", tmp_path, port=free_port()).start()
     assert time.time() - t0 < 90
     assert "exited with code" in str(e.value) and "no-such-model" in str(e.value)
 
@@ -71,5 +71,5 @@ def test_busy_port_fails_at_once(tmp_path):
         port = s.getsockname()[1]
         t0 = time.time()
         with pytest.raises(ServerError, match=f"port {port} .* already in use"):
-            VllmServer(profile, "bf16", tmp_path, port=port).start()
+            Server(profile, "bf16", tmp_path, port=port).start()
         assert time.time() - t0 < 5

@@ -1,0 +1,179 @@
+"""Engines other than vLLM: `transformers serve`'s dialect (against the stub speaking it) and an
+external server named by URL (the stub, through `llmcap plan`)."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmcap.profile import RequestSettings, load_profile
+from loadtest.bodies import build_bodies
+from loadtest.client import ChatClient
+from loadtest.datasets import Prompts
+from serving.engines import build_command
+from tests.conftest import REPO, run_locust
+
+LLMCAP = str(Path(sys.executable).with_name("llmcap"))
+TOOL_PROMPT = {"messages": [{"role": "user", "content": "lights on"}], "tools": [{"type": "function"}]}
+
+
+def prompts(*requests) -> Prompts:
+    return Prompts(requests=list(requests), hashes=[0] * len(requests), order=list(range(len(requests))))
+
+
+def body(engine: str, request: RequestSettings, prompt: dict | None = None) -> dict:
+    return json.loads(build_bodies(prompts(prompt or TOOL_PROMPT), "m", request, engine)[0])
+
+
+def test_each_engine_gets_the_fields_it_takes():
+    request = RequestSettings(max_tokens=16, ignore_eos=True, temperature=0.0, tool_choice="required")
+    vllm = body("vllm", request)
+    assert vllm["ignore_eos"] is True and vllm["stream_options"] == {"include_usage": True}
+    assert vllm["tool_choice"] == "required"
+    tf = body("transformers", request, {**TOOL_PROMPT, "tool_choice": "auto"})  # a task's own choice too
+    assert not {"ignore_eos", "stream_options", "tool_choice", "min_tokens"} & set(tf)
+    assert json.loads(tf["generation_config"]) == {"min_new_tokens": 16, "max_new_tokens": 16}
+    assert tf["max_tokens"] == 16 and tf["stream"] is True and tf["tools"] == TOOL_PROMPT["tools"]
+    floor = body("transformers", RequestSettings(max_tokens=16, min_tokens=4))
+    assert json.loads(floor["generation_config"])["min_new_tokens"] == 4
+    assert "generation_config" not in body("transformers", RequestSettings(max_tokens=16))
+
+
+def test_transformers_dialect_end_to_end_on_the_stub(stub):
+    stub.configure(dialect="transformers", chunks=5)
+    request = RequestSettings(max_tokens=12, ignore_eos=True)
+    client = ChatClient(stub.url)
+    # vLLM's fields are refused outright, which is why the dialect exists
+    refused = client.stream(build_bodies(prompts(TOOL_PROMPT), "m", request, "vllm")[0])
+    assert refused.status == 422
+    # its stream ends after the usage chunk, with no [DONE]: complete, all 12 tokens counted
+    r = client.stream(build_bodies(prompts(TOOL_PROMPT), "m", request, "transformers")[0])
+    assert r.error == 0, r.message
+    assert r.completion_tokens == 12 and len(r.itl_ms) == 11
+    # cut before its usage chunk, the same stream is still an error
+    stub.configure(fault="cut", cut_after_chunks=3)
+    cut = client.stream(build_bodies(prompts(TOOL_PROMPT), "m", request, "transformers")[0])
+    assert cut.error != 0
+
+
+def test_locust_with_engine_transformers_on_the_stub(stub, tmp_path):
+    stub.configure(dialect="transformers", chunks=4)
+    run = run_locust(
+        "loadtest/text2sql.py",
+        stub.url,
+        "--engine",
+        "transformers",
+        "--model",
+        "stub-model",
+        "--rps",
+        "10",
+        "--duration",
+        "4",
+        "--max-tokens",
+        "8",
+        "--ignore-eos",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    step = json.loads((tmp_path / "run" / "result.json").read_text())["steps"][0]
+    assert step["error_rate"] == 0 and step["succeeded"] >= 20 and step["mean_completion_tokens"] == 8
+    assert not (tmp_path / "run" / "telemetry" / "vllm.jsonl").exists()  # it has no /metrics to read
+
+
+def test_engine_transformers_needs_a_model_name(stub, tmp_path):
+    stub.configure(dialect="transformers")
+    run = run_locust("loadtest/text2sql.py", stub.url, "--engine", "transformers", "--rps", "2", "--duration", "2")
+    assert run.returncode == 2 and "name it with --model" in run.stderr
+
+
+def write_profile(path: Path, **serving) -> Path:
+    data = {
+        "name": "ext",
+        "model": {"id": "stub-model"},
+        "serving": {"variants": {"only": {}}, **serving},
+        "slo": {"p95_ms": 500},
+        "search": {"start_rps": 20, "max_rps": 40, "growth": 2, "precision": 0.5},
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_plan_on_an_external_server(stub, tmp_path):
+    """Nothing launched or stopped: the search runs against the URL and the record says so."""
+    stub.configure(chunks=4)
+    profile = write_profile(tmp_path / "p.yaml", engine="external", url=stub.url)
+    plan_dir = tmp_path / "plan"
+    cmd = [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--", "--step-seconds", "4"]
+    cmd += ["--warmup-seconds", "1", "--confirm-seconds", "4", "--max-step-seconds", "8"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"the running server at {stub.url}" in run.stdout
+    result = json.loads((plan_dir / "only" / "result.json").read_text())
+    assert result["max_sustained_rps"] >= 20
+    config = json.loads((plan_dir / "only" / "server" / "config.json").read_text())
+    assert config["engine"] == "external" and config["command"] is None and config["pid"] is None
+    assert "served by external" in (plan_dir / "only" / "report.md").read_text()
+
+
+def test_engine_settings_are_checked(tmp_path):
+    no_url = write_profile(tmp_path / "a.yaml", engine="external")
+    run = subprocess.run([LLMCAP, "plan", str(no_url)], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and "serving.url: required with engine external" in run.stderr
+    bad_url = write_profile(tmp_path / "b.yaml", engine="external", url="stub:8000")
+    run = subprocess.run([LLMCAP, "plan", str(bad_url)], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and "serving.url: expected http://HOST:PORT" in run.stderr
+    vllm_only = write_profile(tmp_path / "c.yaml", engine="transformers", max_num_seqs=8)
+    run = subprocess.run(
+        [LLMCAP, "serve", str(vllm_only), "--variant", "only", "--dry-run"], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "serving.max_num_seqs: not a setting of the transformers engine" in run.stderr
+
+
+def test_transformers_command_line():
+    profile = load_profile(REPO / "profiles" / "cpu-tiny-transformers.yaml")
+    cmd = build_command(profile, "fp32", port=9100)
+    assert cmd[:4] == [profile.serving.python, "-c", "from transformers.cli.transformers import main; main()", "serve"]
+    assert cmd[-1] == profile.model.id  # the model it pins every request to
+    args = cmd[4:-1]
+    flags = {a: b for a, b in zip(args, args[1:] + [""], strict=True) if a.startswith("--") and not b.startswith("--")}
+    assert flags["--device"] == "cpu" and flags["--dtype"] == "float32" and flags["--port"] == "9100"
+    assert "--continuous-batching" in cmd
+
+
+FAKE_ENGINE = """#!/usr/bin/env bash
+# stands in for `python -c ... serve ... --port P MODEL`: up, but its worker died (as FP8 without kernels)
+while [ $# -gt 0 ]; do [ "$1" = --port ] && port=$2; shift; done
+echo "ImportError: finegrained-fp8 kernel unavailable: kernels is not installed"
+exec {python} -c "
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503); self.end_headers()
+http.server.HTTPServer(('127.0.0.1', $port), H).serve_forever()
+"
+"""
+
+
+def test_a_server_up_but_failing_is_reported_at_once(tmp_path):
+    """A server that answers /health with 503 for good and has an exception in its log fails its start
+    within seconds, with the log's reason (it waited out the whole startup timeout on the GPU check)."""
+    from serving.launcher import Server, ServerError
+    from tests.conftest import free_port
+
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_ENGINE.format(python=sys.executable))
+    fake.chmod(0o755)
+    profile = load_profile(
+        write_profile(tmp_path / "p.yaml", engine="transformers", python=str(fake), startup_timeout_s=120)
+    )
+    server = Server(profile, "only", tmp_path / "run", port=free_port())
+    t0 = time.time()
+    with pytest.raises(ServerError, match="up but failing \\(HTTP 503\\): ImportError: finegrained-fp8"):
+        server.start()
+    assert time.time() - t0 < 20
+    assert server.proc is not None and server.proc.poll() is not None  # stopped

@@ -42,6 +42,28 @@ def _peak_over_steps(steps: list[dict], key: str) -> float | None:
     return max(values) if values else None
 
 
+def engine_text(server: dict) -> str | None:
+    """Which engine served, with its version where it is known ("vllm 0.32.0", "transformers 5.17.0")."""
+    engine = server.get("engine")
+    if not engine:
+        return None
+    version = server.get(f"{engine}_version")
+    return f"{engine} {version}" if version else engine
+
+
+def stand_in(server: dict) -> list[str]:
+    """What makes a run a stand-in for the real thing, in words a report shows on its face."""
+    out = []
+    if server.get("random_weights"):
+        out.append("random weights (a model built by llmcap to exercise the machinery): not a trained model")
+    if server.get("device") == "cpu":
+        out.append("served on a CPU: says nothing about a GPU's capacity")
+    engine = server.get("engine")
+    if engine and engine not in ("vllm", "external"):
+        out.append(f"served by {engine}, not vLLM: not comparable with vLLM figures")
+    return out
+
+
 def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
     result = read_result(run_dir)
@@ -56,6 +78,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
 
     out: dict = {
         "name": result["name"],
+        "stand_in": stand_in(server),
+        "engine": engine_text(server),
         "variant": server.get("variant"),
         "model": server.get("model") or result.get("model"),
         "partial": result.get("partial", False),
@@ -91,6 +115,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
     precision = precision_of(variant_args)
     memory = {
         "weights_gib_logged": server.get("model_weights_gib_logged"),
+        "weights_gib_checkpoint": _gib(server.get("model_weights_bytes_checkpoint")),
         "weights_gib_computed": arch.weight_bytes(weight_bits(precision, server.get("dtype"))) / GIB if arch else None,
         "kv_cache_dtype": server.get("kv_cache_dtype"),
         "kv_cache_size_tokens": _kv_tokens(server.get("cache_config") or {}),

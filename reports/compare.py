@@ -43,9 +43,10 @@ def change(new: float | None, base: float | None) -> float | None:
 
 
 def memory_figure(cap: dict) -> float | None:
-    """The memory figure that differs between variants: weights (logged by vLLM, else computed)."""
+    """The memory figure that differs between variants: weights (logged by vLLM, else the checkpoint's
+    files, else computed from the architecture)."""
     m = cap["memory"]
-    return m.get("weights_gib_logged") or m.get("weights_gib_computed")
+    return m.get("weights_gib_logged") or m.get("weights_gib_checkpoint") or m.get("weights_gib_computed")
 
 
 def rate_change(runs: list[dict], base_runs: list[dict]) -> dict | None:
@@ -217,6 +218,10 @@ def write_comparison(
             f"Baseline: {data['baseline']}. Changes in parentheses are relative to it. "
             f"Common rate (sustained by every variant): {fmt(common, 1)} req/s.",
         ),
+        *[
+            ("note", "STAND-IN: " + text + ".")
+            for text in sorted({t for caps in groups.values() for t in caps[0]["stand_in"]})
+        ],
         (
             "table",
             [

@@ -23,6 +23,8 @@ def headline_blocks(cap: dict) -> list[tuple]:
         + f", errors ≤ {slo['max_error_rate'] * 100:g} %"
     )
     blocks: list[tuple] = []
+    if cap.get("stand_in"):
+        blocks.append(("note", "STAND-IN: " + "; ".join(cap["stand_in"]) + "."))
     if cap.get("partial"):
         blocks.append(
             ("note", "PARTIAL RUN: interrupted before the search finished; numbers cover only what was measured.")
@@ -59,13 +61,14 @@ def headline_blocks(cap: dict) -> list[tuple]:
             f"{fmt(cap.get('mean_prompt_tokens'), 1)} / {fmt(cap.get('mean_completion_tokens'), 1)}",
         ],
         [
-            "Model weights (vLLM log / computed)",
-            f"{gib(mem['weights_gib_logged'])} / {gib(mem['weights_gib_computed'])}",
+            "Model weights (vLLM log / checkpoint files / computed)",
+            f"{gib(mem['weights_gib_logged'])} / {gib(mem.get('weights_gib_checkpoint'))} / "
+            f"{gib(mem['weights_gib_computed'])}",
         ],
         ["KV cache (dtype, capacity)", f"{mem['kv_cache_dtype'] or '–'}, {fmt(mem['kv_cache_size_tokens'])} tokens"],
         ["Peak KV cache in use", pct(mem["kv_cache_usage_peak"], 1)],
         [
-            "Peak GPU memory used (device / vLLM processes)",
+            "Peak GPU memory used (device / server processes)",
             f"{gib(mem['gpu_memory_used_peak_gib'])} / {gib(mem['server_process_memory_peak_gib'])}",
         ],
     ]
@@ -160,52 +163,57 @@ def limit_blocks(cap: dict) -> list[tuple]:
 
 
 def step_blocks(cap: dict) -> list[tuple]:
+    steps = cap["per_step"]
+    # the NVML columns only where an exporter was read (a GPU run)
+    gpu = any("gpu_memory_used_peak_bytes" in (s.get("server") or {}) for s in steps)
     rows = []
-    for s in cap["per_step"]:
+    for s in steps:
         srv = s.get("server") or {}
-        rows.append(
-            [
-                s["index"],
-                s["phase"],
-                fmt(s["offered_rps"], 2),
-                fmt(s["achieved_rps"], 2),
-                fmt(s["p50_ms"]),
-                fmt(s["p95_ms"]),
-                fmt(s["p99_ms"]),
-                fmt(s["ttft_p95_ms"]),
-                pct(s["error_rate"], 1),
-                pct(srv.get("kv_cache_usage_peak")),
-                fmt(srv.get("num_requests_waiting_peak")),
-                fmt(srv.get("server_e2e_p50_ms")),
-                fmt(s.get("measured_s")),
-                verdict_text(s),
-                s["reason"],
+        row = [
+            s["index"],
+            s["phase"],
+            fmt(s["offered_rps"], 2),
+            fmt(s["achieved_rps"], 2),
+            fmt(s["p50_ms"]),
+            fmt(s["p95_ms"]),
+            fmt(s["p99_ms"]),
+            fmt(s["ttft_p95_ms"]),
+            pct(s["error_rate"], 1),
+            pct(srv.get("kv_cache_usage_peak")),
+            fmt(srv.get("num_requests_waiting_peak")),
+            fmt(srv.get("server_e2e_p50_ms")),
+        ]
+        if gpu:
+            row += [
+                gib_of(srv.get("gpu_memory_used_peak_bytes"))
+                + " / "
+                + gib_of(srv.get("server_process_memory_peak_bytes")),
+                pct(srv.get("gpu_utilization_mean")),
+                fmt(srv.get("gpu_power_mean_watts")),
             ]
-        )
-    return [
-        ("h2", "Steps"),
-        (
-            "table",
-            [
-                "#",
-                "phase",
-                "offered/s",
-                "achieved/s",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "TTFT p95",
-                "errors",
-                "KV peak",
-                "queue peak",
-                "server p50 ms",
-                "window s",
-                "verdict",
-                "reason",
-            ],
-            rows,
-        ),
+        rows.append(row + [fmt(s.get("measured_s")), verdict_text(s), s["reason"]])
+    header = [
+        "#",
+        "phase",
+        "offered/s",
+        "achieved/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "TTFT p95",
+        "errors",
+        "KV peak",
+        "queue peak",
+        "server p50 ms",
     ]
+    if gpu:
+        header += ["GPU memory peak (device / server)", "GPU busy (mean)", "GPU power mean W"]
+    header += ["window s", "verdict", "reason"]
+    return [("h2", "Steps"), ("table", header, rows)]
+
+
+def gib_of(value_bytes: float | None) -> str:
+    return gib(value_bytes / 2**30 if value_bytes is not None else None)
 
 
 def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
@@ -220,7 +228,10 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
     if server_png:
         images.append((server_png, "server and GPU over time"))
     title = f"llmcap capacity report: {cap['name']}" + (f" ({cap['variant']})" if cap.get("variant") else "")
-    blocks: list[tuple] = [("h1", title), ("p", f"Model {cap.get('model') or '–'}. Run directory {run_dir}.")]
+    blocks: list[tuple] = [
+        ("h1", title),
+        ("p", f"Model {cap.get('model') or '–'}, served by {cap.get('engine') or '–'}. Run directory {run_dir}."),
+    ]
     blocks += headline_blocks(cap)
     blocks += [("h2", "Cost")] + cost_blocks(cap)
     blocks += hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,15 +23,26 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / ".engine" / "tiny-qwen3"
 
 
-def engine_python(profile: Profile | None) -> str:
-    python = (profile.serving.python if profile else None) or str(REPO / ".engine" / "venv" / "bin" / "python")
-    if not os.path.isfile(python):
+def engine_python(profile: Profile | None, python: str | None = None) -> str:
+    python = (
+        python or (profile.serving.python if profile else None) or str(REPO / ".engine" / "venv" / "bin" / "python")
+    )
+    if not (os.path.isfile(python) or shutil.which(python)):
         raise BadInput(f"{python}: engine Python not found; run scripts/install-cpu-engine.sh first")
     return python
 
 
-def build_tiny_model(out: Path, profile: Profile | None, seed: int = 0) -> dict:
-    """Train the tokenizer on the profile's prompts (and the shipped examples) and build the model."""
+def build_tiny_model(
+    out: Path,
+    profile: Profile | None,
+    seed: int = 0,
+    *,
+    shape: str = "tiny",
+    fp8_out: Path | None = None,
+    python: str | None = None,
+) -> dict:
+    """Train the tokenizer on the profile's prompts (and the shipped examples) and build the model
+    (`shape` tiny, or qwen3-4b: Qwen3-4B's architecture; see serving/tiny_model_build.py)."""
     texts = []
     sources: list[tuple[Task, str | None]] = [(TASKS[name], None) for name in sorted(TASKS)]
     if profile:
@@ -51,7 +63,7 @@ def build_tiny_model(out: Path, profile: Profile | None, seed: int = 0) -> dict:
     try:
         run = subprocess.run(
             [
-                engine_python(profile),
+                engine_python(profile, python),
                 str(REPO / "serving" / "tiny_model_build.py"),
                 "--out",
                 str(out),
@@ -59,6 +71,9 @@ def build_tiny_model(out: Path, profile: Profile | None, seed: int = 0) -> dict:
                 corpus,
                 "--seed",
                 str(seed),
+                "--shape",
+                shape,
+                *(["--fp8-out", str(fp8_out)] if fp8_out else []),
             ],
             capture_output=True,
             text=True,

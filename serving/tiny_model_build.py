@@ -1,11 +1,16 @@
-"""Build a tiny random-weight Qwen3 model with a locally trained tokenizer (run with the engine's Python).
+"""Build a random-weight Qwen3 model with a locally trained tokenizer (run with the engine's Python).
 
-A stand-in that exercises the real vLLM engine without a GPU or a download: its
-output is random text, it is not a model to evaluate. Deterministic for a given
-corpus and seed. Needs torch, transformers and tokenizers (all in the vLLM venv);
-imports nothing from llmcap so it runs there as a plain script:
+A stand-in that exercises a real engine without a download: its output is random
+text, it is not a model to evaluate. Deterministic for a given corpus and seed.
+Needs torch, transformers and tokenizers (all in the vLLM venv); imports nothing
+from llmcap so it runs there as a plain script:
 
     .engine/venv/bin/python serving/tiny_model_build.py --out DIR --corpus prompts.txt
+
+`--shape qwen3-4b` builds Qwen3-4B's architecture (its config, 4.0 B parameters, its
+151,936-token vocabulary: the tokenizer is padded with placeholder tokens up to it), on
+the GPU when there is one; `--fp8-out DIR` also writes a copy with FP8 weights
+(transformers' fine-grained FP8, 128x128 blocks, as Qwen's own FP8 checkpoints).
 """
 
 import argparse
@@ -47,8 +52,34 @@ CHAT_TEMPLATE = r"""{%- if tools %}
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
 
+# Qwen3-4B's config.json (Qwen/Qwen3-4B), the fields that set its size and speed
+QWEN3_4B = dict(
+    vocab_size=151936,
+    hidden_size=2560,
+    intermediate_size=9728,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=40960,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+)
+TINY = dict(
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=32,
+    max_position_embeddings=8192,
+)
+SHAPES: dict[str, dict] = {"tiny": TINY, "qwen3-4b": QWEN3_4B}
 
-def build(out: Path, corpus: Path, seed: int, vocab_size: int) -> dict:
+
+def build(
+    out: Path, corpus: Path, seed: int, vocab_size: int, shape: str = "tiny", fp8_out: Path | None = None
+) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -71,19 +102,17 @@ def build(out: Path, corpus: Path, seed: int, vocab_size: int) -> dict:
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None
     )
     fast.chat_template = CHAT_TEMPLATE
+    dims = dict(SHAPES[shape])
+    if "vocab_size" in dims:
+        # every id the model can emit decodes to text, so streamed chunks keep coming
+        fast.add_tokens([f"<|pad_{i}|>" for i in range(dims["vocab_size"] - len(fast))])
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out)
 
-    vocab = (len(fast) + 63) // 64 * 64
+    vocab = dims.pop("vocab_size", (len(fast) + 63) // 64 * 64)
     config = Qwen3Config(
         vocab_size=vocab,
-        hidden_size=128,
-        intermediate_size=384,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
-        max_position_embeddings=8192,
+        **dims,
         tie_word_embeddings=True,
         eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
@@ -91,7 +120,12 @@ def build(out: Path, corpus: Path, seed: int, vocab_size: int) -> dict:
         torch_dtype="bfloat16",
     )
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    if shape == "tiny":
+        model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    else:  # 4 B parameters initialise in seconds on a GPU, in bf16 to halve the memory
+        torch.set_default_dtype(torch.bfloat16)
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = Qwen3ForCausalLM(config)
     model.save_pretrained(out, safe_serialization=True)
     lengths = sorted(len(fast(t)["input_ids"]) for t in texts)
     info = {
@@ -100,10 +134,35 @@ def build(out: Path, corpus: Path, seed: int, vocab_size: int) -> dict:
         "corpus_texts": len(texts),
         "median_corpus_tokens": lengths[len(lengths) // 2],
         "seed": seed,
-        "note": "random weights: a stand-in to exercise vLLM on CPU, not a model to evaluate",
+        "shape": shape,
+        "weights_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "note": "random weights: a stand-in to exercise a serving engine, not a model to evaluate",
     }
     (out / "llmcap_tiny_model.json").write_text(json.dumps(info, indent=1))
+    if fp8_out is not None:
+        del model
+        info["fp8"] = write_fp8_copy(out, fp8_out)
     return info
+
+
+def write_fp8_copy(src: Path, dst: Path) -> dict:
+    """The same weights quantized to FP8 on load (transformers' FineGrainedFP8Config) and saved."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, FineGrainedFP8Config
+
+    model = AutoModelForCausalLM.from_pretrained(
+        src, dtype=torch.bfloat16, device_map="cuda", quantization_config=FineGrainedFP8Config()
+    )
+    model.save_pretrained(dst, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "llmcap_tiny_model.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, dst / name)
+    weights = sum(f.stat().st_size for f in dst.glob("*.safetensors"))
+    del model
+    torch.cuda.empty_cache()
+    return {"dir": str(dst), "weights_file_bytes": weights}
 
 
 def main() -> None:
@@ -111,9 +170,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--corpus", required=True, type=Path, help="texts separated by a line holding \\x1e")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--vocab-size", type=int, default=4096, help="the trained tokenizer's size")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument("--fp8-out", type=Path, help="also write an FP8-weights copy here (needs a GPU)")
     args = parser.parse_args()
-    print(json.dumps(build(args.out, args.corpus, args.seed, args.vocab_size)))
+    print(json.dumps(build(args.out, args.corpus, args.seed, args.vocab_size, args.shape, args.fp8_out)))
 
 
 if __name__ == "__main__":

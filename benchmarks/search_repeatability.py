@@ -12,6 +12,7 @@ interleaved (old, new, old, new, ...) so a drift of the machine falls on both al
 
 For each method: the rates found, their spread (max/min - 1), the intervals (new), and the wall
 time of each search. Results go to benchmarks/results/search-repeatability-<UTC time>.json.
+Not yet run: no result is recorded (issue 15 lists it as open).
 """
 
 from __future__ import annotations

@@ -91,13 +91,27 @@ def check_verdict(step):
         assert step["decision"] == "fail" and not step["passed"]
 
 
+HELD_BACK = "the machine held it back"  # the load generator's own evidence that its schedule slipped
+
+
 def timed_search(stub, tmp_path, slots, service_ms, slo_ms, *extra):
-    stub.configure(**DEFAULTS)
-    stub.reset()
-    stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
-    t0 = time.time()
-    run, result = search(stub, tmp_path, slo_ms, *extra)
-    return run, result, time.time() - t0
+    """One search of the queue; once more if the load generator reports that the machine stalled it
+    (idle itself, requests sent late): such a run is evidence about the machine, not the search. Seen
+    in CI: two half-second stalls in the first step made it marginal and capped the answer at 40 of
+    147 req/s (lateness p99 376 ms with the generator at 8 % CPU)."""
+    for attempt in (1, 2):
+        stub.configure(**DEFAULTS)
+        stub.reset()
+        stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
+        t0 = time.time()
+        (tmp_path / f"attempt-{attempt}").mkdir(exist_ok=True)
+        run, result = search(stub, tmp_path / f"attempt-{attempt}", slo_ms, *extra)
+        elapsed_s = time.time() - t0
+        stalled = [s["index"] for s in (result or {}).get("steps", []) if HELD_BACK in (s.get("warning") or "")]
+        if not stalled:
+            break
+        print(f"attempt {attempt}: steps {stalled} were held back by the machine")
+    return run, result, elapsed_s
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +193,8 @@ def test_search_distributed_agrees(stub, tmp_path, single_process_c8):
     run, result, _ = timed_search(stub, tmp_path, 8, 50, 150, "--processes", "2")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     check_result_schema(result)
-    workers = {s["worker"] for s in read_samples(tmp_path / "run")[0]}
+    run_dir = max(tmp_path.glob("attempt-*/run"))  # the last attempt's
+    workers = {s["worker"] for s in read_samples(run_dir)[0]}
     assert len(workers) == 2  # both processes sent load
     single = single_process_c8[1]["max_sustained_rps"]
     distributed = result["max_sustained_rps"]

@@ -135,11 +135,6 @@ def _transformers_command(profile: Profile, variant: str, port: int | None) -> l
     return cmd
 
 
-def metrics_path(profile: Profile) -> str | None:
-    """Where the engine's Prometheus metrics are; None: it has none (transformers serve)."""
-    return None if profile.serving.engine == "transformers" else "/metrics"
-
-
 def is_ready(profile: Profile, url: str, model_name: str | None) -> bool:
     """Healthy and serving the model. vLLM lists it in /v1/models; `transformers serve` has loaded its
     pinned model before it answers /health (its /v1/models lists the local hub cache instead)."""

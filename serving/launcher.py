@@ -278,12 +278,13 @@ class Server:
         weights = re.search(r"Model loading took ([0-9.]+) GiB", log)
         cache = parse_metric_labels(metrics, "vllm:cache_config_info") or {}
         args = effective_args(self.profile, self.variant)
+        model = model_path(self.profile, self.variant)
         config = {
             "variant": self.variant,
             "command": self.command,
             "url": self.url,
             "engine": engine,
-            "model": model_path(self.profile, self.variant),
+            "model": model,
             "served_model_name": self.model_name,
             "vllm_version": version.group(1) if version and engine == "vllm" else None,
             "transformers_version": transformers_version(self.profile.serving.python)
@@ -296,8 +297,8 @@ class Server:
             "model_weights_gib_logged": float(weights.group(1)) if weights else None,
             # what the weights take before the engine's own pools: `transformers serve` logs no
             # figure and its process holds a KV cache of most of the card (131 GB on an H200)
-            "model_weights_bytes_checkpoint": checkpoint_bytes(model_path(self.profile, self.variant)),
-            "random_weights": (Path(model_path(self.profile, self.variant)) / "llmcap_tiny_model.json").exists(),
+            "model_weights_bytes_checkpoint": checkpoint_bytes(model),
+            "random_weights": (Path(model) / "llmcap_tiny_model.json").exists(),
             "device": self.profile.serving.device,
             "pid": self.proc.pid if self.proc else None,
             "ready_seconds": round(getattr(self, "ready_s", 0.0), 1),

@@ -167,10 +167,15 @@ def look(
 def _over(e: Exceedance, relation: str) -> str:
     return (
         f"{e.name}: {e.over} of {e.n} over {e.limit_ms:g} ms ({e.fraction:.1%}, {e.confidence:.1%} interval "
-        f"{e.low:.1%}-{e.high:.1%}), {relation} the allowed {e.allowed_fraction:.0%}"
+        f"{e.low:.1%}-{e.high:.1%}{_clustered(e)}), {relation} the allowed {e.allowed_fraction:.0%}"
         if e.n
         else f"{e.name}: no finished request to judge"
     )
+
+
+def _clustered(e: Exceedance) -> str:
+    # worth saying only when the bursts of a queue, not the count of requests, set the interval
+    return f"; in bursts: worth {e.effective_n:.0f} independent" if e.effective_n < 0.8 * e.n else ""
 
 
 def hard_failure(summary: dict, slo: Slo) -> str | None:

@@ -181,9 +181,11 @@ def test_interval_brackets_the_knee_of_a_queue(stub, tmp_path, setting):
     assert interval["low"] <= knee * 1.05 and (interval["high"] is None or interval["high"] >= knee * 0.95)
 
 
-# generous bounds: ten searches of each (benchmarks/README.md) landed at -4.4 %..-1.1 % (many slots) and
-# -8.9 %..+4.5 % (few slots), and every interval reached the knee to within 5 %
-LOW = {"many-slots": -0.10, "few-slots": -0.15}
+# generous bounds: an answer passed with confidence, and near a slowly swinging queue's knee a pass
+# needs much evidence, so answers sit below the knee: ten searches against the stub landed at
+# -13.4 %..+1.5 % (few slots), sixty simulated ones at -17.9 %..+7.5 % (few) and -10.9 %..+0.5 %
+# (many slots) (benchmarks/README.md)
+LOW = {"many-slots": -0.12, "few-slots": -0.20}
 HIGH = {"many-slots": 0.05, "few-slots": 0.10}
 
 

@@ -15,6 +15,7 @@ from llmcap.confidence import (
     binomial_lower,
     binomial_upper,
     exceedance,
+    extremal_index,
     t_quantile,
 )
 from llmcap.profile import Slo
@@ -68,6 +69,35 @@ def test_clustered_exceedances_widen_the_interval():
     assert even.decision == PASS
     assert clustered.decision == UNDECIDED and clustered.high > 2 * even.high
     assert clustered.over == even.over == 30
+
+
+def test_extremal_index_is_the_reciprocal_of_the_mean_cluster_size():
+    rng = np.random.default_rng(7)
+    alone = rng.exponential(1.0, 20000)
+    assert extremal_index(alone, float(np.quantile(alone, 0.9))) > 0.9  # independent: clusters of one
+    in_fives = np.zeros(10000)
+    for start in rng.choice(np.arange(0, 10000, 50), 60, replace=False):
+        in_fives[start : start + 5] = 1.0  # 60 clusters of 5 consecutive requests
+    assert extremal_index(in_fives, 0.5) == pytest.approx(0.2, abs=0.03)
+    assert extremal_index(np.array([1.0, 0.0, 1.0]), 0.5) == 1.0  # too few to tell
+
+
+def test_bursts_count_as_few_observations_not_many():
+    """30 of 1000 over a p95 bound. Spread out, that passes. In six bursts of five requests (one
+    queue episode each, in six different slices), the slices' spread alone would still pass it, but
+    six episodes are too few to vouch for the bound: the window holds a few hundred independent
+    requests, not 1000."""
+    n = 1000
+    batches = batch_index(np.arange(n, dtype=float), 0.0, float(n))
+    even = exceedance("p95", 500, 95, *spread(n, 30), 0.95)
+    latency = np.full(n, 300.0)
+    for start in (80, 260, 348, 525, 729, 803):
+        latency[start : start + 5] = 900.0
+    bursts = exceedance("p95", 500, 95, latency, batches, 0.95)
+    assert even.decision == PASS and even.effective_n > 0.9 * n
+    assert bursts.over == even.over == 30
+    assert bursts.effective_n < 0.4 * n
+    assert bursts.decision == UNDECIDED and bursts.high > 0.05
 
 
 def test_requests_open_past_the_bound_count_as_over():

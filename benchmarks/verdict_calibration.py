@@ -1,0 +1,194 @@
+"""How often is a step's verdict wrong, and what does that do to whole searches? By simulation.
+
+    .venv/bin/python benchmarks/verdict_calibration.py --config few-slots
+    .venv/bin/python benchmarks/verdict_calibration.py --config many-slots --verdict batch-means-only
+
+No server: an M/D/C queue (C slots, a fixed service time S, 4 ms of overhead as the stub's) is
+simulated request by request under Poisson arrivals, and judged by llmcap's own code: the verdict
+(`loadtest.stats.look`, on samples laid out as the load generator writes them), the looks and
+windows (`pass_looks`, `look_confidence`, `window_seconds`, a failure look every FAIL_LOOK_S) and
+the rate search (`RateSearch`). Time is simulated, so a thousand steps take seconds.
+
+Two measurements:
+- steps: at rates from 0.90 to 1.10 of the knee (the rate at which the queue's steady-state p95
+  meets the SLO), the share of bisection steps (20-s shortest, 40-s longest window, 5-s warm-up
+  from an empty queue) that pass, fail and end marginal. A 95 % verdict may pass at most 5 % of
+  steps at or above the knee;
+- searches: whole searches with the profile's default windows: the answer's error against the
+  knee, how many land within 5 %, how many intervals contain the knee, and the simulated time.
+
+`--verdict batch-means-only` judges without counting clusters (theta = 1: the verdict before
+llmcap.confidence counted them), for comparison. Results go to
+benchmarks/results/verdict-calibration-<config>-<verdict>-<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+from llmcap import confidence  # noqa: E402
+from llmcap.confidence import FAIL, PASS  # noqa: E402
+from llmcap.profile import SearchParams, Slo  # noqa: E402
+from llmcap.rundir import SAMPLE_DTYPE  # noqa: E402
+from loadtest.search import (  # noqa: E402
+    FAIL_LOOK_S,
+    RateSearch,
+    look_confidence,
+    pass_looks,
+    window_seconds,
+)
+from loadtest.stats import look  # noqa: E402
+from tests.queueing import rate_at_slo  # noqa: E402
+
+# (slots, service ms, p95 SLO ms, start rate): benchmarks/search_accuracy.py's settings
+CONFIGS = {
+    "many-slots": (16, 100.0, 300.0, 40.0),
+    "few-slots": (4, 200.0, 600.0, 4.0),
+}
+OVERHEAD_S = 0.004
+RATES = [0.90, 0.94, 0.97, 1.00, 1.03, 1.06, 1.10]
+
+
+def queue(rate: float, slots: int, service_s: float, seconds: float, rng) -> np.ndarray:
+    """Samples of Poisson arrivals at a FIFO M/D/C queue, empty at time 0."""
+    gaps = rng.exponential(1 / rate, int(rate * seconds * 1.3) + 50)
+    arrivals = np.cumsum(gaps)
+    arrivals = arrivals[arrivals < seconds]
+    free = [0.0] * slots
+    samples = np.zeros(len(arrivals), dtype=SAMPLE_DTYPE)
+    for i, t in enumerate(arrivals):
+        start = max(t, heapq.heappop(free))
+        heapq.heappush(free, start + service_s)
+        samples[i]["end_s"] = start + service_s + OVERHEAD_S
+    samples["scheduled_s"] = samples["issued_s"] = samples["sent_s"] = arrivals
+    samples["first_token_s"] = samples["end_s"]  # one chunk: the first token is the answer
+    return samples
+
+
+def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_s: float, rng, warmup_s=5.0):
+    """One sequential step as run_step runs it, in simulated time: (decision, seconds it took)."""
+    samples = queue(rate, slots, service_s, warmup_s + max_s + 10, rng)
+    passes = pass_looks(min_s, max_s)
+    pass_conf = look_confidence(0.95, len(passes))
+    fail_conf = look_confidence(0.95, math.ceil(max_s / FAIL_LOOK_S) + len(passes))
+    known_after = slo.p95_ms / 1000
+    start, t = warmup_s, warmup_s + FAIL_LOOK_S
+    while True:
+        finished = samples[samples["end_s"] <= t]
+        open_scheduled = samples["scheduled_s"][(samples["end_s"] > t) & (samples["scheduled_s"] <= t)]
+        if look(finished, open_scheduled, t, start, start + max_s, slo, fail_conf).decision == FAIL:
+            return "fail", t
+        if t >= start + passes[0] + known_after:
+            verdict = look(finished, open_scheduled, t, start, start + passes[0], slo, pass_conf)
+            if verdict.decision == PASS:
+                return "pass", t
+            if len(passes) == 1:
+                return "marginal", t
+            passes.pop(0)
+        t += FAIL_LOOK_S
+
+
+def steps_at(args) -> dict:
+    config, verdict, relative, reps = args
+    slots, service_ms, slo_ms, _ = CONFIGS[config]
+    knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
+    rng = np.random.default_rng(int(relative * 1000))
+    with _verdict(verdict):
+        slo = Slo(p95_ms=slo_ms)
+        found = [step(knee * relative, slots, service_ms / 1000, slo, 20, 40, rng)[0] for _ in range(reps)]
+    return {"relative_rate": relative, **{d: found.count(d) / reps for d in ("pass", "fail", "marginal")}}
+
+
+def search(args) -> dict:
+    config, verdict, seed = args
+    slots, service_ms, slo_ms, start_rps = CONFIGS[config]
+    knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
+    params, slo = SearchParams(start_rps=start_rps), Slo(p95_ms=slo_ms)
+    rng = np.random.default_rng(seed)
+    rs, failed, seconds = RateSearch(params), [], 0.0
+    with _verdict(verdict):
+        while (nxt := rs.next_step()) is not None:
+            rate, phase = nxt
+            min_s, max_s = window_seconds(params, slo, rate, phase)
+            decision, took_s = step(rate, slots, service_ms / 1000, slo, min_s, max_s, rng, params.warmup_seconds)
+            seconds += took_s + 1.0  # + the drain
+            failed += [rate] if decision == "fail" else []
+            rs.record(rate, phase, decision == "pass")
+    best = rs.best_rps if rs.confirmed else None
+    high = min((r for r in failed if best is None or r > best), default=None)
+    return {
+        "seed": seed,
+        "max_sustained_rps": best,
+        "interval_high_rps": high,
+        "error": (best or 0.0) / knee - 1,
+        "covers_knee": best is not None and best <= knee and (high is None or high >= knee),
+        "simulated_s": seconds,
+    }
+
+
+class _verdict:
+    """The shipped verdict, or the one without the cluster count (theta = 1)."""
+
+    def __init__(self, name: str):
+        self.patch = mock.patch.object(confidence, "extremal_index", lambda *a: 1.0) if name != "shipped" else None
+
+    def __enter__(self):
+        if self.patch:
+            self.patch.start()
+
+    def __exit__(self, *exc):
+        if self.patch:
+            self.patch.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", choices=CONFIGS, default="few-slots")
+    ap.add_argument("--verdict", choices=["shipped", "batch-means-only"], default="shipped")
+    ap.add_argument("--steps", type=int, default=200, help="steps per rate")
+    ap.add_argument("--searches", type=int, default=60)
+    ap.add_argument("--parallel", type=int, default=2)
+    args = ap.parse_args()
+    slots, service_ms, slo_ms, _ = CONFIGS[args.config]
+    knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
+    print(f"{args.config}: C={slots} S={service_ms:g} ms p95 <= {slo_ms:g} ms, knee {knee:.2f} req/s, {args.verdict}")
+    with ProcessPoolExecutor(args.parallel) as pool:
+        steps = list(pool.map(steps_at, [(args.config, args.verdict, r, args.steps) for r in RATES]))
+        for s in steps:
+            shares = f"pass {s['pass']:.0%} fail {s['fail']:.0%} marginal {s['marginal']:.0%}"
+            print(f"  step at {s['relative_rate']:.2f} x knee: {shares}")
+        searches = list(pool.map(search, [(args.config, args.verdict, 1000 + i) for i in range(args.searches)]))
+    errors = np.array([s["error"] for s in searches])
+    summary = {
+        "searches": len(searches),
+        "within_5_percent": int(np.sum(np.abs(errors) <= 0.05)),
+        "error_median": float(np.median(errors)),
+        "error_min": float(errors.min()),
+        "error_max": float(errors.max()),
+        "covers_knee": sum(s["covers_knee"] for s in searches),
+        "simulated_s_median": float(np.median([s["simulated_s"] for s in searches])),
+    }
+    print(f"  searches: {summary}")
+    out = {"config": args.config, "verdict": args.verdict, "knee_rps": knee, "steps": steps, "summary": summary}
+    out["searches"] = searches
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    path = HERE / "results" / f"verdict-calibration-{args.config}-{args.verdict}-{stamp}.json"
+    path.write_text(json.dumps(out, indent=1))
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

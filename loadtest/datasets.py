@@ -139,7 +139,9 @@ class Task:
     default_dataset: Path
     read: Callable[[Path], list[dict]]
     build: Callable[[dict, Path], dict]  # record, dataset path -> request fields (messages, ...)
-    expected_field: str | None = None  # the reference answer, for `llmcap inspect`
+    expected_field: str | None = None  # the reference answer, for `llmcap inspect` and scoring
+    # (output, reference answer) -> metrics, the main one first (loadtest/scorers.py)
+    score: Callable[[str, str], dict[str, float]] | None = None
 
 
 @dataclasses.dataclass

@@ -25,6 +25,7 @@ from loadtest.datasets import (
     read_trec,
     task_description,
 )
+from loadtest.scorers import score_call, score_label, score_qa, score_sql, score_text
 
 SHARED = REPO.parent / "shared" / "datasets"
 
@@ -84,6 +85,7 @@ TEXT2SQL = Task(
     read=lambda path: read_jsonl(path, ("question",)),
     build=lambda r, ds: {"messages": _plain(task_description(ds, TEXT2SQL_TASK_DESCRIPTION), r["question"])},
     expected_field="answer",
+    score=score_sql,
 )
 
 DOCSTRING = Task(
@@ -100,6 +102,7 @@ DOCSTRING = Task(
         ]
     },
     expected_field="answer",
+    score=score_text,
 )
 
 HOTPOTQA = Task(
@@ -112,6 +115,7 @@ HOTPOTQA = Task(
         )
     },
     expected_field="answer",
+    score=score_qa,
 )
 
 
@@ -156,6 +160,7 @@ BANKING77 = Task(
     read=_read_banking,
     build=lambda r, ds: {"messages": _plain(_classify(*_banking_classes(ds)), r["question"])},
     expected_field="answer",
+    score=score_label,
 )
 
 ECOMMERCE = Task(
@@ -164,6 +169,7 @@ ECOMMERCE = Task(
     read=lambda path: read_csv(path, ("question",)),
     build=lambda r, ds: {"messages": _plain(_classify(*_job_classes(ds)), r["question"])},
     expected_field="answer",
+    score=score_label,
 )
 
 TREC_CLASSES = {
@@ -185,6 +191,7 @@ TREC = Task(
         )
     },
     expected_field="answer",
+    score=score_label,
 )
 
 
@@ -235,6 +242,7 @@ SMART_HOME = Task(
     read=lambda path: read_jsonl(path, ("question",)),
     build=_smart_home,
     expected_field="answer",
+    score=score_call,
 )
 
 GIT_RULES = """Return only a JSON object with exactly two keys, "name" and "parameters", and nothing
@@ -268,6 +276,7 @@ GIT_ASSISTANT = Task(
     read=lambda path: read_jsonl(path, ("question",)),
     build=_git,
     expected_field="answer",
+    score=score_call,
 )
 
 ALL = [TEXT2SQL, SMART_HOME, GIT_ASSISTANT, DOCSTRING, HOTPOTQA, BANKING77, ECOMMERCE, TREC]

@@ -95,4 +95,10 @@ def register_inspect(sub) -> None:
     register(sub)
 
 
-REGISTER: list = [register_reports, register_plan, register_exporter, register_inspect]
+def register_accuracy(sub) -> None:
+    from llmcap.accuracy_cmd import register
+
+    register(sub)
+
+
+REGISTER: list = [register_reports, register_plan, register_exporter, register_inspect, register_accuracy]

@@ -239,3 +239,34 @@ def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float) -> b
     se = math.sqrt(np.var(first, ddof=1) / len(first) + np.var(second, ddof=1) / len(second))
     df = len(first) + len(second) - 2
     return m2 > 1.1 * m1 and m2 - m1 > t_quantile(confidence, df) * se
+
+
+# -- scores of a quality pass (loadtest/accuracy.py, reports/quality.py) ------------------------------
+BOOTSTRAP_REPLICATES = 4000
+
+
+def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Two-sided percentile bootstrap interval on the mean of per-prompt scores (Efron & Tibshirani
+    1993, ch. 13); for 0/1 scores, on the share right."""
+    if not len(values):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (BOOTSTRAP_REPLICATES, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def paired_ratio_interval(
+    a: np.ndarray, b: np.ndarray, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float] | None:
+    """sum(a) / sum(b) over paired scores (the same prompts), with a paired percentile bootstrap
+    interval: prompts are resampled together, so how hard each prompt is cancels. None when b
+    scored nothing."""
+    if not len(a) or b.sum() == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(a), (BOOTSTRAP_REPLICATES, len(a)))
+    num, den = a[picks].sum(axis=1), b[picks].sum(axis=1)
+    ratios = num[den > 0] / den[den > 0]
+    tail = (1 - confidence) / 2
+    return float(a.sum() / b.sum()), float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))

@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from llmcap.accuracy_cmd import describe, score_answers
 from llmcap.errors import ExitCode, ProfileError
 from llmcap.log import get_logger
 from llmcap.profile import Profile, Slo, load_profile
@@ -123,9 +124,10 @@ def run_variant(
     progress: Progress,
     processes: int,
     extra_locust_args: list[str],
+    accuracy_passes: int = 0,
 ) -> tuple[str, str]:
-    """Serve, search, stop. Returns (status, detail); status is 'ok', 'no-capacity', 'unsupported', 'failed'
-    or 'interrupted'."""
+    """Serve, score its answers `accuracy_passes` times, search, stop. Returns (status, detail);
+    status is 'ok', 'no-capacity', 'unsupported', 'failed' or 'interrupted'."""
     reason = variant_unsupported(profile, variant)
     if reason:
         print(f"llmcap plan: {variant}: skipped, cannot run on this machine: {reason}", flush=True)
@@ -140,6 +142,11 @@ def run_variant(
         print(f"llmcap plan: starting {variant}: {what}", flush=True)
         server.start()
         print(f"llmcap plan: {variant} ready in {server.ready_s:.0f} s at {server.url}", flush=True)
+        for number in range(1, accuracy_passes + 1):
+            t0 = time.time()
+            summary = score_answers(profile, server.url, server.model_name, run_dir, number)
+            again = " (again: how repeatable temperature 0 is)" if number > 1 else ""
+            print(f"  {variant}: answers{again}: {describe(summary)}, {time.time() - t0:.0f} s", flush=True)
         locust_cmd = [
             *locust_command(),
             "-f",
@@ -281,7 +288,11 @@ def plan(
                 run_dir = run_dir_of(plan_dir, name, round_, repeats)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 progress.start_variant(name, round_)
-                status = run_variant(profile, profile_path, name, run_dir, progress, processes, extra_locust_args or [])
+                # the baseline (the first variant) answers twice: the noise floor of agreement
+                passes = (2 if name == names[0] else 1) if profile.accuracy.enabled and round_ == 1 else 0
+                status = run_variant(
+                    profile, profile_path, name, run_dir, progress, processes, extra_locust_args or [], passes
+                )
                 progress.end_variant()
                 # a variant's status is its worst run's
                 if name not in statuses or RANK[status[0]] > RANK[statuses[name][0]]:

@@ -171,6 +171,15 @@ class CostSettings:
 
 
 @dataclasses.dataclass
+class AccuracySettings:
+    enabled: bool = setting(True, "plan: score each variant's answers before its rate search")
+    max_tokens: int = setting(256, "max_tokens of a scored answer (it ends at the model's own stop, not ignore_eos)")
+    concurrency: int = setting(4, "requests in flight during the pass (low: the answers, not the speed, are measured)")
+    sample: int | None = setting(None, "score a seeded random sample of this many records (default: all)")
+    threshold: float = setting(0.99, "the gate: a variant's accuracy must reach this share of the baseline's")
+
+
+@dataclasses.dataclass
 class Profile:
     name: str = setting("", "names the run and plan directories (required)")
     description: str = setting("", "one line about the profile")
@@ -181,6 +190,7 @@ class Profile:
     slo: Slo = dataclasses.field(default_factory=Slo)
     search: SearchParams = dataclasses.field(default_factory=SearchParams)
     cost: CostSettings = dataclasses.field(default_factory=CostSettings)
+    accuracy: AccuracySettings = dataclasses.field(default_factory=AccuracySettings)
     file: str = ""  # where it was loaded from
     dir: str = ""  # relative paths in it were resolved against this
 
@@ -210,7 +220,8 @@ def cli_settings():
 
 def _section_classes() -> dict:
     hints = _hints(Profile)
-    return {name: hints[name] for name in ("dataset", "model", "serving", "request", "slo", "search", "cost")}
+    sections = ("dataset", "model", "serving", "request", "slo", "search", "cost", "accuracy")
+    return {name: hints[name] for name in sections}
 
 
 def _base_type(hint):

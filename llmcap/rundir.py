@@ -11,6 +11,8 @@
       server/pid, server/config.json, server/vllm.log   the server llmcap started, if any
       prompts.jsonl, texts.jsonl  only with --store-text
       capacity.json, report.*     the capacity report
+      accuracy/answers[-N].jsonl  the quality pass: each prompt's answer text, reference and scores
+      accuracy/summary[-N].json   its accuracy (N: the pass's number, when a variant is scored twice)
 
 Samples are appended as they complete, so an interrupted run keeps everything it measured;
 a record cut short by a crash is dropped on read. A bottom-layer module: numpy and the
@@ -33,6 +35,7 @@ PROMPTS_FILE = "prompts.jsonl"
 CAPACITY_FILE = "capacity.json"
 TELEMETRY_DIR = "telemetry"
 SERVER_DIR = "server"
+ACCURACY_DIR = "accuracy"
 # result.json's latency_at_max: these figures of the confirmed step
 LATENCY_KEYS = ("p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")
 
@@ -258,3 +261,29 @@ def write_server_config(run_dir: str | os.PathLike, config: dict) -> None:
 
 def read_server_config(run_dir: str | os.PathLike) -> dict | None:
     return read_json(Path(run_dir) / SERVER_DIR / "config.json")
+
+
+# -- the quality pass ---------------------------------------------------------------------------------
+def accuracy_paths(run_dir: str | os.PathLike, number: int = 1) -> tuple[Path, Path]:
+    """(answers, summary) of a run's `number`-th quality pass."""
+    suffix = "" if number == 1 else f"-{number}"
+    folder = Path(run_dir) / ACCURACY_DIR
+    return folder / f"answers{suffix}.jsonl", folder / f"summary{suffix}.json"
+
+
+def write_accuracy(run_dir: str | os.PathLike, answers: list[dict], summary: dict, number: int = 1) -> None:
+    answers_path, summary_path = accuracy_paths(run_dir, number)
+    answers_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(answers_path, "w") as f:
+        for row in answers:
+            f.write(json.dumps(_clean(row)) + "\n")
+    write_json(summary_path, summary)
+
+
+def read_accuracy(run_dir: str | os.PathLike, number: int = 1) -> tuple[list[dict], dict] | None:
+    """(answers, summary) of a quality pass, or None if the run has none."""
+    answers_path, summary_path = accuracy_paths(run_dir, number)
+    if not answers_path.is_file() or not summary_path.is_file():
+        return None
+    answers = [json.loads(line) for line in answers_path.read_text().splitlines() if line.strip()]
+    return answers, read_json(summary_path)

@@ -5,7 +5,9 @@ repeats of one variant (`llmcap plan --repeats N`): the variant's figure is thei
 change in max sustained rate comes with an interval and a verdict, `significant` or `within
 noise` (`rate_change`). Latency is compared at a common rate that every variant sustained (the
 lowest max sustained rate), interpolated from each run's steps, so a faster variant is not
-penalised for being pushed harder.
+penalised for being pushed harder. Where the runs scored their answers (`llmcap plan`'s quality
+pass), each variant's accuracy stands beside its speed, with its agreement with the baseline and
+the gate's verdict (reports/quality.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from llmcap.confidence import t_quantile
+from llmcap.rundir import read_accuracy
 from reports import plots
 from reports.capacity import capacity
+from reports.quality import agreement, gate, relative_accuracy
 from reports.render import fmt, gib, pct, usd, write
 
 
@@ -187,6 +191,10 @@ def write_comparison(
     for label, why in (failures or {}).items():
         data["variants"].append({"variant": label, "status": why})
     data["runs"] = dirs
+    data["quality"] = quality(dirs, data["baseline"]) if data["baseline"] else {}
+    for v in data["variants"]:
+        if ((data["quality"].get(v["variant"]) or {}).get("gate") or {}).get("verdict") == "fail":
+            v["status"] += ", fails the quality gate"
     (out_dir / "comparison.json").write_text(json.dumps(data, indent=1))
 
     rows = []
@@ -250,6 +258,9 @@ def write_comparison(
                 "`llmcap plan --repeats N` narrows a comparison with repeated, interleaved searches.",
             )
         )
+    if data["quality"]:
+        stand_in = any(caps[0]["stand_in"] for caps in groups.values())
+        blocks += quality_blocks(data["quality"], data["baseline"], stand_in)
     if groups:
         caps = reps(groups)
         images = [
@@ -264,6 +275,80 @@ def write_comparison(
         ]
     write(blocks, out_dir, "comparison", title)
     return data
+
+
+def quality(dirs: dict[str, list[str]], baseline: str) -> dict[str, dict]:
+    """Each variant's quality pass (its first run's), against the baseline's; the baseline's own
+    second pass, where there is one, is the noise floor of agreement."""
+    base = read_accuracy(dirs[baseline][0]) if baseline in dirs else None
+    out = {}
+    for label, run_dirs in dirs.items():
+        found = read_accuracy(run_dirs[0])
+        if found is None:
+            continue
+        answers, summary = found
+        metric = summary["metric"]
+        row = {k: summary.get(k) for k in ("metric", "accuracy", "interval", "n", "errors")}
+        if label == baseline:
+            again = read_accuracy(run_dirs[0], 2)
+            row["agreement"] = agreement(again[0], answers, metric) if again else None
+        elif base is not None:
+            row["agreement"] = agreement(answers, base[0], metric)
+            row["relative"] = relative_accuracy(answers, base[0], metric)
+            row["gate"] = gate(row["relative"], summary.get("threshold", 0.99))
+        out[label] = row
+    return out
+
+
+def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> list:
+    rows = []
+    for label, q in found.items():
+        interval = q["interval"]
+        agree = q.get("agreement")
+        rel, verdict = q.get("relative"), q.get("gate")
+        rows.append(
+            [
+                label,
+                f"{pct(q['accuracy'], 1)} ({pct(interval['low'], 0)}–{pct(interval['high'], 0)}), {q['n']} prompts"
+                + (f", {q['errors']} failed" if q["errors"] else ""),
+                "baseline"
+                if label == baseline
+                else (f"{pct(rel['relative'], 1)} ({pct(rel['low'], 1)}–{pct(rel['high'], 1)})" if rel else "–"),
+                (f"{pct(agree['identical'], 0)} / {pct(agree['same_score'], 0)}" if agree else "–")
+                + (" (its two passes)" if agree and label == baseline else ""),
+                "–"
+                if verdict is None
+                else verdict["verdict"]
+                + (f" (sure: {'yes' if verdict['sure'] else 'no, within noise'})" if "sure" in verdict else "")
+                + (f": {verdict['why']}" if "why" in verdict else ""),
+            ]
+        )
+    metric = next(iter(found.values()))["metric"]
+    notes = [
+        f"Each variant answered every prompt once at temperature 0, scored by {metric} against the dataset's "
+        "reference answers; the answers' text is kept in each run directory (accuracy/answers.jsonl). "
+        "Agreement: the share of prompts answered identically to the baseline / scored the same; the "
+        "baseline's own row compares its two passes, the noise floor (the engine batches differently "
+        "from one pass to the next). The gate passes a variant whose accuracy reaches its threshold of "
+        "the baseline's (MLPerf Inference's 99 %); 'sure' says whether the paired 95 % interval agrees."
+    ]
+    if stand_in:
+        notes.append("A stand-in model with random weights answers nothing right: its accuracy is near zero by design.")
+    return [
+        ("h2", "Answers"),
+        (
+            "table",
+            [
+                "variant",
+                f"{metric} (95 % interval)",
+                "of the baseline's (interval)",
+                "identical / same score as the baseline",
+                "quality gate",
+            ],
+            rows,
+        ),
+        *[("note", n) for n in notes],
+    ]
 
 
 def reps(groups: dict[str, list[dict]]) -> dict[str, dict]:

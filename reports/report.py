@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmcap.rundir import read_accuracy
 from reports import plots
 from reports.capacity import write_capacity
 from reports.render import fmt, gib, pct, usd, write
@@ -216,6 +217,24 @@ def gib_of(value_bytes: float | None) -> str:
     return gib(value_bytes / 2**30 if value_bytes is not None else None)
 
 
+def answers_blocks(run_dir: Path) -> list[tuple]:
+    """The quality pass, where the run had one (`llmcap plan`, `llmcap accuracy`)."""
+    found = read_accuracy(run_dir)
+    if found is None:
+        return []
+    _, q = found
+    others = ", ".join(f"{name} {pct(value, 1)}" for name, value in list(q["metrics"].items())[1:])
+    text = (
+        f"{q['metric']} {pct(q['accuracy'], 1)} (95 % interval {pct(q['interval']['low'], 1)}–"
+        f"{pct(q['interval']['high'], 1)}) over {q['n']} prompts of the dataset, each answered once at "
+        f"temperature 0 and scored against its reference answer"
+        + (f"; {others}" if others else "")
+        + (f"; {q['errors']} requests failed and count as wrong" if q["errors"] else "")
+        + ". The answers' text is kept in accuracy/answers.jsonl."
+    )
+    return [("h2", "Answers"), ("p", text)]
+
+
 def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
     cap = write_capacity(run_dir, prices_path)
@@ -232,7 +251,7 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
         ("h1", title),
         ("p", f"Model {cap.get('model') or '–'}, served by {cap.get('engine') or '–'}. Run directory {run_dir}."),
     ]
-    blocks += headline_blocks(cap)
+    blocks += headline_blocks(cap) + answers_blocks(run_dir)
     blocks += [("h2", "Cost")] + cost_blocks(cap)
     blocks += hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)
     blocks += [("h2", "Plots")] + [("img", str(path), alt) for path, alt in images]

@@ -93,6 +93,7 @@ DEFAULTS = dict(
     model="stub-model",
     api_key="",
     dialect="vllm",
+    answers="",
 )
 
 

@@ -42,6 +42,9 @@ class StubConfig:
     # "transformers": as `transformers serve` 5.x: rejects fields it does not use, takes a
     # generation_config JSON string, sends usage with its last chunk unasked and no [DONE]
     dialect: str = "vllm"
+    # non-streamed answers by prompt: a JSON object {text in the last user message: answer}; a
+    # request with tools whose answer is a JSON call gets it back as a tool call (as vLLM's parser)
+    answers: str = ""
 
     def update(self, changes: dict) -> None:
         for key, value in changes.items():
@@ -145,6 +148,29 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             sem.release()
 
 
+def _answer(cfg: StubConfig, body: dict) -> dict | None:
+    """The configured answer to this prompt, as an assistant message, or None."""
+    if not cfg.answers:
+        return None
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    last = str(users[-1].get("content", "")) if users else ""
+    for key, answer in json.loads(cfg.answers).items():
+        if key in last:
+            if body.get("tools"):
+                try:
+                    call = json.loads(answer)
+                    function = {"name": call["name"], "arguments": json.dumps(call["parameters"])}
+                    return {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"id": "c1", "type": "function", "function": function}],
+                    }
+                except (ValueError, KeyError, TypeError):
+                    pass
+            return {"role": "assistant", "content": answer}
+    return None
+
+
 async def _stream(request: web.Request, state: StubState, body: dict, fault: str) -> web.StreamResponse:
     cfg = state.config
     model = body.get("model", cfg.model)
@@ -157,6 +183,7 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
         await asyncio.sleep((cfg.first_delay_ms + chunks * cfg.chunk_delay_ms) / 1000)
         state.completed += 1
         pt = prompt_tokens_of(body)
+        message = _answer(cfg, body) or {"role": "assistant", "content": "tok " * chunks}
         return web.json_response(
             {
                 "id": "chatcmpl-stub",
@@ -166,8 +193,8 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "tok " * chunks},
-                        "finish_reason": "length",
+                        "message": message,
+                        "finish_reason": "stop" if cfg.answers else "length",
                     }
                 ],
                 "usage": {"prompt_tokens": pt, "completion_tokens": chunks, "total_tokens": pt + chunks},

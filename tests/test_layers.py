@@ -19,6 +19,7 @@ TOP = {
     "llmcap.commands",
     "llmcap.plan",
     "llmcap.inspect_cmd",
+    "llmcap.accuracy_cmd",
     "llmcap.tiny_model",
     "llmcap.__main__",
     "loadtest.machinery",

@@ -97,6 +97,14 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     assert change["verdict"] in (plan_dir / "comparison.md").read_text()
     assert "unsupported" in (plan_dir / "index.md").read_text()
     assert "comparison report" in run.stdout and "[plan 1/6 bf16]" in run.stdout
+    # the quality pass, measured: every prompt answered (twice by the baseline), none right with random
+    # weights, so agreement is reported but no share of the baseline's zero accuracy is
+    quality = comparison["quality"]
+    assert set(quality) == {"bf16", "fp32"}
+    for q in quality.values():
+        assert q["n"] == 24 and q["errors"] == 0 and q["accuracy"] == 0.0 and q["agreement"]["n"] == 24
+    assert quality["fp32"]["gate"]["verdict"] == "no verdict"
+    assert "## Answers" in (plan_dir / "comparison.md").read_text()
     assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
 
 

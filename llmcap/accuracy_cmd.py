@@ -1,0 +1,73 @@
+"""`llmcap accuracy PROFILE --variant V`: serve one variant, score its answers, stop.
+
+`llmcap plan` runs the same pass (`score_answers`) for every variant before its rate search,
+twice for the baseline: two passes of one server show how far temperature 0 is from repeatable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from llmcap.errors import ExitCode
+from llmcap.log import get_logger
+from llmcap.profile import Profile, load_profile
+from llmcap.rundir import accuracy_paths, write_accuracy
+from loadtest.accuracy import run_pass
+from loadtest.tasks import TASKS
+
+log = get_logger()
+
+
+def score_answers(profile: Profile, url: str, model: str | None, run_dir: Path, number: int = 1) -> dict:
+    """One quality pass against a running server, written to the run directory; its summary."""
+    task = TASKS[profile.dataset.task]
+    dataset = Path(profile.dataset.path) if profile.dataset.path else task.default_dataset
+    api_key = os.environ.get(profile.request.api_key_env) if profile.request.api_key_env else None
+    rows, summary = run_pass(
+        url, model, task, dataset, profile.accuracy, profile.serving.engine, profile.request.timeout_s, api_key
+    )
+    write_accuracy(run_dir, rows, summary, number)
+    return summary
+
+
+def describe(summary: dict) -> str:
+    """ "exact_match 42.0 % (21 of 50 prompts; 95 % interval 28.0-56.0 %)" and the failures."""
+    n, interval = summary["n"], summary["interval"]
+    right = round(summary["accuracy"] * n) if summary["accuracy"] is not None else 0
+    text = (
+        f"{summary['metric']} {_percent(summary['accuracy'])} ({right} of {n} prompts; "
+        f"95 % interval {_percent(interval['low'])}-{_percent(interval['high'])})"
+    )
+    return text + (f", {summary['errors']} requests failed (scored as wrong)" if summary["errors"] else "")
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f} %"
+
+
+def cmd_accuracy(args) -> int:
+    from serving.launcher import Server, UnsupportedVariant, build_command, variant_unsupported
+
+    profile = load_profile(args.profile)
+    build_command(profile, args.variant, None)  # an unknown variant fails here (exit 2)
+    reason = variant_unsupported(profile, args.variant)
+    if reason:
+        raise UnsupportedVariant(f"{args.variant} cannot run on this machine: {reason}")
+    run_dir = Path(args.run_dir or f"runs/accuracy-{profile.name}-{args.variant}")
+    with Server(profile, args.variant, run_dir) as server:
+        summary = score_answers(profile, server.url, server.model_name, run_dir)
+    answers, _ = accuracy_paths(run_dir)
+    print(f"llmcap: {args.variant}: {profile.dataset.task} {describe(summary)}; answers in {answers}", flush=True)
+    if summary["errors"] == summary["n"]:
+        log.error(f"{args.variant}: every request failed")
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("accuracy", help="score one variant's answers against the dataset's references")
+    p.add_argument("profile")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--run-dir", help="where the answers go (default runs/accuracy-<profile>-<variant>)")
+    p.set_defaults(func=cmd_accuracy)

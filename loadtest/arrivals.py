@@ -95,6 +95,15 @@ class Dispatcher:
         self.rate_rps = max(0.0, float(rate_rps))
         self._changed.set()
 
+    def discard_queued(self) -> list[int]:
+        """Drop the tickets no user has taken yet (the pool was exhausted) and return their numbers.
+        A step whose verdict is in must not leave them to be sent into the next step: an overload's
+        backlog would make every following step look overloaded too."""
+        dropped = []
+        while not self.tickets.empty():
+            dropped.append(self.tickets.get_nowait()[0])
+        return dropped
+
     def _run(self) -> None:
         tickets = self.tickets
         while True:

@@ -19,7 +19,7 @@ from serving.telemetry import process_tree, server_summary
 
 log = get_logger()
 
-RATE_MESSAGE, BATCH_MESSAGE = "llmcap_rate", "llmcap_batch"
+RATE_MESSAGE, BATCH_MESSAGE, DISCARD_MESSAGE = "llmcap_rate", "llmcap_batch", "llmcap_discard"
 
 
 class RunnerLoad:
@@ -34,6 +34,12 @@ class RunnerLoad:
     def set_rate(self, rate_rps: float) -> None:
         self.rate_rps = rate_rps
         self._apply()
+
+    def discard_queued(self) -> None:
+        if isinstance(self.runner, MasterRunner):
+            self.runner.send_message(DISCARD_MESSAGE, {})
+        else:
+            self.state.process.discard_queued()
 
     def _apply(self) -> None:
         if isinstance(self.runner, MasterRunner):

@@ -34,6 +34,7 @@ class LoadProcess:
         self.worker_index = worker_index
         self.source = os.getpid()
         self.open: dict[int, float] = {}
+        self.discarded = 0  # tickets dropped unsent at the end of a decided step
         self._rows: list[tuple] = []
         self._gaps = array("f")
         self._errors: list[list] = []
@@ -45,6 +46,14 @@ class LoadProcess:
 
     def _on_issue(self, seq: int, scheduled_s: float) -> None:
         self.open[seq] = scheduled_s
+
+    def discard_queued(self) -> int:
+        """Drop the tickets still waiting for a free user (never sent: no sample is lost)."""
+        dropped = self.dispatcher.discard_queued()
+        for seq in dropped:
+            self.open.pop(seq, None)
+        self.discarded += len(dropped)
+        return len(dropped)
 
     def record(self, ticket: tuple, prompt_hash: int, r) -> None:
         """Called once per finished request, on the hot path: append a tuple, nothing more."""

@@ -118,6 +118,7 @@ class RateSearch:
 
 class Load(Protocol):
     def set_rate(self, rate_rps: float) -> None: ...
+    def discard_queued(self) -> None: ...  # drop tickets no user has taken (the pool was exhausted)
     def begin_step(self, window_start_s: float) -> None: ...
     def step_so_far(self):  # -> (finished samples, scheduled times of open requests, as of)
         ...
@@ -241,9 +242,11 @@ def run_step(
         window_end = verdict.cut_s
         if verdict.decision == FAIL:
             load.set_rate(0)  # decided: stop piling up a queue that would only have to drain
+            load.discard_queued()  # and what the exhausted pool still holds: it would load the next step
     # a passing step keeps the load on while the window's last requests finish, as in production
     load.wait_settled(window_end, request_timeout_s + 10.0)
     load.set_rate(0)
+    load.discard_queued()  # anything left was due after the window: not this step's, not the next's
     samples, itl = load.window()
     summary = summarize_window(samples, itl, window_start, window_end)
     final = look(samples, np.zeros(0), float("inf"), window_start, window_end, slo, used_confidence)

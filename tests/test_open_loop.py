@@ -113,3 +113,25 @@ def test_locust_cli_fixed_rate_leaves_a_run_directory(stub, tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["mode"] == "fixed" and len(result["steps"]) == 1
     assert "achieved" in run.stdout and "lateness p99" in run.stdout  # the once-a-second line
+
+
+def test_a_decided_step_leaves_no_backlog_for_the_next():
+    """Tickets issued while every user was busy wait for one; once a step is decided they are
+    dropped unsent, not fed into the next step (on the CPU engine an overload's backlog of hundreds
+    once made every following step fail within a second, down to a quarter of the capacity)."""
+    import gevent
+
+    from loadtest.arrivals import Dispatcher
+    from loadtest.process import LoadProcess
+
+    dispatcher = Dispatcher("poisson", seed=1)
+    process = LoadProcess(dispatcher, deliver=lambda batch: None)
+    dispatcher.start()
+    dispatcher.set_rate(500)
+    gevent.sleep(0.2)  # no user takes any: all of them wait
+    dispatcher.set_rate(0)
+    issued = dispatcher.issued
+    assert issued > 40 and dispatcher.tickets.qsize() == issued and len(process.open) == issued
+    assert process.discard_queued() == issued
+    assert dispatcher.tickets.qsize() == 0 and not process.open and process.discarded == issued
+    dispatcher.stop()

@@ -157,6 +157,9 @@ class ScriptedLoad:
     def wait_settled(self, before_s: float, timeout_s: float) -> None:
         pass
 
+    def discard_queued(self) -> None:
+        pass  # every scripted request is answered: nothing ever waits for a user
+
     def drain(self, timeout_s: float) -> None:
         pass
 

@@ -27,6 +27,7 @@ def score_answers(profile: Profile, url: str, model: str | None, run_dir: Path, 
     rows, summary = run_pass(
         url, model, task, dataset, profile.accuracy, profile.serving.engine, profile.request.timeout_s, api_key
     )
+    summary["threshold"] = profile.accuracy.threshold  # the gate's, read back by the comparison
     write_accuracy(run_dir, rows, summary, number)
     return summary
 

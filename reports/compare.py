@@ -295,7 +295,7 @@ def quality(dirs: dict[str, list[str]], baseline: str) -> dict[str, dict]:
         elif base is not None:
             row["agreement"] = agreement(answers, base[0], metric)
             row["relative"] = relative_accuracy(answers, base[0], metric)
-            row["gate"] = gate(row["relative"], summary.get("threshold", 0.99))
+            row["gate"] = gate(row["relative"], summary["threshold"])
         out[label] = row
     return out
 

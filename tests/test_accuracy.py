@@ -151,6 +151,7 @@ def test_plan_scores_each_variant_beside_its_speed(stub, tmp_path):
     stub.configure(answers=json.dumps(right), chunks=4)
     profile = yaml.safe_load(write_profile(tmp_path, stub.url, "text2sql", dataset).read_text())
     profile["serving"]["variants"] = {"a": {}, "b": {}}
+    profile["accuracy"]["threshold"] = 0.95
     profile.update(slo={"p95_ms": 500}, search={"start_rps": 20, "max_rps": 40, "growth": 2, "precision": 0.5})
     (tmp_path / "profile.yaml").write_text(yaml.safe_dump(profile))
     plan_dir = tmp_path / "plan"
@@ -164,6 +165,7 @@ def test_plan_scores_each_variant_beside_its_speed(stub, tmp_path):
     quality = json.loads((plan_dir / "comparison.json").read_text())["quality"]
     assert quality["a"]["agreement"] == {"n": 4, "identical": 1.0, "same_score": 1.0}
     assert quality["b"]["relative"]["relative"] == 1.0 and quality["b"]["gate"]["verdict"] == "pass"
+    assert quality["b"]["gate"]["threshold"] == 0.95  # the profile's
     assert quality["b"]["agreement"]["identical"] == 1.0
     assert "exact_match 50.0 % (95 % interval" in (plan_dir / "b" / "report.md").read_text()
     md = (plan_dir / "comparison.md").read_text()

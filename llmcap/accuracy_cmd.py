@@ -13,16 +13,28 @@ from llmcap.errors import ExitCode
 from llmcap.log import get_logger
 from llmcap.profile import Profile, load_profile
 from llmcap.rundir import accuracy_paths, write_accuracy
-from loadtest.accuracy import run_pass
+from loadtest.accuracy import run_pass, scored_records
+from loadtest.datasets import Task
 from loadtest.tasks import TASKS
 
 log = get_logger()
 
 
+def _task_and_dataset(profile: Profile) -> tuple[Task, Path]:
+    task = TASKS[profile.dataset.task]
+    return task, Path(profile.dataset.path) if profile.dataset.path else task.default_dataset
+
+
+def check_answers(profile: Profile) -> None:
+    """Every record the pass will score can be sent and scored: a bad one fails here (exit 2),
+    before a server starts."""
+    task, dataset = _task_and_dataset(profile)
+    scored_records(task, dataset, profile.accuracy.sample)
+
+
 def score_answers(profile: Profile, url: str, model: str | None, run_dir: Path, number: int = 1) -> dict:
     """One quality pass against a running server, written to the run directory; its summary."""
-    task = TASKS[profile.dataset.task]
-    dataset = Path(profile.dataset.path) if profile.dataset.path else task.default_dataset
+    task, dataset = _task_and_dataset(profile)
     api_key = os.environ.get(profile.request.api_key_env) if profile.request.api_key_env else None
     rows, summary = run_pass(
         url, model, task, dataset, profile.accuracy, profile.serving.engine, profile.request.timeout_s, api_key
@@ -48,13 +60,11 @@ def _percent(share: float) -> str:
 
 
 def cmd_accuracy(args) -> int:
-    from serving.launcher import Server, UnsupportedVariant, build_command, variant_unsupported
+    from serving.launcher import Server, checked_command
 
     profile = load_profile(args.profile)
-    build_command(profile, args.variant, None)  # an unknown variant fails here (exit 2)
-    reason = variant_unsupported(profile, args.variant)
-    if reason:
-        raise UnsupportedVariant(f"{args.variant} cannot run on this machine: {reason}")
+    checked_command(profile, args.variant, None)
+    check_answers(profile)
     run_dir = Path(args.run_dir or f"runs/accuracy-{profile.name}-{args.variant}")
     with Server(profile, args.variant, run_dir) as server:
         summary = score_answers(profile, server.url, server.model_name, run_dir)

@@ -20,13 +20,10 @@ log = get_logger()
 
 # -- serve ------------------------------------------------------------------------------------
 def cmd_serve(args) -> int:
-    from serving.launcher import Server, UnsupportedVariant, build_command, variant_unsupported
+    from serving.launcher import Server, checked_command
 
     profile = load_profile(args.profile)
-    command = build_command(profile, args.variant, args.port)  # an unknown variant fails here (exit 2)
-    reason = variant_unsupported(profile, args.variant)
-    if reason:
-        raise UnsupportedVariant(f"{args.variant} cannot run on this machine: {reason}")
+    command = checked_command(profile, args.variant, args.port)
     if command is None:
         raise ProfileError(
             f"{profile.file}: serving.engine: external: the server at {profile.serving.url} runs already"

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llmcap.accuracy_cmd import describe, score_answers
+from llmcap.accuracy_cmd import check_answers, describe, score_answers
 from llmcap.errors import ExitCode, ProfileError
 from llmcap.log import get_logger
 from llmcap.profile import Profile, Slo, load_profile
@@ -271,6 +271,8 @@ def plan(
         )
     if repeats < 1:
         raise ProfileError(f"--repeats {repeats}: expected 1 or more")
+    if profile.accuracy.enabled:
+        check_answers(profile)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)

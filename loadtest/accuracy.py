@@ -13,7 +13,6 @@ import json
 import random
 import time
 import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,13 +22,19 @@ from llmcap.confidence import bootstrap_mean_interval
 from llmcap.profile import AccuracySettings
 from loadtest.datasets import DatasetError, Task
 from loadtest.dialect import takes_tool_choice
+from loadtest.server_api import fetch_json
 
 
 def scored_records(task: Task, dataset: Path, sample: int | None, seed: int = 0) -> list[tuple[int, dict, str]]:
-    """(record number, request fields, reference answer) of every record the pass scores."""
+    """(record number, request fields, reference answer) of every record the pass scores. A record
+    that cannot be sent or scored (its reference not the kind of answer the scorer reads) fails
+    here, by number, before any request."""
     if task.score is None or task.expected_field is None:
         raise DatasetError(f"task {task.name}: has no scorer or reference answers")
-    records = task.read(dataset)
+    try:
+        records = task.read(dataset)
+    except OSError as e:
+        raise DatasetError(f"{dataset}: cannot read the dataset ({e.strerror or e})") from None
     numbered = list(enumerate(records, 1))
     if sample is not None and sample < len(numbered):
         numbered = sorted(random.Random(seed).sample(numbered, sample), key=lambda nr: nr[0])
@@ -38,8 +43,21 @@ def scored_records(task: Task, dataset: Path, sample: int | None, seed: int = 0)
         reference = record.get(task.expected_field)
         if reference is None:
             raise DatasetError(f"{dataset}: record {number}: no '{task.expected_field}' to score against")
-        out.append((number, task.build(record, dataset), str(reference)))
+        try:
+            request = task.build(record, dataset)
+            task.score(str(reference), str(reference))
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, DatasetError):
+                raise
+            raise DatasetError(f"{dataset}: record {number}: cannot score it ({type(e).__name__}: {e})") from None
+        out.append((number, request, str(reference)))
     return out
+
+
+def metric_names(task: Task, reference: str) -> list[str]:
+    """The task's metrics, main first: what its scorer returns for the reference itself."""
+    assert task.score is not None
+    return list(task.score(reference, reference))
 
 
 def answer_text(response: dict) -> str:
@@ -70,9 +88,6 @@ def run_pass(
 ) -> tuple[list[dict], dict]:
     """Send every scored record once; return (one row per record, the summary)."""
     items = scored_records(task, dataset, settings.sample)
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
 
     def one(item: tuple[int, dict, str]) -> dict:
         number, request, reference = item
@@ -84,19 +99,17 @@ def run_pass(
         started = time.monotonic()
         row: dict = {"record": number, "reference": reference, "answer": None, "error": None}
         try:
-            req = urllib.request.Request(
-                f"{url.rstrip('/')}/v1/chat/completions", json.dumps(body).encode(), headers, method="POST"
-            )
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                row["answer"] = answer_text(json.loads(resp.read()))
+            row["answer"] = answer_text(fetch_json(f"{url.rstrip('/')}/v1/chat/completions", timeout_s, api_key, body))
         except urllib.error.HTTPError as e:
             row["error"] = f"HTTP {e.code}: {e.read()[:200].decode(errors='replace')}"
         except (OSError, ValueError) as e:
             row["error"] = f"{type(e).__name__}: {e}"
         row["latency_s"] = time.monotonic() - started
         assert task.score is not None
-        # a failed request is a wrong answer: the gate must not pass a variant that cannot answer
-        row["scores"] = task.score(row["answer"] or "", reference) if row["error"] is None else None
+        if row["error"] is None:
+            row["scores"] = task.score(row["answer"] or "", reference)
+        else:  # a wrong answer, in every reader: the gate must not pass a variant that cannot answer
+            row["scores"] = dict.fromkeys(metric_names(task, reference), 0.0)
         return row
 
     with ThreadPoolExecutor(max(1, settings.concurrency)) as pool:
@@ -105,12 +118,11 @@ def run_pass(
 
 
 def main_scores(rows: list[dict], metric: str) -> np.ndarray:
-    return np.array([r["scores"][metric] if r.get("scores") else 0.0 for r in rows])
+    return np.array([r["scores"][metric] for r in rows])
 
 
 def summarize(rows: list[dict], task: Task) -> dict:
-    assert task.score is not None
-    metrics = list(task.score("", rows[0]["reference"]).keys()) if rows else []
+    metrics = metric_names(task, rows[0]["reference"]) if rows else []
     main = metrics[0] if metrics else "accuracy"
     values = main_scores(rows, main)
     low, high = bootstrap_mean_interval(values)
@@ -121,6 +133,6 @@ def summarize(rows: list[dict], task: Task) -> dict:
         "metric": main,
         "accuracy": float(values.mean()) if len(values) else None,
         "interval": {"low": low, "high": high, "confidence": 0.95},
-        "metrics": {m: float(main_scores(rows, m).mean()) for m in metrics} if rows else {},
+        "metrics": {m: float(main_scores(rows, m).mean()) for m in metrics},
         "stores_text": True,
     }

@@ -34,7 +34,6 @@ class LoadProcess:
         self.worker_index = worker_index
         self.source = os.getpid()
         self.open: dict[int, float] = {}
-        self.discarded = 0  # tickets dropped unsent at the end of a decided step
         self._rows: list[tuple] = []
         self._gaps = array("f")
         self._errors: list[list] = []
@@ -52,7 +51,6 @@ class LoadProcess:
         dropped = self.dispatcher.discard_queued()
         for seq in dropped:
             self.open.pop(seq, None)
-        self.discarded += len(dropped)
         return len(dropped)
 
     def record(self, ticket: tuple, prompt_hash: int, r) -> None:

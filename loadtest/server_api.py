@@ -14,8 +14,13 @@ from llmcap.errors import ServerUnreachable
 QUEUE_GAUGES = ("vllm:num_requests_waiting", "vllm:num_requests_running")
 
 
-def fetch_json(url: str, timeout_s: float, api_key: str | None = None):
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+def fetch_json(url: str, timeout_s: float, api_key: str | None = None, body: dict | None = None):
+    """GET `url` (POST `body` as JSON when given) and parse the JSON answer."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(url, data, headers)
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return json.loads(response.read())
 

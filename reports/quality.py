@@ -19,8 +19,7 @@ def _paired(a: list[dict], b: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def _score(row: dict, metric: str) -> float:
-    # a failed request is a wrong answer: a variant that cannot answer must not pass
-    return row["scores"][metric] if row.get("scores") else 0.0
+    return row["scores"][metric]  # a failed request's are 0 (loadtest/accuracy.py)
 
 
 def agreement(a: list[dict], b: list[dict], metric: str) -> dict:

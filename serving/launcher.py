@@ -114,6 +114,16 @@ def variant_unsupported(profile: Profile, variant: str) -> str | None:
     return unsupported_reason(effective_args(profile, variant))
 
 
+def checked_command(profile: Profile, variant: str, port: int | None) -> list[str] | None:
+    """build_command, for a variant this machine can serve: an unknown variant or one it cannot
+    run fails here, before anything starts (exit 2)."""
+    command = build_command(profile, variant, port)
+    reason = variant_unsupported(profile, variant)
+    if reason:
+        raise UnsupportedVariant(f"{variant} cannot run on this machine: {reason}")
+    return command
+
+
 def checkpoint_bytes(model: str) -> int | None:
     """The size of a local checkpoint's weight files (None for a hub id)."""
     files = [f for pattern in ("*.safetensors", "*.bin") for f in Path(model).glob(pattern)]

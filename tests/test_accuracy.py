@@ -62,7 +62,7 @@ def test_agreement_relative_accuracy_and_the_gate():
     verdict = gate(relative_accuracy(one, baseline, "exact_match"), 0.99)
     assert verdict["verdict"] == "fail" and not verdict["sure"]
     # a failed request counts as wrong; a baseline with nothing right gives no verdict
-    failed = [{**r, "error": "HTTP 500", "scores": None, "answer": None} for r in baseline]
+    failed = [{**r, "error": "HTTP 500", "scores": {"exact_match": 0.0}, "answer": None} for r in baseline]
     assert relative_accuracy(failed, baseline, "exact_match")["relative"] == 0.0  # type: ignore[index]
     assert gate(relative_accuracy(baseline, rows([0] * 50), "exact_match"), 0.99)["verdict"] == "no verdict"
 
@@ -138,7 +138,23 @@ def test_a_server_failing_every_request_fails_the_pass(stub, tmp_path):
     assert run.returncode == 1, (run.stdout, run.stderr)
     assert "1 requests failed (scored as wrong)" in run.stdout
     rows_, _ = read_accuracy(tmp_path / "run")  # type: ignore[misc]
-    assert rows_[0]["error"].startswith("HTTP 500") and rows_[0]["scores"] is None
+    assert rows_[0]["error"].startswith("HTTP 500") and rows_[0]["scores"] == {"exact_match": 0.0}
+
+
+def test_a_reference_the_scorer_cannot_read_is_named_by_record(tmp_path):
+    """A tool-calling set whose second reference is prose, not a call: one line, exit 2, no request."""
+    source = SHARED / "smart_home"
+    (tmp_path / "sh").mkdir()
+    shutil.copy(source / "job_description.json", tmp_path / "sh" / "job_description.json")
+    records = [json.loads(line) for line in (source / "test.jsonl").read_text().splitlines()][:2]
+    records[1]["answer"] = "turn the lights on"
+    dataset = tmp_path / "sh" / "test.jsonl"
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in records))
+    unreachable = "http://127.0.0.1:9"  # nothing is sent: the records are checked first
+    run = accuracy(write_profile(tmp_path, unreachable, "smart_home", dataset), tmp_path / "run")
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{dataset}: record 2: cannot score it" in lines[0], run.stderr
 
 
 def test_plan_scores_each_variant_beside_its_speed(stub, tmp_path):

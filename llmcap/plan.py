@@ -26,7 +26,7 @@ from llmcap.rundir import is_run_dir, read_progress, read_result, read_steps
 from llmcap.tiny_model import ensure_tiny_model
 from loadtest import console
 from reports.compare import write_comparison
-from reports.render import fmt, write
+from reports.render import fmt, model_text, write
 from serving.launcher import Server, ServerError, port_is_free, variant_unsupported
 
 REPO = Path(__file__).resolve().parent.parent
@@ -352,7 +352,7 @@ def _write_index(
         ("h1", f"llmcap plan: {profile.name}"),
         (
             "p",
-            f"Profile {profile.file}; model {profile.model.id}."
+            f"Profile {profile.file}; model {model_text(profile.model.id)}."
             + (" INTERRUPTED: only finished runs are included." if interrupted else ""),
         ),
         ("table", ["variant", "status", "detail", "max sustained req/s", "report"], rows),

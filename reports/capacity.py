@@ -17,7 +17,7 @@ from llmcap.errors import BadInput
 from llmcap.profile import CostSettings
 from llmcap.rundir import CAPACITY_FILE, LATENCY_KEYS, RESULT_FILE, read_result, read_server_config, write_json
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
-from reports.flops import GPU_PEAK_TFLOPS, architecture_of, hardware_limit, precision_of
+from reports.flops import HARDWARE, architecture_of, bandwidth_limit, compute_limit, kv_bytes_per_token, precision_of
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PRICES = REPO / "profiles" / "hosted_prices.yaml"
@@ -64,6 +64,13 @@ def stand_in(server: dict) -> list[str]:
     return out
 
 
+def stand_in_banner(reasons: list[str]) -> str | None:
+    """The line every report of a stand-in run opens with."""
+    if not reasons:
+        return None
+    return "STAND-IN: these numbers say nothing about a real model's capacity or cost: " + "; ".join(reasons) + "."
+
+
 def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
     result = read_result(run_dir)
@@ -95,7 +102,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "usd_per_gpu_hour": cost_cfg["usd_per_gpu_hour"],
     }
     if at:
-        out["latency_at_max"] = {k: at.get(k) for k in LATENCY_KEYS}
+        out["latency_at_max"] = {k: at.get(k) for k in (*LATENCY_KEYS, "mean_ms")}
         out["achieved_rps_at_max"] = at.get("achieved_rps")
         out["error_rate_at_max"] = at.get("error_rate")
         out["mean_prompt_tokens"] = at.get("mean_prompt_tokens")
@@ -120,6 +127,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "kv_cache_dtype": server.get("kv_cache_dtype"),
         "kv_cache_size_tokens": _kv_tokens(server.get("cache_config") or {}),
         "kv_cache_usage_peak": _peak_over_steps(steps, "kv_cache_usage_peak"),
+        # what the sustained rate needs: the overall peak is an overload step's
+        "kv_cache_usage_at_max": ((at or {}).get("server") or {}).get("kv_cache_usage_peak"),
         "gpu_memory_used_peak_gib": _gib(_peak_over_steps(steps, "gpu_memory_used_peak_bytes")),
         "server_process_memory_peak_gib": _gib(_peak_over_steps(steps, "server_process_memory_peak_bytes")),
     }
@@ -138,7 +147,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
             }
             for u in cost_cfg["utilizations"]
         ]
-    if out.get("mean_prompt_tokens") is not None:
+    # a stand-in's cost next to a real API's price would read as a saving nobody can have
+    if out.get("mean_prompt_tokens") is not None and not out["stand_in"]:
         prices = load_hosted_prices(prices_path or cost_cfg.get("hosted_prices"))
         out["hosted"] = {
             "as_of": prices["as_of"],
@@ -157,20 +167,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
                 for p in prices["prices"]
             ],
         }
-    if arch and out.get("mean_prompt_tokens") is not None and cost_cfg["gpu"] in GPU_PEAK_TFLOPS:
-        limit = hardware_limit(
-            arch,
-            cost_cfg["gpu"],
-            precision,
-            gpus,
-            out["mean_prompt_tokens"],
-            out.get("mean_completion_tokens") or 0,
-            rps,
-        )
-        vllm_flops = (out.get("server_at_max") or {}).get("vllm_flops_per_gpu_per_s")
-        if limit and vllm_flops:
-            limit["vllm_mfu"] = vllm_flops / (limit["peak_tflops"] / gpus * 1e12)
-        out["hardware_limit"] = limit
+    if arch and out.get("mean_prompt_tokens") is not None:
+        out["hardware_limit"] = hardware_limit(out, arch, cost_cfg["gpu"], precision, memory, server)
     out["per_step"] = [
         {
             k: s.get(k)
@@ -197,6 +195,38 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         for s in steps
     ]
     return out
+
+
+def hardware_limit(out: dict, arch, gpu: str, precision: str, memory: dict, server: dict) -> dict:
+    """Both ceilings at the measured token counts, and how much of each the sustained rate uses.
+    The batch is the server's mean of running requests over the confirmation step, else Little's
+    law (achieved rate x mean latency, an upper bound: it counts time spent queued)."""
+    hw = HARDWARE.get(gpu)
+    if hw is None or hw.bf16_tflops is None:
+        why = "not in the hardware table (reports/flops.py)" if hw is None else "no datasheet peak to divide by"
+        return {"gpu": gpu, "no_peak": why}
+    gpus, rps = out["gpus_per_replica"], out.get("max_sustained_rps")
+    p, c = out["mean_prompt_tokens"], out.get("mean_completion_tokens") or 0
+    limit: dict = {"gpu": gpu, **(compute_limit(arch, hw, precision, gpus, p, c) or {})}
+    limit["mfu"] = rps / limit["compute_ceiling_rps"] if rps else None
+    vllm_flops = (out.get("server_at_max") or {}).get("vllm_flops_per_gpu_per_s")
+    if vllm_flops:
+        limit["vllm_mfu"] = vllm_flops / (limit["peak_tflops"] / gpus * 1e12)
+    at_max = out.get("server_at_max") or {}
+    batch, batch_from = at_max.get("num_requests_running_mean"), "the server's running requests, mean"
+    if batch is None and out.get("achieved_rps_at_max") and (out.get("latency_at_max") or {}).get("mean_ms"):
+        batch = out["achieved_rps_at_max"] * out["latency_at_max"]["mean_ms"] / 1000.0
+        batch_from = "Little's law: achieved rate x mean latency"
+    weights = memory.get("weights_gib_computed")
+    if batch and weights:
+        kv_bits = (
+            8 if "fp8" in str(memory.get("kv_cache_dtype") or "").lower() else weight_bits("bf16", server.get("dtype"))
+        )
+        bw = bandwidth_limit(arch, hw, gpus, weights * GIB, kv_bits, p, c, batch)
+        if bw:
+            limit.update(bw, batch_from=batch_from, kv_bytes_per_token=kv_bytes_per_token(arch, kv_bits))
+            limit["mbu"] = rps / bw["bandwidth_ceiling_rps"] if rps else None
+    return limit
 
 
 def weight_bits(precision: str, dtype: str | None) -> int:

@@ -22,22 +22,28 @@ import numpy as np
 from llmcap.confidence import t_quantile
 from llmcap.rundir import read_accuracy
 from reports import plots
-from reports.capacity import capacity
+from reports.capacity import capacity, stand_in_banner
 from reports.quality import agreement, gate, relative_accuracy
 from reports.render import fmt, gib, pct, usd, write
 
 
 def interpolate_at(cap: dict, rate: float, key: str) -> float | None:
-    steps = sorted(
-        (s for s in cap["per_step"] if s.get(key) is not None and s.get("phase") != "partial"),
-        key=lambda s: s["offered_rps"],
-    )
-    if not steps:
+    """`key` at `rate`, interpolated over the steps that passed: one per rate, the confirmation where
+    a rate has one (a longer window than the step it confirms; two points at one rate would make
+    the line through them a mean of two draws)."""
+    by_rate: dict[float, dict] = {}
+    for s in cap["per_step"]:
+        if not s.get("passed") or s.get(key) is None or s.get("phase") == "partial":
+            continue
+        held = by_rate.get(s["offered_rps"])
+        if held is None or s.get("phase") == "confirm" or held.get("phase") != "confirm":
+            by_rate[s["offered_rps"]] = s
+    if not by_rate:
         return None
-    xs = [s["offered_rps"] for s in steps]
+    xs = sorted(by_rate)
     if rate < xs[0] or rate > xs[-1]:
         return None
-    return float(np.interp(rate, xs, [s[key] for s in steps]))
+    return float(np.interp(rate, xs, [by_rate[x][key] for x in xs]))
 
 
 def change(new: float | None, base: float | None) -> float | None:
@@ -227,8 +233,9 @@ def write_comparison(
             f"Common rate (sustained by every variant): {fmt(common, 1)} req/s.",
         ),
         *[
-            ("note", "STAND-IN: " + text + ".")
-            for text in sorted({t for caps in groups.values() for t in caps[0]["stand_in"]})
+            ("note", banner)
+            for banner in [stand_in_banner(sorted({t for caps in groups.values() for t in caps[0]["stand_in"]}))]
+            if banner
         ],
         (
             "table",

@@ -1,13 +1,19 @@
-"""How far a measured rate is from what the GPU could compute.
+"""How far a measured rate is from what the hardware could do: two ceilings.
 
-FLOPs per request for a dense decoder (Qwen3-style: GQA attention, SwiGLU MLP):
-  matmuls:   2 x (parameters in matmuls, LM head included) per token, prompt and output
-  attention: 4 x layers x heads x head_dim per (query token, key token) pair, causal
-             (QK^T and AV: 2 FLOPs per multiply-add each)
-The ceiling is peak dense FLOP/s divided by FLOPs per request; model-FLOPs
-utilization (MFU) is measured rate / ceiling. Decoding small batches is usually
-bound by memory bandwidth well before compute, so MFU of a latency-bound service
-is low: that gap is the headroom batching could buy, not a defect.
+Compute. FLOPs per request for a dense decoder (Qwen3-style: GQA attention, SwiGLU MLP), counted
+as vLLM computes them: the prompt's p tokens in one prefill and c - 1 decode steps run the layers
+on p + c - 1 tokens; the LM head runs only where a token is sampled, c times (vLLM computes logits
+for a prompt's last position, not every position); attention takes 4 x layers x heads x head_dim
+FLOPs per (query, key) pair, causal. An FP8 variant runs its linear layers at the FP8 peak, while
+the LM head and attention stay at the BF16 one (vLLM's FP8 quantizes the linear layers only).
+
+Memory bandwidth. Each decode step reads every weight once, for the whole batch, and each
+sequence's KV cache so far; a request holds its place in the batch for about c steps. At a
+batch of B sequences and context (p + c/2) tokens on average:
+    step time >= (weight bytes + B x (p + c/2) x KV bytes per token) / bandwidth
+    ceiling    = B / (c x step time)  requests per second
+A latency-bound service decoding small batches meets this ceiling long before the compute one.
+Utilization of either (MFU, MBU) is the measured rate over the ceiling.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,17 +69,28 @@ KNOWN = {
     "qwen3-8b": Architecture(4096, 36, 32, 8, 128, 12288, 151936, False),
 }
 
-# Peak dense (no sparsity) tensor FLOP/s, in TFLOPS, from the vendors' datasheets.
-GPU_PEAK_TFLOPS: dict[str, dict[str, Any]] = {  # None: no such peak
-    "H100-SXM": {"bf16": 989.4, "fp8": 1978.9, "memory_gib": 80, "bandwidth_tbs": 3.35},
-    "H100-PCIe": {"bf16": 756.0, "fp8": 1513.0, "memory_gib": 80, "bandwidth_tbs": 2.0},
-    "H200": {"bf16": 989.4, "fp8": 1978.9, "memory_gib": 141, "bandwidth_tbs": 4.8},
-    "B200": {"bf16": 2250.0, "fp8": 4500.0, "memory_gib": 180, "bandwidth_tbs": 8.0},
-    "A100-SXM": {"bf16": 312.0, "fp8": None, "memory_gib": 80, "bandwidth_tbs": 2.04},
-    "L40S": {"bf16": 362.1, "fp8": 733.0, "memory_gib": 48, "bandwidth_tbs": 0.864},
-    "L4": {"bf16": 121.0, "fp8": 242.0, "memory_gib": 24, "bandwidth_tbs": 0.3},
-    # a rough figure for the CPU demo (2 AVX-512 cores): it makes the column meaningful, not precise
-    "CPU-2core": {"bf16": 0.2, "fp8": None, "memory_gib": None, "bandwidth_tbs": 0.02},
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """One accelerator's datasheet peaks (dense, no sparsity); None where it has no such peak."""
+
+    bf16_tflops: float | None
+    fp8_tflops: float | None
+    memory_gib: float | None
+    bandwidth_tbs: float | None  # HBM, TB/s (10^12 bytes per second)
+
+
+# From the vendors' datasheets (SXM/PCIe as named).
+HARDWARE: dict[str, Hardware] = {
+    "H100-SXM": Hardware(989.4, 1978.9, 80, 3.35),
+    "H100-PCIe": Hardware(756.0, 1513.0, 80, 2.0),
+    "H200": Hardware(989.4, 1978.9, 141, 4.8),
+    "B200": Hardware(2250.0, 4500.0, 180, 8.0),
+    "A100-SXM": Hardware(312.0, None, 80, 2.04),
+    "L40S": Hardware(362.1, 733.0, 48, 0.864),
+    "L4": Hardware(121.0, 242.0, 24, 0.3),
+    # the CPU demo: a shared two-core VM has no datasheet peak worth dividing by
+    "CPU-2core": Hardware(None, None, None, None),
 }
 
 
@@ -101,13 +117,27 @@ def architecture_of(model_id: str) -> Architecture | None:
     return None
 
 
-def flops_per_request(arch: Architecture, prompt_tokens: float, completion_tokens: float) -> float:
+def flops_split(arch: Architecture, prompt_tokens: float, completion_tokens: float) -> dict[str, float]:
+    """FLOPs of one request by where they run: linear layers, LM head, attention."""
     p, c = prompt_tokens, completion_tokens
-    linear = 2.0 * arch.matmul_params * (p + c)
+    decode_inputs = max(c - 1.0, 0.0)  # the last sampled token is never fed back
     per_pair = 4.0 * arch.layers * arch.heads * arch.head_dim
-    # causal prefill: query i attends to i keys; decode token j attends to p + j keys
-    attention = per_pair * (p * (p + 1) / 2 + c * p + c * (c + 1) / 2)
-    return linear + attention
+    # prefill: query i attends to i keys; the decode input at position p + j attends to p + j keys
+    pairs = p * (p + 1) / 2 + decode_inputs * p + decode_inputs * (decode_inputs + 1) / 2
+    return {
+        "linear": 2.0 * arch.layers * arch.layer_params * (p + decode_inputs),
+        "lm_head": 2.0 * arch.vocab * arch.hidden * c,
+        "attention": per_pair * pairs,
+    }
+
+
+def flops_per_request(arch: Architecture, prompt_tokens: float, completion_tokens: float) -> float:
+    return sum(flops_split(arch, prompt_tokens, completion_tokens).values())
+
+
+def kv_bytes_per_token(arch: Architecture, kv_bits: int) -> float:
+    """K and V of every layer for one token."""
+    return 2.0 * arch.layers * arch.kv_heads * arch.head_dim * kv_bits / 8
 
 
 def precision_of(variant_args: dict) -> str:
@@ -115,26 +145,46 @@ def precision_of(variant_args: dict) -> str:
     return "fp8" if quant.startswith("fp8") else "bf16"
 
 
-def hardware_limit(
+def compute_limit(
+    arch: Architecture, hw: Hardware, precision: str, gpus: int, prompt_tokens: float, completion_tokens: float
+) -> dict | None:
+    """Requests per second if every FLOP ran at the datasheet peak; None without a peak."""
+    if hw.bf16_tflops is None:
+        return None
+    split = flops_split(arch, prompt_tokens, completion_tokens)
+    fp8 = precision == "fp8" and hw.fp8_tflops is not None
+    linear_peak = (hw.fp8_tflops if fp8 else hw.bf16_tflops) * 1e12 * gpus  # type: ignore[operator]
+    bf16_peak = hw.bf16_tflops * 1e12 * gpus
+    seconds = split["linear"] / linear_peak + (split["lm_head"] + split["attention"]) / bf16_peak
+    return {
+        "precision": "fp8" if fp8 else "bf16",
+        "peak_tflops": linear_peak / 1e12,
+        "gflops_per_request": sum(split.values()) / 1e9,
+        "compute_ceiling_rps": 1.0 / seconds,
+    }
+
+
+def bandwidth_limit(
     arch: Architecture,
-    gpu: str,
-    precision: str,
+    hw: Hardware,
     gpus: int,
+    weight_bytes: float,
+    kv_bits: int,
     prompt_tokens: float,
     completion_tokens: float,
-    measured_rps: float | None,
+    batch: float,
 ) -> dict | None:
-    peak = GPU_PEAK_TFLOPS.get(gpu)
-    if peak is None:
+    """Requests per second if decoding moved bytes at the datasheet bandwidth, at `batch` sequences
+    (tensor parallel: each GPU reads its share); None without a bandwidth or output tokens."""
+    if hw.bandwidth_tbs is None or completion_tokens <= 0:
         return None
-    tflops = peak.get(precision) or peak["bf16"]
-    per_request = flops_per_request(arch, prompt_tokens, completion_tokens)
-    ceiling = tflops * 1e12 * gpus / per_request
+    batch = max(batch, 1.0)
+    context = prompt_tokens + completion_tokens / 2
+    step_bytes = weight_bytes + batch * context * kv_bytes_per_token(arch, kv_bits)
+    step_s = step_bytes / (hw.bandwidth_tbs * 1e12 * gpus)
     return {
-        "gpu": gpu,
-        "precision": precision if peak.get(precision) else "bf16",
-        "peak_tflops": tflops * gpus,
-        "gflops_per_request": per_request / 1e9,
-        "compute_ceiling_rps": ceiling,
-        "mfu": measured_rps / ceiling if measured_rps else None,
+        "bandwidth_tbs": hw.bandwidth_tbs * gpus,
+        "batch": batch,
+        "gb_per_decode_step": step_bytes / 1e9,
+        "bandwidth_ceiling_rps": batch / (completion_tokens * step_s),
     }

@@ -23,6 +23,14 @@ def fmt(value, digits: int = 0, unit: str = "") -> str:
     return text + unit
 
 
+def model_text(model: str | None) -> str:
+    """A model as a report names it: a local checkpoint by its folder's name (the machine's path
+    stays in capacity.json), a hub id as it is."""
+    if not model:
+        return "–"
+    return f"{Path(model).name} (a local checkpoint)" if Path(model).is_absolute() else model
+
+
 def gib(value) -> str:
     """Memory in GiB; MiB below 0.1 GiB so a small model does not read as zero."""
     if value is None:

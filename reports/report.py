@@ -6,8 +6,8 @@ from pathlib import Path
 
 from llmcap.rundir import read_accuracy
 from reports import plots
-from reports.capacity import write_capacity
-from reports.render import fmt, gib, pct, usd, write
+from reports.capacity import stand_in_banner, write_capacity
+from reports.render import fmt, gib, model_text, pct, usd, write
 
 HOSTED_NOTE = (
     "Hosted prices are list prices applied to the measured mean prompt and completion tokens. "
@@ -24,8 +24,9 @@ def headline_blocks(cap: dict) -> list[tuple]:
         + f", errors ≤ {slo['max_error_rate'] * 100:g} %"
     )
     blocks: list[tuple] = []
-    if cap.get("stand_in"):
-        blocks.append(("note", "STAND-IN: " + "; ".join(cap["stand_in"]) + "."))
+    banner = stand_in_banner(cap.get("stand_in") or [])
+    if banner:
+        blocks.append(("note", banner))
     if cap.get("partial"):
         blocks.append(
             ("note", "PARTIAL RUN: interrupted before the search finished; numbers cover only what was measured.")
@@ -67,7 +68,10 @@ def headline_blocks(cap: dict) -> list[tuple]:
             f"{gib(mem['weights_gib_computed'])}",
         ],
         ["KV cache (dtype, capacity)", f"{mem['kv_cache_dtype'] or '–'}, {fmt(mem['kv_cache_size_tokens'])} tokens"],
-        ["Peak KV cache in use", pct(mem["kv_cache_usage_peak"], 1)],
+        [
+            "KV cache in use: peak at max sustained / over all steps",
+            f"{pct(mem.get('kv_cache_usage_at_max'), 1)} / {pct(mem['kv_cache_usage_peak'], 1)}",
+        ],
         [
             "Peak GPU memory used (device / server processes)",
             f"{gib(mem['gpu_memory_used_peak_gib'])} / {gib(mem['server_process_memory_peak_gib'])}",
@@ -143,22 +147,37 @@ def limit_blocks(cap: dict) -> list[tuple]:
     limit = cap.get("hardware_limit")
     if not limit:
         return []
+    if limit.get("no_peak"):
+        return [
+            ("h2", "Distance to the hardware limit"),
+            ("note", f"{limit['gpu']}: {limit['no_peak']}, so no ceiling is computed for this run."),
+        ]
     rows = [
         ["GPU peak (dense)", f"{limit['peak_tflops']:,.1f} TFLOPS {limit['precision'].upper()}"],
         ["FLOPs per request", f"{limit['gflops_per_request']:,.1f} GFLOP"],
         ["Compute ceiling", f"{limit['compute_ceiling_rps']:,.0f} req/s"],
-        ["Model-FLOPs utilization at max sustained", pct(limit["mfu"], 2)],
+        ["Model-FLOPs utilization (MFU) at max sustained", pct(limit["mfu"], 2)],
     ]
     if limit.get("vllm_mfu") is not None:
         rows.append(["vLLM's own estimate (--enable-mfu-metrics)", pct(limit["vllm_mfu"], 2)])
+    if limit.get("bandwidth_ceiling_rps"):
+        rows += [
+            ["Memory bandwidth", f"{limit['bandwidth_tbs']:,.2f} TB/s"],
+            [f"Batch at max sustained ({limit['batch_from']})", f"{limit['batch']:,.1f} requests"],
+            ["Bytes read per decode step (weights + KV)", f"{limit['gb_per_decode_step']:,.2f} GB"],
+            ["Bandwidth ceiling at that batch", f"{limit['bandwidth_ceiling_rps']:,.0f} req/s"],
+            ["Model-bandwidth utilization (MBU) at max sustained", pct(limit["mbu"], 1)],
+        ]
     return [
         ("h2", "Distance to the hardware limit"),
         ("table", ["", ""], rows),
         (
             "note",
-            "FLOPs from the model's architecture and the measured token counts. A latency-bound service "
-            "decoding small batches is limited by memory bandwidth long before compute: low MFU is the "
-            "headroom that larger batches (a looser SLO) could buy.",
+            "Both ceilings from the model's architecture and the measured token counts (reports/flops.py). "
+            "Compute: every FLOP at the datasheet peak (FP8 for an FP8 variant's linear layers only). "
+            "Bandwidth: every decode step reads the weights once and each running request's KV cache, at the "
+            "batch the server ran. A service far below the compute ceiling but near the bandwidth one is "
+            "memory-bound: a larger batch (a looser SLO) or smaller weights buy rate, more FLOPs do not.",
         ),
     ]
 
@@ -182,7 +201,7 @@ def step_blocks(cap: dict) -> list[tuple]:
             pct(s["error_rate"], 1),
             pct(srv.get("kv_cache_usage_peak")),
             fmt(srv.get("num_requests_waiting_peak")),
-            fmt(srv.get("server_e2e_p50_ms")),
+            server_quantile_text(srv.get("server_e2e_p50_ms"), srv.get("server_e2e_p50_bucket_ms")),
         ]
         if gpu:
             row += [
@@ -205,12 +224,28 @@ def step_blocks(cap: dict) -> list[tuple]:
         "errors",
         "KV peak",
         "queue peak",
-        "server p50 ms",
+        "server p50 ms (bucket]",
     ]
     if gpu:
         header += ["GPU memory peak (device / server)", "GPU busy (mean)", "GPU power mean W"]
     header += ["window s", "verdict", "reason"]
-    return [("h2", "Steps"), ("table", header, rows)]
+    note = (
+        "Client latencies are exact percentiles of every request's time from its scheduled send. The server "
+        "p50 comes from vLLM's e2e latency histogram: interpolated inside the bucket that holds it, and the "
+        "bucket's bounds are all the histogram knows (vLLM's first bucket ends at 300 ms)."
+    )
+    return [("h2", "Steps"), ("table", header, rows), ("note", note)]
+
+
+def server_quantile_text(value_ms: float | None, bucket_ms: list | None) -> str:
+    """'150 (0–300]': the interpolated figure and the histogram bucket (Prometheus' le: upper bound
+    included) it lies in."""
+    if value_ms is None:
+        return "–"
+    if not bucket_ms:
+        return fmt(value_ms)
+    low, high = bucket_ms
+    return f"{fmt(value_ms)} ({fmt(low)}–{fmt(high) if high is not None else '∞'}]"
 
 
 def gib_of(value_bytes: float | None) -> str:
@@ -249,7 +284,7 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
     title = f"llmcap capacity report: {cap['name']}" + (f" ({cap['variant']})" if cap.get("variant") else "")
     blocks: list[tuple] = [
         ("h1", title),
-        ("p", f"Model {cap.get('model') or '–'}, served by {cap.get('engine') or '–'}. Run directory {run_dir}."),
+        ("p", f"Model {model_text(cap.get('model'))}, served by {cap.get('engine') or '–'}."),
     ]
     blocks += headline_blocks(cap) + answers_blocks(run_dir)
     blocks += [("h2", "Cost")] + cost_blocks(cap)

@@ -12,7 +12,7 @@ from llmcap.confidence import t_quantile
 from reports.capacity import capacity
 from reports.compare import write_comparison
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
-from reports.flops import KNOWN, flops_per_request, hardware_limit
+from reports.flops import HARDWARE, KNOWN, bandwidth_limit, compute_limit, flops_per_request, kv_bytes_per_token
 from reports.report import write_report
 
 GIB = 2**30
@@ -41,17 +41,54 @@ def test_qwen3_4b_flops_by_hand():
     lm_head = 151936 * 2560
     assert arch.matmul_params == 36 * per_layer + lm_head == 4_022_272_000
     assert 4.00e9 < arch.total_params < 4.03e9  # "Qwen3-4B": 4.02 B parameters
-    p, c = 300, 40
-    linear = 2 * 4_022_272_000 * (p + c)
-    attention = 4 * 36 * 32 * 128 * (p * (p + 1) / 2 + c * p + c * (c + 1) / 2)
-    assert flops_per_request(arch, p, c) == pytest.approx(linear + attention)
-    assert flops_per_request(arch, p, c) == pytest.approx(2.76e12, rel=0.01)
-    limit = hardware_limit(arch, "H100-SXM", "bf16", 1, p, c, measured_rps=222)
-    assert limit["compute_ceiling_rps"] == pytest.approx(989.4e12 / (linear + attention))
-    assert limit["mfu"] == pytest.approx(222 / limit["compute_ceiling_rps"])
+    # text2sql's shape: 314 prompt tokens, 36 generated. The layers see 314 + 35 tokens (the last
+    # sampled token is never fed back); the LM head runs 36 times, not 350 (no logits per prompt token)
+    p, c = 314, 36
+    linear = 2 * 36 * per_layer * (314 + 35)
+    head = 2 * lm_head * 36
+    pairs = 314 * 315 / 2 + 35 * 314 + 35 * 36 / 2
+    attention = 4 * 36 * 32 * 128 * pairs
+    assert flops_per_request(arch, p, c) == pytest.approx(linear + head + attention)
+    assert flops_per_request(arch, p, c) == pytest.approx(2.600e12, rel=0.001)
+    # the old count charged the head for every prompt token too: ~9 % more
+    old = 2 * 4_022_272_000 * (p + c) + attention
+    assert old / (linear + head + attention) == pytest.approx(1.09, abs=0.01)
+    hw = HARDWARE["H100-SXM"]
+    bf16 = compute_limit(arch, hw, "bf16", 1, p, c)
+    assert bf16 is not None and bf16["compute_ceiling_rps"] == pytest.approx(989.4e12 / (linear + head + attention))
+    # FP8: the linear layers at 1978.9 TFLOPS, the head and attention still at 989.4
+    fp8 = compute_limit(arch, hw, "fp8", 1, p, c)
+    assert fp8 is not None
+    assert fp8["compute_ceiling_rps"] == pytest.approx(1 / (linear / 1978.9e12 + (head + attention) / 989.4e12))
+    # the head and attention are ~1 % of the FLOPs here: 1.95x, not the peak's 2x
+    assert fp8["compute_ceiling_rps"] / bf16["compute_ceiling_rps"] == pytest.approx(1.952, abs=0.003)
     # BF16 weights of Qwen3-4B ~7.5 GiB (the reference run's 7.6 GiB); FP8 linear layers ~44 % less
-    bf16, fp8 = arch.weight_bytes(16) / GIB, arch.weight_bytes(8) / GIB
-    assert 7.4 < bf16 < 7.6 and 0.40 < 1 - fp8 / bf16 < 0.48
+    bf16_w, fp8_w = arch.weight_bytes(16) / GIB, arch.weight_bytes(8) / GIB
+    assert 7.4 < bf16_w < 7.6 and 0.40 < 1 - fp8_w / bf16_w < 0.48
+
+
+def test_bandwidth_ceiling_by_hand():
+    arch = KNOWN["qwen3-4b"]
+    # KV per token: K and V, 36 layers x 8 KV heads x 128 dims x 2 bytes = 147,456 bytes
+    assert kv_bytes_per_token(arch, 16) == 147_456 and kv_bytes_per_token(arch, 8) == 73_728
+    weights = arch.weight_bytes(16)
+    # a batch of 64 at 314/36 tokens: each step reads the weights and 64 x (314 + 18) tokens of KV
+    step_bytes = weights + 64 * 332 * 147_456
+    step_s = step_bytes / 3.35e12
+    limit = bandwidth_limit(arch, HARDWARE["H100-SXM"], 1, weights, 16, 314, 36, batch=64)
+    assert limit is not None
+    assert limit["gb_per_decode_step"] == pytest.approx(step_bytes / 1e9)
+    assert limit["bandwidth_ceiling_rps"] == pytest.approx(64 / (36 * step_s))
+    # weights 8.05 GB + KV 3.13 GB a step: 3.34 ms, 36 steps a request, 64 at once: ~533 req/s
+    assert limit["bandwidth_ceiling_rps"] == pytest.approx(532.8, abs=0.5)
+    # one request alone: the weights dominate, ~11 req/s
+    alone = bandwidth_limit(arch, HARDWARE["H100-SXM"], 1, weights, 16, 314, 36, batch=1)
+    assert alone is not None and alone["bandwidth_ceiling_rps"] == pytest.approx(
+        1 / (36 * (weights + 332 * 147_456) / 3.35e12)
+    )
+    # no datasheet peak (the CPU demo): no ceiling at all
+    assert compute_limit(arch, HARDWARE["CPU-2core"], "bf16", 1, 314, 36) is None
+    assert bandwidth_limit(arch, HARDWARE["CPU-2core"], 1, weights, 16, 314, 36, 8) is None
 
 
 def step(index, phase, rate, p50, p95, p99, passed, start, **extra):
@@ -106,6 +143,7 @@ def make_run(
             870,
             True,
             1300,
+            mean_ms=420.0,
             server={"kv_cache_usage_peak": 0.5, "server_process_memory_peak_bytes": 72 * GIB},
         ),
     ]
@@ -166,12 +204,16 @@ def test_headline_numbers_from_a_fixture_run(tmp_path):
     assert mem["weights_gib_logged"] == 7.6 and 7.4 < mem["weights_gib_computed"] < 7.6
     assert mem["kv_cache_size_tokens"] == 4096 * 16
     assert mem["kv_cache_usage_peak"] == 0.97  # peak over all steps, the failing one included
+    assert mem["kv_cache_usage_at_max"] == 0.5  # over the confirmation step: what the sustained rate needs
     assert mem["gpu_memory_used_peak_gib"] == 70 and mem["server_process_memory_peak_gib"] == 72
     hosted = {r["name"]: r["usd_per_million_requests"] for r in cap["hosted"]["rows"]}
     assert hosted["Claude Haiku 4.5"] == pytest.approx(300 * 1.0 + 40 * 5.0)
     assert hosted["GPT-5 nano"] == pytest.approx(300 * 0.05 + 40 * 0.40)
     limit = cap["hardware_limit"]
     assert limit["precision"] == "bf16" and limit["mfu"] == pytest.approx(222 / limit["compute_ceiling_rps"])
+    # no server batch in the fixture: Little's law, 219.8 req/s achieved x 0.42 s = 92.3 in flight
+    assert limit["batch"] == pytest.approx(222 * 0.99 * 0.420) and limit["batch_from"].startswith("Little")
+    assert limit["mbu"] == pytest.approx(222 / limit["bandwidth_ceiling_rps"]) and 0 < limit["mbu"] < 1
 
 
 def test_report_files_and_html_escaping(tmp_path):
@@ -278,3 +320,25 @@ def test_html_opens_in_headless_chromium_without_errors(tmp_path):
     assert shot.is_file() and shot.stat().st_size > 20_000, run_.stderr[-2000:]
     console_errors = [line for line in run_.stderr.splitlines() if "CONSOLE" in line and "rror" in line]
     assert not console_errors, console_errors
+
+
+def test_common_rate_latency_from_passed_steps_one_per_rate():
+    from reports.compare import interpolate_at
+
+    def s(phase, rate, p95, passed):
+        return {"phase": phase, "offered_rps": rate, "p95_ms": p95, "passed": passed}
+
+    # a grow step and its confirmation at 30 req/s: the confirmation's 500 ms is the figure at 30
+    cap = {"per_step": [s("grow", 20, 300, True), s("grow", 30, 400, True), s("grow", 40, 900, False)]}
+    cap["per_step"].append(s("confirm", 30, 500, True))
+    assert interpolate_at(cap, 30, "p95_ms") == 500
+    assert interpolate_at(cap, 25, "p95_ms") == pytest.approx(400)  # halfway from 300 to 500
+    assert interpolate_at(cap, 35, "p95_ms") is None  # beyond what passed: the failed step is no point
+
+
+def test_server_percentile_shown_with_its_bucket():
+    from reports.report import server_quantile_text
+
+    assert server_quantile_text(150.0, [0.0, 300.0]) == "150 (0–300]"
+    assert server_quantile_text(4200.0, [2500.0, None]) == "4,200 (2,500–∞]"
+    assert server_quantile_text(80.0, None) == "80" and server_quantile_text(None, None) == "–"

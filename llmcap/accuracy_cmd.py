@@ -37,7 +37,15 @@ def score_answers(profile: Profile, url: str, model: str | None, run_dir: Path, 
     task, dataset = _task_and_dataset(profile)
     api_key = os.environ.get(profile.request.api_key_env) if profile.request.api_key_env else None
     rows, summary = run_pass(
-        url, model, task, dataset, profile.accuracy, profile.serving.engine, profile.request.timeout_s, api_key
+        url,
+        model,
+        task,
+        dataset,
+        profile.accuracy,
+        profile.serving.engine,
+        profile.request.timeout_s,
+        api_key,
+        profile.request.chat_template_kwargs,
     )
     summary["threshold"] = profile.accuracy.threshold  # the gate's, read back by the comparison
     write_accuracy(run_dir, rows, summary, number)

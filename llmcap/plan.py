@@ -26,6 +26,7 @@ from llmcap.rundir import is_run_dir, read_progress, read_result, read_steps
 from llmcap.tiny_model import ensure_tiny_model
 from loadtest import console
 from reports.compare import write_comparison
+from reports.fleet import read_trace
 from reports.render import fmt, model_text, write
 from serving.launcher import Server, ServerError, port_is_free, variant_unsupported
 
@@ -273,6 +274,8 @@ def plan(
         raise ProfileError(f"--repeats {repeats}: expected 1 or more")
     if profile.accuracy.enabled:
         check_answers(profile)
+    if profile.traffic.trace:
+        read_trace(profile.traffic.trace)  # a bad row fails now, not after the searches
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)

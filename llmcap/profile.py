@@ -61,6 +61,7 @@ class Variant:
     max_model_len: int | None = setting(None, "--max-model-len")
     gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization")
     max_num_seqs: int | None = setting(None, "--max-num-seqs")
+    enable_prefix_caching: bool | None = setting(None, "--enable-prefix-caching (true) or --no-enable-prefix-caching")
     extra_args: list = setting([], "more vLLM arguments, verbatim")
 
 
@@ -80,6 +81,9 @@ class ServingSettings:
     max_model_len: int | None = setting(None, "--max-model-len")
     gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization")
     max_num_seqs: int | None = setting(None, "--max-num-seqs")
+    enable_prefix_caching: bool | None = setting(
+        None, "vLLM's prefix cache: none keeps vLLM's default (on, as deployed); false turns it off"
+    )
     extra_args: list = setting([], "more vLLM arguments, verbatim")
     env: dict = setting({}, "environment for the server")
     nice: int = setting(0, "lower the server's CPU priority (client and server sharing cores)")
@@ -97,6 +101,14 @@ class RequestSettings:
     api_key_env: str | None = setting(None, "environment variable that holds the API key", "--api-key-env")
     tool_choice: str | None = setting(
         None, "function-calling tasks: auto, required or none (default: the task's)", "--tool-choice"
+    )
+    chat_template_kwargs: dict = setting(
+        {}, "vLLM: passed to the chat template, e.g. {enable_thinking: false} for a hybrid-reasoning Qwen3"
+    )
+    unique_marker: bool = setting(
+        True,
+        "start each request's first message that not every prompt shares with a per-request marker: the "
+        "prefix cache then serves only the shared part, as in production, not a replayed prompt whole",
     )
 
 
@@ -171,6 +183,22 @@ class CostSettings:
 
 
 @dataclasses.dataclass
+class TrafficSettings:
+    peak_rps: float | None = setting(None, "forecast: the busiest rate the fleet must hold (req/s)")
+    average_rps: float | None = setting(
+        None, "forecast: the month's mean rate (req/s; default: the trace's, else the peak)"
+    )
+    trace: str | None = setting(
+        None, "forecast: requests per minute, one per line (or CSV with a 'requests' column), e.g. a day"
+    )
+    target_utilization: float = setting(0.8, "load a replica to this share of its max sustained rate at peak")
+    spare_replicas: int = setting(1, "replicas beyond what the peak needs (1: N+1)")
+
+    def given(self) -> bool:
+        return self.peak_rps is not None or self.trace is not None
+
+
+@dataclasses.dataclass
 class AccuracySettings:
     enabled: bool = setting(True, "plan: score each variant's answers before its rate search")
     max_tokens: int = setting(256, "max_tokens of a scored answer (it ends at the model's own stop, not ignore_eos)")
@@ -191,6 +219,7 @@ class Profile:
     search: SearchParams = dataclasses.field(default_factory=SearchParams)
     cost: CostSettings = dataclasses.field(default_factory=CostSettings)
     accuracy: AccuracySettings = dataclasses.field(default_factory=AccuracySettings)
+    traffic: TrafficSettings = dataclasses.field(default_factory=TrafficSettings)
     file: str = ""  # where it was loaded from
     dir: str = ""  # relative paths in it were resolved against this
 
@@ -220,7 +249,7 @@ def cli_settings():
 
 def _section_classes() -> dict:
     hints = _hints(Profile)
-    sections = ("dataset", "model", "serving", "request", "slo", "search", "cost", "accuracy")
+    sections = ("dataset", "model", "serving", "request", "slo", "search", "cost", "accuracy", "traffic")
     return {name: hints[name] for name in sections}
 
 
@@ -321,8 +350,21 @@ def load_profile(path: str | Path) -> Profile:
     for i, u in enumerate(profile.cost.utilizations):
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise ProfileError(f"{path}: cost.utilizations[{i}]: expected a number in (0, 1], got {u!r}")
+    traffic = profile.traffic
+    if not 0 < traffic.target_utilization <= 1:
+        raise ProfileError(f"{path}: traffic.target_utilization: expected a number in (0, 1]")
+    if traffic.spare_replicas < 0:
+        raise ProfileError(f"{path}: traffic.spare_replicas: expected 0 or more")
+    for key in ("peak_rps", "average_rps"):
+        if (getattr(traffic, key) or 0) < 0:
+            raise ProfileError(f"{path}: traffic.{key}: expected a rate of 0 or more")
     base = path.resolve().parent
     profile.file, profile.dir = str(path), str(base)
+    if traffic.trace:
+        trace = (base / traffic.trace).resolve()
+        if not trace.is_file():
+            raise ProfileError(f"{path}: traffic.trace: file not found: {trace}")
+        traffic.trace = str(trace)
     if profile.dataset.path:
         ds = (base / profile.dataset.path).resolve()
         if not ds.is_file():

@@ -85,6 +85,7 @@ def run_pass(
     engine: str = "vllm",
     timeout_s: float = 120.0,
     api_key: str | None = None,
+    chat_template_kwargs: dict | None = None,
 ) -> tuple[list[dict], dict]:
     """Send every scored record once; return (one row per record, the summary)."""
     items = scored_records(task, dataset, settings.sample)
@@ -96,6 +97,8 @@ def run_pass(
         body.update(max_tokens=settings.max_tokens, temperature=0.0, stream=False)
         if not takes_tool_choice(engine):
             body.pop("tool_choice", None)
+        elif chat_template_kwargs:  # as the load test sends it: thinking off is part of the prompt
+            body["chat_template_kwargs"] = dict(chat_template_kwargs)
         started = time.monotonic()
         row: dict = {"record": number, "reference": reference, "answer": None, "error": None}
         try:

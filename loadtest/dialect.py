@@ -29,6 +29,8 @@ def request_fields(engine: str, request: RequestSettings) -> dict:
         fields["ignore_eos"] = True
     if request.min_tokens is not None:
         fields["min_tokens"] = request.min_tokens
+    if request.chat_template_kwargs:
+        fields["chat_template_kwargs"] = dict(request.chat_template_kwargs)
     return fields
 
 

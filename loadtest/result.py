@@ -65,6 +65,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
         "arrival": settings.search.arrival,
         "profile": settings.profile_file,
         "cost": dataclasses.asdict(settings.profile.cost),
+        "traffic": dataclasses.asdict(settings.profile.traffic),
         "versions": versions(),
         "command": sys.argv,
         "started": started,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class RunState:
     settings: RunSettings = None  # type: ignore[assignment]  # set by init before anything reads it
     prompts: Prompts = None  # type: ignore[assignment]
-    bodies: list[bytes] = dataclasses.field(default_factory=list)
+    bodies: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)  # head, tail (bodies.py)
     process: LoadProcess = None  # type: ignore[assignment]  # the local runner's or a worker's
     collector: Collector = None  # type: ignore[assignment]  # the master's or the local runner's
     controller: gevent.Greenlet | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from locust import User, task
 
+from loadtest.bodies import with_marker
 from loadtest.client import ChatClient
 from loadtest.datasets import Task
 from loadtest.plugin import api_key
@@ -48,7 +49,7 @@ class ChatUser(User):
     def send(self):
         ticket = self.ticket
         index = self.prompts.pick(ticket[0])
-        r = self.client.stream(self.bodies[index])
+        r = self.client.stream(with_marker(self.bodies[index], self.process.source, ticket[0]))
         self.process.record(ticket, self.prompts.hashes[index], r)
         # one Locust event per request, with the end-to-end time (not the header time)
         self.fire(

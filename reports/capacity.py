@@ -17,6 +17,7 @@ from llmcap.errors import BadInput
 from llmcap.profile import CostSettings
 from llmcap.rundir import CAPACITY_FILE, LATENCY_KEYS, RESULT_FILE, read_result, read_server_config, write_json
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
+from reports.fleet import fleet_plan, read_trace
 from reports.flops import HARDWARE, architecture_of, bandwidth_limit, compute_limit, kv_bytes_per_token, precision_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -167,6 +168,21 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
                 for p in prices["prices"]
             ],
         }
+    traffic = result.get("traffic") or {}
+    if rps and (traffic.get("peak_rps") is not None or traffic.get("trace")):
+        interval = result.get("max_sustained_rps_interval") or {}
+        out["fleet"] = fleet_plan(
+            rps,
+            gpus,
+            cost_cfg["usd_per_gpu_hour"],
+            peak_rps=traffic.get("peak_rps"),
+            average_rps=traffic.get("average_rps"),
+            per_minute=read_trace(traffic["trace"]) if traffic.get("trace") else None,
+            target_utilization=traffic.get("target_utilization", 0.8),
+            spare_replicas=traffic.get("spare_replicas", 1),
+            max_sustained_rps_low=interval.get("low") if interval.get("low") != rps else None,
+        )
+        out["fleet"]["trace_file"] = traffic.get("trace")
     if arch and out.get("mean_prompt_tokens") is not None:
         out["hardware_limit"] = hardware_limit(out, arch, cost_cfg["gpu"], precision, memory, server)
     out["per_step"] = [

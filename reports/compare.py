@@ -23,6 +23,7 @@ from llmcap.confidence import t_quantile
 from llmcap.rundir import read_accuracy
 from reports import plots
 from reports.capacity import capacity, stand_in_banner
+from reports.fleet import cheapest
 from reports.quality import agreement, gate, relative_accuracy
 from reports.render import fmt, gib, pct, usd, write
 
@@ -157,6 +158,7 @@ def comparison(groups: dict[str, list[dict]]) -> dict:
                 ),
                 "gpu_memory_used_peak_gib": cap["memory"].get("gpu_memory_used_peak_gib"),
                 "usd_per_million_requests": full["usd_per_million_requests"] if full else None,
+                "fleet": cap.get("fleet"),
             }
         )
     return {"baseline": labels[0], "common_rate_rps": common, "variants": rows}
@@ -201,6 +203,9 @@ def write_comparison(
     for v in data["variants"]:
         if ((data["quality"].get(v["variant"]) or {}).get("gate") or {}).get("verdict") == "fail":
             v["status"] += ", fails the quality gate"
+    # never the cheapest: a variant that held no rate or lost the answers
+    eligible = {v["variant"] for v in data["variants"] if v.get("max_sustained_rps") and v["status"] == "ok"}
+    data["cheapest_fleet"] = cheapest({v["variant"]: v.get("fleet") for v in data["variants"]}, eligible)
     (out_dir / "comparison.json").write_text(json.dumps(data, indent=1))
 
     rows = []
@@ -268,12 +273,17 @@ def write_comparison(
     if data["quality"]:
         stand_in = any(caps[0]["stand_in"] for caps in groups.values())
         blocks += quality_blocks(data["quality"], data["baseline"], stand_in)
+    blocks += fleet_blocks(data)
     if groups:
         caps = reps(groups)
         images = [
             (plots.latency_vs_rate(caps, out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
             (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
         ]
+        fleets = {v["variant"]: v.get("fleet") or {} for v in data["variants"]}
+        fleet_png = plots.replicas_over_trace(fleets, out_dir / "replicas_over_trace.png")
+        if fleet_png:
+            images.append((fleet_png, "replicas over the traffic trace"))
         blocks += [("h2", "Plots")] + [("img", str(p), alt) for p, alt in images]
         # relative to the comparison, so the links hold wherever the directory is copied
         blocks += [("h2", "Runs")] + [
@@ -282,6 +292,41 @@ def write_comparison(
         ]
     write(blocks, out_dir, "comparison", title)
     return data
+
+
+def fleet_blocks(data: dict) -> list[tuple]:
+    """Each variant's fleet for the profile's traffic forecast, and the cheapest eligible one."""
+    with_fleet = [v for v in data["variants"] if v.get("fleet")]
+    if not with_fleet:
+        return []
+    first = with_fleet[0]["fleet"]
+    trace = any(v["fleet"].get("trace") for v in with_fleet)
+    header = ["variant", "replicas at peak", "fixed fleet $ / month", "$ / 1M requests (fixed)"]
+    header += ["following the trace $ / month", "$ / 1M requests (trace)"] if trace else []
+    rows = []
+    for v in with_fleet:
+        f = v["fleet"]
+        row = [v["variant"], str(f["replicas_at_peak"]), usd(f["fixed_fleet_usd_per_month"])]
+        row.append(usd(f["fixed_fleet_usd_per_million_requests"]))
+        if trace:
+            row += [usd(f["trace"]["usd_per_month"]), usd(f["trace"]["usd_per_million_requests"])]
+        rows.append(row)
+    best = data.get("cheapest_fleet")
+    verdict = (
+        f"Cheapest that held the SLO and kept the answers: {best}."
+        if best
+        else "No variant both held the SLO and kept the answers: none is named."
+    )
+    return [
+        ("h2", "Fleet for the forecast"),
+        (
+            "p",
+            f"Peak {fmt(first['peak_rps'], 1)} req/s, average {fmt(first['average_rps'], 1)} req/s; replicas loaded "
+            f"to {pct(first['target_utilization'])} of their max sustained rate at peak, +{first['spare_replicas']} "
+            f"spare. {verdict}",
+        ),
+        ("table", header, rows),
+    ]
 
 
 def quality(dirs: dict[str, list[str]], baseline: str) -> dict[str, dict]:

@@ -94,3 +94,21 @@ def server_over_time(run_dir: Path, cap: dict, path: Path) -> Path | None:
                 ax.axvspan(s["start"] - t0, s["end"] - t0, color="green" if s["passed"] else "red", alpha=0.08)
     axes[-1].set_xlabel("seconds since the first scrape (shaded: measured windows, green passed, red failed)")
     return _save(fig, path)
+
+
+def replicas_over_trace(fleets: dict[str, dict], path: Path) -> Path | None:
+    """Replicas each minute of the traffic trace needs, one line per variant, beside the trace's rate."""
+    with_trace = {label: f for label, f in fleets.items() if f and f.get("trace")}
+    if not with_trace:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, fleet in with_trace.items():
+        by_minute = fleet["trace"]["replicas_by_minute"]
+        hours = [m / 60.0 for m in range(len(by_minute))]
+        ax.step(hours, by_minute, where="post", label=f"{label} (fixed fleet: {fleet['replicas_at_peak']})")
+    ax.set_xlabel("hours into the trace")
+    ax.set_ylabel("replicas needed")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

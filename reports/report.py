@@ -73,6 +73,10 @@ def headline_blocks(cap: dict) -> list[tuple]:
             f"{pct(mem.get('kv_cache_usage_at_max'), 1)} / {pct(mem['kv_cache_usage_peak'], 1)}",
         ],
         [
+            "Prompt tokens served from the prefix cache at max sustained",
+            pct(((cap.get("server_at_max") or {}).get("prefix_cache_hit_rate")), 1),
+        ],
+        [
             "Peak GPU memory used (device / server processes)",
             f"{gib(mem['gpu_memory_used_peak_gib'])} / {gib(mem['server_process_memory_peak_gib'])}",
         ],
@@ -121,6 +125,46 @@ def cost_blocks(cap: dict) -> list[tuple]:
     return blocks
 
 
+def fleet_blocks(cap: dict) -> list[tuple]:
+    fleet = cap.get("fleet")
+    if not fleet:
+        return []
+    trace = fleet.get("trace")
+    source = f", from a trace of {trace['minutes']:,} minutes" if trace else ""
+    low = fleet.get("replicas_at_peak_if_rate_is_low")
+    gpus_note = f" ({fleet['gpus_at_peak']} GPUs)" if fleet["gpus_at_peak"] != fleet["replicas_at_peak"] else ""
+    rows = [
+        ["Forecast: peak / average", f"{fmt(fleet['peak_rps'], 1)} / {fmt(fleet['average_rps'], 1)} req/s{source}"],
+        [
+            "Headroom",
+            f"replicas loaded to {pct(fleet['target_utilization'])} of max sustained at peak, "
+            f"+{fleet['spare_replicas']} spare",
+        ],
+        ["Replicas at peak", f"{fleet['replicas_at_peak']}{gpus_note}"],
+    ]
+    if low is not None:
+        rows.append(["… if the true maximum is at its interval's low end", str(low)])
+    rows += [
+        ["Fixed fleet: $ per month", usd(fleet["fixed_fleet_usd_per_month"])],
+        ["Fixed fleet: $ / 1M requests (idle capacity included)", usd(fleet["fixed_fleet_usd_per_million_requests"])],
+        ["Fixed fleet: average utilization", pct(fleet["average_utilization"])],
+    ]
+    if trace:
+        rows += [
+            ["Following the trace (ideal autoscaling): $ per month", usd(trace["usd_per_month"])],
+            ["Following the trace: $ / 1M requests", usd(trace["usd_per_million_requests"])],
+        ]
+    return [
+        ("h2", "Fleet for the forecast"),
+        ("table", ["", ""], rows),
+        (
+            "note",
+            "replicas = ceil(rate / (max sustained × target utilization)) + spare (reports/fleet.py); "
+            "a month is 730 hours.",
+        ),
+    ]
+
+
 def hosted_blocks(cap: dict) -> list[tuple]:
     hosted = cap.get("hosted")
     if not hosted:
@@ -167,6 +211,7 @@ def limit_blocks(cap: dict) -> list[tuple]:
             ["Bytes read per decode step (weights + KV)", f"{limit['gb_per_decode_step']:,.2f} GB"],
             ["Bandwidth ceiling at that batch", f"{limit['bandwidth_ceiling_rps']:,.0f} req/s"],
             ["Model-bandwidth utilization (MBU) at max sustained", pct(limit["mbu"], 1)],
+            ["Nearer limit", "compute (prefill-heavy)" if limit["mfu"] >= limit["mbu"] else "memory bandwidth"],
         ]
     return [
         ("h2", "Distance to the hardware limit"),
@@ -176,8 +221,8 @@ def limit_blocks(cap: dict) -> list[tuple]:
             "Both ceilings from the model's architecture and the measured token counts (reports/flops.py). "
             "Compute: every FLOP at the datasheet peak (FP8 for an FP8 variant's linear layers only). "
             "Bandwidth: every decode step reads the weights once and each running request's KV cache, at the "
-            "batch the server ran. A service far below the compute ceiling but near the bandwidth one is "
-            "memory-bound: a larger batch (a looser SLO) or smaller weights buy rate, more FLOPs do not.",
+            "batch the server ran. Near the bandwidth ceiling a larger batch (a looser SLO), smaller weights or an "
+            "FP8 KV cache buy rate; near the compute one (long prompts, short answers) FP8 matmuls do.",
         ),
     ]
 
@@ -201,6 +246,7 @@ def step_blocks(cap: dict) -> list[tuple]:
             pct(s["error_rate"], 1),
             pct(srv.get("kv_cache_usage_peak")),
             fmt(srv.get("num_requests_waiting_peak")),
+            pct(srv.get("prefix_cache_hit_rate")),
             server_quantile_text(srv.get("server_e2e_p50_ms"), srv.get("server_e2e_p50_bucket_ms")),
         ]
         if gpu:
@@ -224,6 +270,7 @@ def step_blocks(cap: dict) -> list[tuple]:
         "errors",
         "KV peak",
         "queue peak",
+        "prefix cache hits",
         "server p50 ms (bucket]",
     ]
     if gpu:
@@ -278,6 +325,9 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
         (plots.latency_vs_rate({label: cap}, run_dir / "latency_vs_rate.png"), "latency vs offered rate"),
         (plots.achieved_vs_offered({label: cap}, run_dir / "achieved_vs_offered.png"), "achieved vs offered"),
     ]
+    fleet_png = plots.replicas_over_trace({label: cap.get("fleet") or {}}, run_dir / "replicas_over_trace.png")
+    if fleet_png:
+        images.append((fleet_png, "replicas over the traffic trace"))
     server_png = plots.server_over_time(run_dir, cap, run_dir / "server_over_time.png")
     if server_png:
         images.append((server_png, "server and GPU over time"))
@@ -288,7 +338,7 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
     ]
     blocks += headline_blocks(cap) + answers_blocks(run_dir)
     blocks += [("h2", "Cost")] + cost_blocks(cap)
-    blocks += hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)
+    blocks += fleet_blocks(cap) + hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)
     blocks += [("h2", "Plots")] + [("img", str(path), alt) for path, alt in images]
     write(blocks, run_dir, "report", title)
     return cap

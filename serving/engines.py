@@ -94,11 +94,11 @@ def _vllm_command(profile: Profile, variant: str, port: int | None) -> list[str]
     if profile.model.tokenizer:
         cmd += ["--tokenizer", profile.model.tokenizer]
     for key in VARIANT_FLAGS:
-        if args[key] is not None:
-            cmd += ["--" + key.replace("_", "-"), str(args[key])]
-    # repeated prompts would otherwise be served from the prefix cache: not the production case
-    if "--enable-prefix-caching" not in args["extra_args"]:
-        cmd.append("--no-enable-prefix-caching")
+        flag, value = "--" + key.replace("_", "-"), args[key]
+        if isinstance(value, bool):  # vLLM's switches: --flag / --no-flag
+            cmd.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            cmd += [flag, str(value)]
     cmd += [str(a) for a in args["extra_args"]]
     return cmd
 

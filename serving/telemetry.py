@@ -136,6 +136,11 @@ def server_summary(telemetry_dir: str | Path, start: float, end: float, server_p
                 "preemptions": counter_delta(vllm, "vllm:num_preemptions_total", start, end),
             }
         )
+        # both counters count tokens: the share of prompt tokens the prefix cache served
+        queried = counter_delta(vllm, "vllm:prefix_cache_queries_total", start, end)
+        hit = counter_delta(vllm, "vllm:prefix_cache_hits_total", start, end)
+        if queried and hit is not None:
+            out["prefix_cache_hit_rate"] = hit / queried
         ttft = histogram_delta_quantiles(vllm, "vllm:time_to_first_token_seconds", start, end)
         e2e = histogram_delta_quantiles(vllm, "vllm:e2e_request_latency_seconds", start, end)
         if ttft:

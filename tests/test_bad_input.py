@@ -30,6 +30,8 @@ def one_line_error(run, *fragments):
         (MINIMAL + "search: {confidence: 1.5}\n", ["search:", "confidence < 1"]),
         (MINIMAL + "search: {step_seconds: 30, max_step_seconds: 10}\n", ["max_step_seconds >= step_seconds"]),
         (MINIMAL + "dataset: {path: missing.jsonl}\n", ["dataset.path: file not found"]),
+        (MINIMAL + "traffic: {trace: missing.csv}\n", ["traffic.trace: file not found"]),
+        (MINIMAL + "traffic: {peak_rps: 100, target_utilization: 1.5}\n", ["traffic.target_utilization: expected"]),
     ],
 )
 def test_bad_profiles(stub, tmp_path, profile, fragments):

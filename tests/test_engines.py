@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from llmcap.profile import RequestSettings, load_profile
-from loadtest.bodies import build_bodies
+from loadtest.bodies import build_bodies, with_marker
 from loadtest.client import ChatClient
 from loadtest.datasets import Prompts
 from serving.engines import build_command
@@ -26,7 +26,27 @@ def prompts(*requests) -> Prompts:
 
 
 def body(engine: str, request: RequestSettings, prompt: dict | None = None) -> dict:
-    return json.loads(build_bodies(prompts(prompt or TOOL_PROMPT), "m", request, engine)[0])
+    return json.loads(with_marker(build_bodies(prompts(prompt or TOOL_PROMPT), "m", request, engine)[0], 1, 1))
+
+
+def test_each_request_is_marked_after_what_every_prompt_shares():
+    system = {"role": "system", "content": "You answer in SQL."}
+    two = prompts(
+        {"messages": [system, {"role": "user", "content": "q1"}]},
+        {"messages": [system, {"role": "user", "content": "q2"}]},
+    )
+    first = build_bodies(two, "m", RequestSettings())[0]
+    sent = [json.loads(with_marker(first, 0x4D2, seq))["messages"] for seq in (1, 2)]
+    assert sent[0][0] == system and sent[0][1]["content"] == "[4d2.1] q1"  # the shared system prompt untouched
+    assert sent[1][1]["content"] == "[4d2.2] q1"  # the same prompt again: a different request
+    plain = build_bodies(two, "m", RequestSettings(unique_marker=False))[0]
+    assert plain[1] == b"" and with_marker(plain, 1, 1) == plain[0]
+    assert json.loads(plain[0])["messages"][1]["content"] == "q1"
+    # a vLLM-only switch for the chat template, never sent to transformers serve
+    thinking_off = RequestSettings(chat_template_kwargs={"enable_thinking": False})
+    for engine, sent_kwargs in (("vllm", {"enable_thinking": False}), ("transformers", None)):
+        body = json.loads(with_marker(build_bodies(two, "m", thinking_off, engine)[0], 1, 1))
+        assert body.get("chat_template_kwargs") == sent_kwargs
 
 
 def test_each_engine_gets_the_fields_it_takes():
@@ -48,15 +68,15 @@ def test_transformers_dialect_end_to_end_on_the_stub(stub):
     request = RequestSettings(max_tokens=12, ignore_eos=True)
     client = ChatClient(stub.url)
     # vLLM's fields are refused outright, which is why the dialect exists
-    refused = client.stream(build_bodies(prompts(TOOL_PROMPT), "m", request, "vllm")[0])
+    refused = client.stream(with_marker(build_bodies(prompts(TOOL_PROMPT), "m", request, "vllm")[0], 1, 1))
     assert refused.status == 422
     # its stream ends after the usage chunk, with no [DONE]: complete, all 12 tokens counted
-    r = client.stream(build_bodies(prompts(TOOL_PROMPT), "m", request, "transformers")[0])
+    r = client.stream(with_marker(build_bodies(prompts(TOOL_PROMPT), "m", request, "transformers")[0], 1, 1))
     assert r.error == 0, r.message
     assert r.completion_tokens == 12 and len(r.itl_ms) == 11
     # cut before its usage chunk, the same stream is still an error
     stub.configure(fault="cut", cut_after_chunks=3)
-    cut = client.stream(build_bodies(prompts(TOOL_PROMPT), "m", request, "transformers")[0])
+    cut = client.stream(with_marker(build_bodies(prompts(TOOL_PROMPT), "m", request, "transformers")[0], 1, 1))
     assert cut.error != 0
 
 

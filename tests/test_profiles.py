@@ -1,5 +1,6 @@
 """Profiles: the schema's errors are one line naming file and field; shipped profiles build exact commands."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_cpu_profile_commands():
         "--dtype",
         "bfloat16",
     ]
-    tail = ["--max-model-len", "2048", "--gpu-memory-utilization", "0.3", "--no-enable-prefix-caching"]
+    tail = ["--max-model-len", "2048", "--gpu-memory-utilization", "0.3"]  # the prefix cache as vLLM's default: on
     assert build_command(p, "bf16") == [ENGINE_PY, *common, *tail]
     assert build_command(p, "fp8-kv") == [ENGINE_PY, *common, "--kv-cache-dtype", "fp8", *tail]
     assert build_command(p, "bf16", port=9001)[10] == "9001"
@@ -60,7 +61,6 @@ def test_h100_profile_commands():
         "0.92",
         "--max-num-seqs",
         "256",
-        "--no-enable-prefix-caching",
     ]
     assert build_command(p, "bf16") == [*base, *tail]
     assert build_command(p, "fp8") == [*base, "--quantization", "fp8", *tail]
@@ -150,3 +150,26 @@ def test_docs_name_every_setting():
                 missing.append(f"{section}.{f.name}")
     assert not missing, missing
     assert not any("request.stream" in row for row in rows)
+
+
+@pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="../shared/datasets not present")
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in (REPO / "profiles").rglob("*.yaml") if p.name != "hosted_prices.yaml"),
+    ids=lambda p: p.name,
+)
+def test_every_shipped_qwen3_profile_turns_thinking_off(path):
+    """A hybrid-reasoning Qwen3 thinks first unless told not to: every request of a shipped profile
+    naming one carries the chat template's switch (the tiny stand-in's template has no thinking)."""
+    from loadtest.bodies import build_bodies
+    from loadtest.datasets import load_prompts
+    from loadtest.tasks import TASKS
+
+    p = load_profile(path)
+    if p.model.build_tiny or "qwen3" not in p.model.id.lower() or "instruct-2507" in p.model.id.lower():
+        pytest.skip("not a hybrid-reasoning Qwen3 checkpoint")
+    assert p.serving.engine == "vllm"
+    prompts = load_prompts(TASKS[p.dataset.task], p.dataset.path, sample=3)
+    for head, tail in build_bodies(prompts, "m", p.request, p.serving.engine):
+        body = json.loads(head + b"[1.1] " + tail if tail else head)
+        assert body["chat_template_kwargs"] == {"enable_thinking": False}

@@ -279,6 +279,7 @@ def write_comparison(
         images = [
             (plots.latency_vs_rate(caps, out_dir / "latency_vs_rate.png"), "latency vs offered rate"),
             (plots.achieved_vs_offered(caps, out_dir / "achieved_vs_offered.png"), "achieved vs offered"),
+            (plots.pareto(caps, out_dir / "pareto.png"), "throughput per GPU against latency, every step (Pareto)"),
         ]
         fleets = {v["variant"]: v.get("fleet") or {} for v in data["variants"]}
         fleet_png = plots.replicas_over_trace(fleets, out_dir / "replicas_over_trace.png")

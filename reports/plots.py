@@ -112,3 +112,48 @@ def replicas_over_trace(fleets: dict[str, dict], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other beats on both axes (lower latency and higher throughput), by latency."""
+    front: list[tuple[float, float]] = []
+    for latency, rate in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or rate > front[-1][1]:
+            front.append((latency, rate))
+    return front
+
+
+def pareto(runs: dict[str, dict], path: Path) -> Path:
+    """Throughput per GPU against p95 latency (and output tokens/s per GPU against each user's
+    tokens/s) over every step of every variant, the frontier drawn through the best of all."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    everyone, everyone_tokens = [], []
+    for label, cap in runs.items():
+        gpus = cap.get("gpus_per_replica") or 1
+        steps = [s for s in cap["per_step"] if s.get("p95_ms") and s.get("achieved_rps")]
+        xs = [s["p95_ms"] for s in steps]
+        ys = [s["achieved_rps"] / gpus for s in steps]
+        (dots,) = left.plot(xs, ys, "o", alpha=0.7, label=label)
+        everyone += list(zip(xs, ys, strict=True))
+        tokens = [s for s in steps if s.get("itl_p50_ms") and s.get("mean_completion_tokens")]
+        per_user = [1000.0 / s["itl_p50_ms"] for s in tokens]
+        per_gpu = [s["achieved_rps"] * s["mean_completion_tokens"] / gpus for s in tokens]
+        right.plot(per_user, per_gpu, "o", alpha=0.7, color=dots.get_color(), label=label)
+        everyone_tokens += [(-u, g) for u, g in zip(per_user, per_gpu, strict=True)]  # more per user is better
+    front = pareto_front(everyone)
+    left.plot([p[0] for p in front], [p[1] for p in front], "k--", alpha=0.6, label="frontier")
+    if runs:
+        slo = next(iter(runs.values()))["slo"]["p95_ms"]
+        left.axvline(slo, color="red", linestyle="-.", label=f"SLO p95 {slo:g} ms")
+    left.set_xscale("log")
+    left.set_xlabel("p95 end-to-end latency (ms)")
+    left.set_ylabel("completed req/s per GPU")
+    if everyone_tokens:
+        front_t = pareto_front(everyone_tokens)
+        right.plot([-p[0] for p in front_t], [p[1] for p in front_t], "k--", alpha=0.6, label="frontier")
+    right.set_xlabel("tokens/s each user sees (1 / median inter-token latency)")
+    right.set_ylabel("output tokens/s per GPU")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)

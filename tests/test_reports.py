@@ -342,3 +342,19 @@ def test_server_percentile_shown_with_its_bucket():
     assert server_quantile_text(150.0, [0.0, 300.0]) == "150 (0–300]"
     assert server_quantile_text(4200.0, [2500.0, None]) == "4,200 (2,500–∞]"
     assert server_quantile_text(80.0, None) == "80" and server_quantile_text(None, None) == "–"
+
+
+def test_pareto_frontier_and_plot(tmp_path):
+    from reports.plots import pareto_front
+
+    # (p95 ms, req/s): (300, 20) is beaten by (250, 30); (900, 25) by (600, 40)
+    points = [(100, 10), (300, 20), (250, 30), (600, 40), (900, 25), (2000, 45)]
+    assert pareto_front(points) == [(100, 10), (250, 30), (600, 40), (2000, 45)]
+    bf16 = make_run(tmp_path, "bf16", rps=222.0)
+    fp8 = make_run(tmp_path, "fp8", quantization="fp8", rps=255.3, weights=4.3, high=262.0)
+    write_comparison([bf16, fp8], tmp_path / "cmp")
+    assert (tmp_path / "cmp" / "pareto.png").stat().st_size > 10_000
+    assert (
+        "![throughput per GPU against latency, every step (Pareto)](pareto.png)"
+        in (tmp_path / "cmp" / "comparison.md").read_text()
+    )

@@ -54,10 +54,11 @@ def change(new: float | None, base: float | None) -> float | None:
 
 
 def memory_figure(cap: dict) -> float | None:
-    """The memory figure that differs between variants: weights (logged by vLLM, else the checkpoint's
-    files, else computed from the architecture)."""
+    """The memory figure that differs between variants: weights as served (logged by vLLM, else
+    computed from the architecture at the served precision, else the checkpoint's files, which hold
+    the stored dtype: a BF16 checkpoint served as FP32 takes twice its files)."""
     m = cap["memory"]
-    return m.get("weights_gib_logged") or m.get("weights_gib_checkpoint") or m.get("weights_gib_computed")
+    return m.get("weights_gib_logged") or m.get("weights_gib_computed") or m.get("weights_gib_checkpoint")
 
 
 def rate_change(runs: list[dict], base_runs: list[dict]) -> dict | None:

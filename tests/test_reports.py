@@ -358,3 +358,12 @@ def test_pareto_frontier_and_plot(tmp_path):
         "![throughput per GPU against latency, every step (Pareto)](pareto.png)"
         in (tmp_path / "cmp" / "comparison.md").read_text()
     )
+
+
+def test_weights_compared_as_served_not_as_stored():
+    from reports.compare import memory_figure
+
+    # a BF16 checkpoint of 1.7 MiB served as FP32: 3.4 MiB in memory, not the files' size
+    fp32 = {"memory": {"weights_gib_logged": None, "weights_gib_computed": 0.00342, "weights_gib_checkpoint": 0.00171}}
+    assert memory_figure(fp32) == 0.00342
+    assert memory_figure({"memory": {"weights_gib_logged": 7.6, "weights_gib_computed": 7.49}}) == 7.6

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/search_repeatability.py --repeats 5 [--old-commit 185e549]
 
 Starts the vLLM CPU engine once with the demo profile's bf16 variant (profiles/cpu-tiny.yaml,
-the tiny random model) and runs the full search against it `--repeats` times with each method,
-interleaved (old, new, old, new, ...) so a drift of the machine falls on both alike:
+the tiny random model, prefix cache off as the old method's server had it) and runs the full
+search against it `--repeats` times with each method, interleaved (old, new, old, new, ...) so a
+drift of the machine falls on both alike:
 
 - "old": the search as of `--old-commit` (sample-percentile verdicts, smoothed "poisson"
   arrivals, fixed windows), run from a `git archive` of that commit with the same profile;
@@ -93,6 +94,9 @@ def main() -> None:
     ap.add_argument("--old-commit", default="185e549")
     args = ap.parse_args()
     profile = load_profile(REPO / PROFILE)
+    # the server as the old method knew it: without the prefix cache, which the old method's
+    # unmarked replay would have hit whole (both methods meet the same server)
+    profile.serving.enable_prefix_caching = False
     ensure_tiny_model(profile)
     with tempfile.TemporaryDirectory() as tmp:
         old_root = checkout(args.old_commit, Path(tmp) / "old")

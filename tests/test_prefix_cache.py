@@ -88,6 +88,7 @@ def test_a_replay_hits_the_cache_only_for_the_shared_prefix(tmp_path):
     assert queried == samples["prompt_tokens"].sum()  # every prompt token was looked up once
     # every request but the first finds the shared prefix, in whole blocks, and nothing more
     low, high = (shared // BLOCK) * BLOCK, ((shared + 6) // BLOCK) * BLOCK
+    print(f"{n} requests, {queried:.0f} prompt tokens, {hit:.0f} from the cache; shared prefix {shared} tokens")
     assert (n - 1) * low <= hit <= (n - 1) * high, (hit, n, shared)
     whole = ((samples["prompt_tokens"] - 1) // BLOCK * BLOCK).sum()  # a repeated prompt served whole
     assert hit < 0.95 * whole, (hit, whole)

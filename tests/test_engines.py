@@ -163,6 +163,7 @@ def test_transformers_command_line():
     flags = {a: b for a, b in zip(args, args[1:] + [""], strict=True) if a.startswith("--") and not b.startswith("--")}
     assert flags["--device"] == "cpu" and flags["--dtype"] == "float32" and flags["--port"] == "9100"
     assert "--continuous-batching" in cmd
+    assert flags["--cb-max-memory-percent"] == "0.05"  # not 90 % of the machine's RAM (OOM in CI)
 
 
 FAKE_ENGINE = """#!/usr/bin/env bash

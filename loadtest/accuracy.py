@@ -21,7 +21,7 @@ import numpy as np
 from llmcap.confidence import bootstrap_mean_interval
 from llmcap.profile import AccuracySettings
 from loadtest.datasets import DatasetError, Task
-from loadtest.dialect import takes_tool_choice
+from loadtest.dialect import takes_tool_choice, template_fields
 from loadtest.server_api import fetch_json
 
 
@@ -97,8 +97,7 @@ def run_pass(
         body.update(max_tokens=settings.max_tokens, temperature=0.0, stream=False)
         if not takes_tool_choice(engine):
             body.pop("tool_choice", None)
-        elif chat_template_kwargs:  # as the load test sends it: thinking off is part of the prompt
-            body["chat_template_kwargs"] = dict(chat_template_kwargs)
+        body.update(template_fields(engine, chat_template_kwargs))
         started = time.monotonic()
         row: dict = {"record": number, "reference": reference, "answer": None, "error": None}
         try:

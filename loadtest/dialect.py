@@ -29,9 +29,15 @@ def request_fields(engine: str, request: RequestSettings) -> dict:
         fields["ignore_eos"] = True
     if request.min_tokens is not None:
         fields["min_tokens"] = request.min_tokens
-    if request.chat_template_kwargs:
-        fields["chat_template_kwargs"] = dict(request.chat_template_kwargs)
-    return fields
+    return fields | template_fields(engine, request.chat_template_kwargs)
+
+
+def template_fields(engine: str, chat_template_kwargs: dict | None) -> dict:
+    """vLLM's switch for the chat template (thinking off, say): part of the prompt, so every request
+    of the load test and of the quality pass carries it; `transformers serve` refuses the field."""
+    if engine == "transformers" or not chat_template_kwargs:
+        return {}
+    return {"chat_template_kwargs": dict(chat_template_kwargs)}
 
 
 def takes_tool_choice(engine: str) -> bool:

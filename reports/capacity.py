@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from llmcap.errors import BadInput
-from llmcap.profile import CostSettings
+from llmcap.profile import CostSettings, TrafficSettings
 from llmcap.rundir import CAPACITY_FILE, LATENCY_KEYS, RESULT_FILE, read_result, read_server_config, write_json
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
 from reports.fleet import fleet_plan, read_trace
@@ -23,6 +23,7 @@ from reports.flops import HARDWARE, architecture_of, bandwidth_limit, compute_li
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PRICES = REPO / "profiles" / "hosted_prices.yaml"
 DEFAULT_COST = dataclasses.asdict(CostSettings())  # a run without a profile: the profile's defaults
+DEFAULT_TRAFFIC = dataclasses.asdict(TrafficSettings())
 GIB = 2**30
 
 
@@ -168,7 +169,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
                 for p in prices["prices"]
             ],
         }
-    traffic = result.get("traffic") or {}
+    traffic = {**DEFAULT_TRAFFIC, **(result.get("traffic") or {})}
     if rps and (traffic.get("peak_rps") is not None or traffic.get("trace")):
         interval = result.get("max_sustained_rps_interval") or {}
         out["fleet"] = fleet_plan(
@@ -178,8 +179,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
             peak_rps=traffic.get("peak_rps"),
             average_rps=traffic.get("average_rps"),
             per_minute=read_trace(traffic["trace"]) if traffic.get("trace") else None,
-            target_utilization=traffic.get("target_utilization", 0.8),
-            spare_replicas=traffic.get("spare_replicas", 1),
+            target_utilization=traffic["target_utilization"],
+            spare_replicas=traffic["spare_replicas"],
             max_sustained_rps_low=interval.get("low") if interval.get("low") != rps else None,
         )
         out["fleet"]["trace_file"] = traffic.get("trace")

@@ -22,8 +22,10 @@ import math
 from pathlib import Path
 
 from llmcap.errors import BadInput
+from llmcap.profile import TrafficSettings
 
 HOURS_PER_MONTH = 730.0  # 365 x 24 / 12
+_DEFAULTS = TrafficSettings()  # the headroom policy's defaults live in the profile model
 
 
 def replicas_for(rate_rps: float, max_sustained_rps: float, target_utilization: float, spare_replicas: int) -> int:
@@ -76,8 +78,8 @@ def fleet_plan(
     peak_rps: float | None = None,
     average_rps: float | None = None,
     per_minute: list[float] | None = None,
-    target_utilization: float = 0.8,
-    spare_replicas: int = 1,
+    target_utilization: float = _DEFAULTS.target_utilization,
+    spare_replicas: int = _DEFAULTS.spare_replicas,
     max_sustained_rps_low: float | None = None,
 ) -> dict:
     """The fleet one variant needs for a forecast: a peak and an average rate, a per-minute trace,

@@ -12,6 +12,7 @@ from tests.conftest import REPO, SHARED
 
 CPU = REPO / "profiles" / "cpu-tiny.yaml"
 H100 = REPO / "profiles" / "text2sql-qwen3-4b-h100.yaml"
+SHIPPED = sorted(p for p in (REPO / "profiles").rglob("*.yaml") if p.name != "hosted_prices.yaml")
 ENGINE_PY = str(REPO / ".engine" / "venv" / "bin" / "python")
 TINY = str(REPO / ".engine" / "tiny-qwen3")
 
@@ -116,7 +117,7 @@ def test_missing_profile_file(tmp_path):
 @pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="../shared/datasets not present")
 @pytest.mark.parametrize(
     "path",
-    sorted(p for p in (REPO / "profiles").rglob("*.yaml") if p.name != "hosted_prices.yaml"),
+    SHIPPED,
     ids=lambda p: p.name,
 )
 def test_every_shipped_profile_loads_and_builds(path):
@@ -155,7 +156,7 @@ def test_docs_name_every_setting():
 @pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="../shared/datasets not present")
 @pytest.mark.parametrize(
     "path",
-    sorted(p for p in (REPO / "profiles").rglob("*.yaml") if p.name != "hosted_prices.yaml"),
+    SHIPPED,
     ids=lambda p: p.name,
 )
 def test_every_shipped_qwen3_profile_turns_thinking_off(path):

@@ -9,7 +9,9 @@ drift of the machine falls on both alike:
 
 - "old": the search as of `--old-commit` (sample-percentile verdicts, smoothed "poisson"
   arrivals, fixed windows), run from a `git archive` of that commit with the same profile;
-- "new": this checkout (confidence verdicts, Poisson arrivals, sequential steps).
+- "new": the search as of `--new-commit` (default HEAD: confidence verdicts, Poisson arrivals,
+  sequential steps), also from a `git archive`, so edits to the working tree during the hour
+  it runs do not reach it.
 
 For each method: the rates found, their spread (max/min - 1), the intervals (new), and the wall
 time of each search. Results go to benchmarks/results/search-repeatability-<UTC time>.json.
@@ -92,20 +94,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--old-commit", default="185e549")
+    ap.add_argument("--new-commit", default="HEAD")
     args = ap.parse_args()
     profile = load_profile(REPO / PROFILE)
     # the server as the old method knew it: without the prefix cache, which the old method's
     # unmarked replay would have hit whole (both methods meet the same server)
     profile.serving.enable_prefix_caching = False
     ensure_tiny_model(profile)
+    path = HERE / "results" / f"search-repeatability-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     with tempfile.TemporaryDirectory() as tmp:
         old_root = checkout(args.old_commit, Path(tmp) / "old")
+        new_root = checkout(args.new_commit, Path(tmp) / "new")
         server = Server(profile, "bf16", Path(tmp) / "server", port=free_port())
         server.start()
         runs: dict[str, list[dict]] = {"old": [], "new": []}
         try:
             for seed in range(args.repeats):
-                for method, root in (("old", old_root), ("new", REPO)):
+                for method, root in (("old", old_root), ("new", new_root)):
                     r = search(root, server.url, server.model_name, seed, Path(tmp) / f"{method}-{seed}")
                     runs[method].append(r)
                     print(
@@ -113,25 +118,32 @@ def main() -> None:
                         f"{len(r['steps'])} steps, {r['wall_s']:.0f} s",
                         flush=True,
                     )
+                    write(path, args, runs)  # after every search: an interrupted benchmark keeps what it measured
         finally:
             server.stop()
+    for method, s in write(path, args, runs)["summary"].items():
+        print(f"{method}: found {s['found']}, spread {s['spread']:.1%}, median wall {s['wall_s_median']:.0f} s")
+    print(f"written {path}")
+
+
+def write(path: Path, args: argparse.Namespace, runs: dict[str, list[dict]]) -> dict:
     out = {
         "profile": PROFILE,
         "variant": "bf16",
         "old_commit": args.old_commit,
+        "new_commit": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", args.new_commit], capture_output=True, text=True
+        ).stdout.strip(),
         "machine": {
             "cpu_model": cpu_model(),
             "cores": len(os.sched_getaffinity(0)),
             "python": platform.python_version(),
         },
-        "summary": {method: summary(r) for method, r in runs.items()},
+        "summary": {method: summary(r) for method, r in runs.items() if r},
         "runs": runs,
     }
-    for method, s in out["summary"].items():
-        print(f"{method}: found {s['found']}, spread {s['spread']:.1%}, median wall {s['wall_s_median']:.0f} s")
-    path = HERE / "results" / f"search-repeatability-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(out, indent=1))
-    print(f"written {path}")
+    return out
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ schedule at that process's share of the target rate and puts a ticket
 decides when to send, so a slow server cannot slow the offered load down
 (no coordinated omission). The sum of independent Poisson streams is Poisson,
 so N processes each at rate/N offer a Poisson stream at the full rate.
+
+The closed loop (`set_concurrency`) is the other view of a server: N requests always open, each
+finished one replaced at once, so the server's speed sets the rate. Its tickets are due when they
+are issued, and latency counts from then as in the open loop.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ class Dispatcher:
         self._changed = Event()
         self._greenlet: gevent.Greenlet | None = None
         self.idle_users = 0
+        # closed loop: how many requests to keep open (None: open loop), and how many are
+        self.concurrency: int | None = None
+        self.in_loop = 0
         self.on_issue: Callable[[int, float], None] | None = None  # callback(seq, scheduled_s), set by the owner
 
     def start(self) -> None:
@@ -92,8 +99,39 @@ class Dispatcher:
             self.idle_users -= 1
 
     def set_rate(self, rate_rps: float) -> None:
+        """Open loop at `rate_rps` (0: stop issuing; a closed loop ends too)."""
+        self.concurrency = None
         self.rate_rps = max(0.0, float(rate_rps))
         self._changed.set()
+
+    def set_concurrency(self, n: int) -> None:
+        """Closed loop: keep `n` requests open. Raising n issues the difference at once; lowering it
+        lets the surplus finish without replacement."""
+        self.rate_rps = 0.0
+        self._changed.set()
+        self.concurrency = max(0, int(n))
+        while self.in_loop < self.concurrency:
+            self.in_loop += 1
+            self._issue(now())
+
+    def finished(self) -> None:
+        """A request ended (called for every one): in a closed loop, replace it unless n was lowered."""
+        if self.concurrency is None:
+            self.in_loop = 0
+            return
+        if self.in_loop > self.concurrency:
+            self.in_loop -= 1
+        else:
+            self._issue(now(), queued=False)  # the user that just finished takes it
+
+    def _issue(self, due: float, queued: bool | None = None) -> None:
+        self.issued += 1
+        if queued is None:
+            # more tickets waiting than idle users: this one waits for a free user
+            queued = self.tickets.qsize() >= self.idle_users
+        if self.on_issue is not None:
+            self.on_issue(self.issued, due)
+        self.tickets.put_nowait((self.issued, due, now(), queued))
 
     def discard_queued(self) -> list[int]:
         """Drop the tickets no user has taken yet (the pool was exhausted) and return their numbers.
@@ -102,10 +140,10 @@ class Dispatcher:
         dropped = []
         while not self.tickets.empty():
             dropped.append(self.tickets.get_nowait()[0])
+        self.in_loop = max(0, self.in_loop - len(dropped))
         return dropped
 
     def _run(self) -> None:
-        tickets = self.tickets
         while True:
             self._changed.clear()
             rate = self.rate_rps
@@ -119,9 +157,4 @@ class Dispatcher:
                 delay = due - now()
                 if delay > 0 and self._changed.wait(delay):
                     break  # new rate: restart the schedule from now
-                self.issued += 1
-                # more tickets waiting than idle users: this one waits for a free user
-                queued = tickets.qsize() >= self.idle_users
-                if self.on_issue is not None:
-                    self.on_issue(self.issued, due)
-                tickets.put_nowait((self.issued, due, now(), queued))
+                self._issue(due)

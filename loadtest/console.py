@@ -21,11 +21,13 @@ def _ms(value: float) -> str:
 
 
 def banner(settings, n_prompts: int) -> None:
-    mode = (
-        f"fixed {settings.rps:g} req/s for {settings.duration:g} s"
-        if settings.rps is not None
-        else f"SLO search ({settings.slo.describe()})"
-    )
+    mode = {
+        "fixed": lambda: f"fixed {settings.rps:g} req/s for {settings.duration:g} s",
+        "concurrency": lambda: (
+            f"closed loop at concurrency {', '.join(map(str, settings.concurrency))}, {settings.duration:g} s each"
+        ),
+        "search": lambda: f"SLO search ({settings.slo.describe()})",
+    }[settings.mode]()
     _p(
         f"llmcap: {settings.name}: {n_prompts} prompts, model {settings.model or '(from /v1/models)'}, "
         f"{mode}; run directory {settings.run_dir}"
@@ -58,6 +60,13 @@ def final(outcome, settings) -> None:
         )
     elif outcome.mode == "fixed":
         _p(f"llmcap: fixed-rate run done; results in {settings.run_dir}/result.json")
+    elif outcome.mode == "concurrency":
+        for step in outcome.steps:
+            _p(
+                f"llmcap: concurrency {step['concurrency']:>4}: {step['achieved_rps']:.2f} req/s, "
+                f"p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} ms, TTFT p95 {_ms(step['ttft_p95_ms'])} ms"
+            )
+        _p(f"llmcap: closed-loop run done; results in {settings.run_dir}/result.json")
     elif outcome.max_sustained_rps:
         _p(
             f"llmcap: max sustained rate {outcome.max_sustained_rps:.2f} req/s under {settings.slo.describe()}, "

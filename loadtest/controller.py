@@ -11,6 +11,7 @@ from llmcap.log import get_logger
 from llmcap.rundir import TELEMETRY_DIR, append_step, read_samples
 from loadtest import console
 from loadtest.clock import now
+from loadtest.closed_loop import run_levels
 from loadtest.result import write_result
 from loadtest.run_state import RunState, state_of
 from loadtest.search import SearchOutcome, run_search, run_step
@@ -20,6 +21,7 @@ from serving.telemetry import process_tree, server_summary
 log = get_logger()
 
 RATE_MESSAGE, BATCH_MESSAGE, DISCARD_MESSAGE = "llmcap_rate", "llmcap_batch", "llmcap_discard"
+CONCURRENCY_MESSAGE = "llmcap_concurrency"
 
 
 class RunnerLoad:
@@ -29,10 +31,15 @@ class RunnerLoad:
         self.state: RunState = state_of(environment)
         self.runner = environment.runner
         self.rate_rps = 0.0
+        self.concurrency: int | None = None  # a closed loop's requests kept open (None: open loop)
         self._split = None
 
     def set_rate(self, rate_rps: float) -> None:
-        self.rate_rps = rate_rps
+        self.rate_rps, self.concurrency = rate_rps, None
+        self._apply()
+
+    def set_concurrency(self, n: int) -> None:
+        self.rate_rps, self.concurrency = 0.0, n
         self._apply()
 
     def discard_queued(self) -> None:
@@ -45,9 +52,18 @@ class RunnerLoad:
         if isinstance(self.runner, MasterRunner):
             workers = max(self.runner.worker_count, 1)
             self._split = workers
-            self.runner.send_message(RATE_MESSAGE, {"rps": self.rate_rps / workers})
-        else:
+            if self.concurrency is None:
+                self.runner.send_message(RATE_MESSAGE, {"rps": self.rate_rps / workers})
+            else:
+                # worker i keeps its share open: the shares add up to n exactly
+                live = self.runner.clients.ready + self.runner.clients.spawning + self.runner.clients.running
+                for i, client_id in enumerate(sorted(node.id for node in live)):
+                    share = self.concurrency // workers + (1 if i < self.concurrency % workers else 0)
+                    self.runner.send_message(CONCURRENCY_MESSAGE, {"n": share}, client_id=client_id)
+        elif self.concurrency is None:
             self.state.process.dispatcher.set_rate(self.rate_rps)
+        else:
+            self.state.process.dispatcher.set_concurrency(self.concurrency)
 
     def keep_split(self) -> None:
         # workers joined or left: re-split the total rate
@@ -85,7 +101,7 @@ class RunnerLoad:
 def _wait_for_pool(environment, state: RunState, timeout_s: float = 60.0) -> None:
     runner = environment.runner
     deadline = now() + timeout_s
-    target = state.settings.search.max_concurrency
+    target = state.settings.pool_size
     while runner.user_count < target and now() < deadline:
         gevent.sleep(0.2)
 
@@ -106,7 +122,20 @@ def control(environment) -> None:
     try:
         _wait_for_pool(environment, state)
         started = now()
-        if settings.rps is not None:
+        if settings.concurrency:
+            outcome = run_levels(
+                load,
+                settings.concurrency,
+                settings.duration,
+                settings.search.warmup_seconds,
+                settings.slo,
+                settings.search.confidence,
+                settings.request.timeout_s,
+                settings.search.max_lateness_ms,
+                on_step=on_step,
+                on_tick=state.progress.tick,
+            )
+        elif settings.rps is not None:
             ticker = console.LiveLine(state.collector, settings)
             step = run_step(
                 load,
@@ -159,6 +188,6 @@ def fixed_outcome(step: dict) -> SearchOutcome:
 def exit_code_of(outcome: SearchOutcome) -> ExitCode:
     if outcome.generator_bottleneck:
         return ExitCode.GENERATOR_BOTTLENECK
-    if outcome.mode == "fixed":
+    if outcome.mode in ("fixed", "concurrency"):
         return ExitCode.OK
     return ExitCode.OK if outcome.max_sustained_rps else ExitCode.NO_CAPACITY

@@ -21,7 +21,7 @@ from llmcap.rundir import PROMPTS_FILE, TELEMETRY_DIR, SampleWriter
 from loadtest import console
 from loadtest.arrivals import Dispatcher
 from loadtest.bodies import build_bodies
-from loadtest.controller import BATCH_MESSAGE, DISCARD_MESSAGE, RATE_MESSAGE, control
+from loadtest.controller import BATCH_MESSAGE, CONCURRENCY_MESSAGE, DISCARD_MESSAGE, RATE_MESSAGE, control
 from loadtest.datasets import Task, load_prompts
 from loadtest.dialect import lists_served_model
 from loadtest.process import Collector, LoadProcess
@@ -67,6 +67,7 @@ def _on_init(environment, **_kw):
         # before anything that waits on the network: the master may set the rate while this init still
         # resolves the model, and Locust drops a message that has no handler yet
         runner.register_message(RATE_MESSAGE, lambda msg, **kw: _on_rate(state, msg.data["rps"]))
+        runner.register_message(CONCURRENCY_MESSAGE, lambda msg, **kw: _on_concurrency(state, msg.data["n"]))
         runner.register_message(DISCARD_MESSAGE, lambda msg, **kw: state.process and state.process.discard_queued())
     try:
         settings = resolve(environment.parsed_options, task.name)
@@ -111,13 +112,21 @@ def _on_init(environment, **_kw):
     state.process = LoadProcess(dispatcher, deliver, lambda: getattr(runner, "worker_index", 0))
     if state.pending_rps is not None:
         dispatcher.set_rate(state.pending_rps)
+    if state.pending_concurrency is not None:
+        dispatcher.set_concurrency(state.pending_concurrency)
     state.ready.set()
 
 
 def _on_rate(state, rps: float) -> None:
-    state.pending_rps = rps
+    state.pending_rps, state.pending_concurrency = rps, None
     if state.process is not None:
         state.process.dispatcher.set_rate(rps)
+
+
+def _on_concurrency(state, n: int) -> None:
+    state.pending_rps, state.pending_concurrency = None, n
+    if state.process is not None:
+        state.process.dispatcher.set_concurrency(n)
 
 
 def _stop_signals_once() -> None:

@@ -57,6 +57,7 @@ class LoadProcess:
         """Called once per finished request, on the hot path: append a tuple, nothing more."""
         seq, scheduled_s, issued_s, queued = ticket
         self.open.pop(seq, None)
+        self.dispatcher.finished()
         gaps = r.itl_ms
         if r.error:
             self._errors.append([len(self._rows), ERROR_KINDS[r.error], r.message])

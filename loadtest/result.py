@@ -49,7 +49,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
     at_max = confirmed[-1] if confirmed else None
     result = {
         "name": settings.name,
-        "mode": "fixed" if settings.rps is not None else "search",
+        "mode": settings.mode,
         "partial": partial,
         "max_sustained_rps": outcome.max_sustained_rps if outcome else None,
         "max_sustained_rps_interval": outcome.interval if outcome else None,

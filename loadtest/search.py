@@ -35,6 +35,7 @@ from loadtest.clock import now
 from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
 
 GROW, DESCEND, BISECT, CONFIRM = "grow", "descend", "bisect", "confirm"
+CLOSED = "closed"  # a closed-loop level (loadtest/closed_loop.py), not a step of the search
 MARGINAL = "marginal"  # undecided at the longest window: counted as failed
 
 # the floor of the descent when the profile names none: a start rate this far off is a wrong profile
@@ -117,7 +118,8 @@ class RateSearch:
 
 
 class Load(Protocol):
-    def set_rate(self, rate_rps: float) -> None: ...
+    def set_rate(self, rate_rps: float) -> None: ...  # open loop (0 stops issuing, a closed loop too)
+    def set_concurrency(self, n: int) -> None: ...  # closed loop: n requests kept open
     def discard_queued(self) -> None: ...  # drop tickets no user has taken (the pool was exhausted)
     def begin_step(self, window_start_s: float) -> None: ...
     def step_so_far(self):  # -> (finished samples, scheduled times of open requests, as of)
@@ -211,6 +213,7 @@ def run_step(
     max_lateness_ms: float,
     phase: str = "fixed",
     on_tick: Callable[[dict], None] | None = None,
+    concurrency: int | None = None,
 ) -> dict:
     """Offer `rate_rps` and measure until the verdict is decided (at least `min_s`, at most `max_s`
     seconds), wait for the window's requests, drain; return the step.
@@ -218,19 +221,24 @@ def run_step(
     A search step looks every FAIL_LOOK_S for a failure decided with confidence (and stops at
     once: no queue to drain later), and at `pass_looks` for a pass. Undecided at `max_s`, it is
     "marginal" and counts as failed. A fixed run (phase "fixed") measures exactly `max_s` and is
-    judged once.
+    judged once; so is a closed-loop level (phase CLOSED, `concurrency` requests kept open, the
+    rate whatever the server makes of it: `rate_rps` is ignored and the step's offered rate is the
+    one measured).
     """
     started = now()
     window_start = started + warmup_s
     load.begin_step(window_start)
-    load.set_rate(rate_rps)
+    if concurrency is not None:
+        load.set_concurrency(concurrency)
+    else:
+        load.set_rate(rate_rps)
 
     def tick(window_end: float) -> None:
         if on_tick is not None:
             info = {"phase": phase, "offered_rps": rate_rps, "started": started}
-            on_tick({**info, "window_start": window_start, "window_end": window_end})
+            on_tick({**info, "window_start": window_start, "window_end": window_end, "concurrency": concurrency})
 
-    if phase == "fixed":
+    if phase in ("fixed", CLOSED):
         window_end = window_start + max_s
         while now() < window_end:
             tick(window_end)
@@ -264,7 +272,8 @@ def run_step(
     bottleneck, warning = generator_check(summary, max_lateness_ms, cpu_percent)
     step = {
         "phase": phase,
-        "offered_rps": rate_rps,
+        "offered_rps": rate_rps if concurrency is None else summary["arrival_rps"],
+        **({"concurrency": concurrency} if concurrency is not None else {}),
         **summary,
         "passed": decision == PASS and bottleneck is None,
         "decision": decision,

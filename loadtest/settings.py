@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmcap.profile import Profile, ProfileError, RequestSettings, SearchParams, Slo, cli_settings, load_profile
+from loadtest.closed_loop import parse_levels
 from loadtest.dialect import exports_metrics
 from loadtest.search import RateSearch
 
@@ -23,7 +24,12 @@ RUN_OPTIONS = [
     ("--llmcap-profile", str, "llmcap profile YAML (slo, search, request, model, dataset)"),
     ("--run-dir", str, "where samples and results go (default runs/<UTC time>-<name>)"),
     ("--rps", float, "fixed-rate mode: offer this many requests/s (no search)"),
-    ("--duration", float, "fixed-rate mode: seconds to run (default 60)"),
+    ("--duration", float, "fixed-rate mode, or each closed-loop level: seconds to measure (default 60)"),
+    (
+        "--concurrency",
+        str,
+        "closed loop: keep N requests open instead of a rate (no search); a list sweeps, e.g. 1,4,16,64",
+    ),
     ("--metrics-url", str, "vLLM /metrics URL for drain checks and telemetry (default HOST/metrics)"),
     ("--gpu-metrics-url", str, "GPU exporter /metrics URL (llmcap gpu-exporter or DCGM)"),
     ("--server-pid", int, "the server's PID, when it runs on this machine (GPU memory of its process tree)"),
@@ -55,6 +61,7 @@ class RunSettings:
     profile: Profile  # the profile (or the defaults) with this run's arguments applied
     profile_file: str | None
     rps: float | None
+    concurrency: list[int] | None  # closed-loop levels (loadtest/closed_loop.py)
     duration: float
     metrics_url: str | None
     gpu_metrics_url: str | None
@@ -73,6 +80,15 @@ class RunSettings:
     @property
     def search(self) -> SearchParams:
         return self.profile.search
+
+    @property
+    def mode(self) -> str:
+        return "concurrency" if self.concurrency else "fixed" if self.rps is not None else "search"
+
+    @property
+    def pool_size(self) -> int:
+        """Users per run: enough for the largest closed-loop level too."""
+        return max(self.search.max_concurrency, max(self.concurrency or [0]))
 
     @property
     def model(self) -> str | None:
@@ -97,6 +113,14 @@ def resolve(options, task_name: str) -> RunSettings:
         RateSearch(profile.search)
     except ValueError as e:
         raise ProfileError(f"{profile_file or 'arguments'}: search: {e}") from None
+    concurrency = getattr(options, "concurrency", None)
+    if concurrency is not None:
+        try:
+            concurrency = parse_levels(concurrency)
+        except ValueError as e:
+            raise ProfileError(str(e)) from None
+        if getattr(options, "rps", None) is not None:
+            raise ProfileError("--rps and --concurrency are two modes: give one")
     run_dir = getattr(options, "run_dir", None)
     if not run_dir:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -111,6 +135,7 @@ def resolve(options, task_name: str) -> RunSettings:
         profile=profile,
         profile_file=profile_file,
         rps=getattr(options, "rps", None),
+        concurrency=concurrency,
         duration=getattr(options, "duration", None) or DEFAULT_DURATION_S,
         metrics_url=metrics_url,
         gpu_metrics_url=getattr(options, "gpu_metrics_url", None),

@@ -13,5 +13,5 @@ class RateSearchShape(LoadTestShape):
         state = state_of(self.runner.environment)
         if state.done or state.settings is None:
             return None
-        pool = state.settings.search.max_concurrency
+        pool = state.settings.pool_size
         return pool, pool

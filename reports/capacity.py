@@ -192,6 +192,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
             for k in (
                 "index",
                 "phase",
+                "concurrency",
                 "offered_rps",
                 "achieved_rps",
                 "p50_ms",

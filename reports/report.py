@@ -15,14 +15,8 @@ HOSTED_NOTE = (
 )
 
 
-def headline_blocks(cap: dict) -> list[tuple]:
-    slo = cap["slo"]
-    slo_text = (
-        f"p95 ≤ {slo['p95_ms']:g} ms"
-        + (f", p99 ≤ {slo['p99_ms']:g} ms" if slo.get("p99_ms") else "")
-        + (f", TTFT p95 ≤ {slo['ttft_p95_ms']:g} ms" if slo.get("ttft_p95_ms") else "")
-        + f", errors ≤ {slo['max_error_rate'] * 100:g} %"
-    )
+def notice_blocks(cap: dict) -> list[tuple]:
+    """What must be read before any number: a stand-in, a partial run, a load generator that fell behind."""
     blocks: list[tuple] = []
     banner = stand_in_banner(cap.get("stand_in") or [])
     if banner:
@@ -39,6 +33,18 @@ def headline_blocks(cap: dict) -> list[tuple]:
                 "no server verdict. Add load-generating processes and run again.",
             )
         )
+    return blocks
+
+
+def headline_blocks(cap: dict) -> list[tuple]:
+    slo = cap["slo"]
+    slo_text = (
+        f"p95 ≤ {slo['p95_ms']:g} ms"
+        + (f", p99 ≤ {slo['p99_ms']:g} ms" if slo.get("p99_ms") else "")
+        + (f", TTFT p95 ≤ {slo['ttft_p95_ms']:g} ms" if slo.get("ttft_p95_ms") else "")
+        + f", errors ≤ {slo['max_error_rate'] * 100:g} %"
+    )
+    blocks = notice_blocks(cap)
     rps = cap.get("max_sustained_rps")
     lat = cap.get("latency_at_max") or {}
     mem = cap["memory"]
@@ -83,6 +89,43 @@ def headline_blocks(cap: dict) -> list[tuple]:
     ]
     blocks.append(("table", ["", cap.get("variant") or cap["name"]], rows))
     return blocks
+
+
+def closed_loop_blocks(cap: dict) -> list[tuple]:
+    """A closed-loop run (`--concurrency`): what the server did at each level. No capacity: nothing
+    held the rate, the server set it."""
+    rows = []
+    for s in cap["per_step"]:
+        tokens_per_s = (s.get("mean_completion_tokens") or 0) * (s.get("achieved_rps") or 0)
+        rows.append(
+            [
+                fmt(s.get("concurrency")),
+                fmt(s["achieved_rps"], 2),
+                fmt(tokens_per_s, 0),
+                f"{fmt(s['p50_ms'])} / {fmt(s['p95_ms'])} / {fmt(s['p99_ms'])}",
+                fmt(s["ttft_p95_ms"]),
+                fmt(s["itl_p50_ms"], 1),
+                pct(s["error_rate"], 1),
+                verdict_text(s),
+            ]
+        )
+    header = [
+        "concurrency",
+        "req/s",
+        "output tokens/s",
+        "p50 / p95 / p99 ms",
+        "TTFT p95 ms",
+        "ITL p50 ms",
+        "errors",
+        "SLO at this level",
+    ]
+    note = (
+        "Closed loop: each level kept that many requests open, each finished one replaced at once, so the "
+        "server set the rate. Latency counts from when each request was due; a level's SLO verdict is judged "
+        "once over its window, as a fixed-rate run is. The sustained rate under the SLO is the rate search's "
+        "answer (run without --concurrency); Little's law ties the two: concurrency = rate x mean latency."
+    )
+    return [("h2", "Closed loop"), ("table", header, rows), ("note", note)]
 
 
 def interval_text(interval: dict | None) -> str:
@@ -336,9 +379,12 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
         ("h1", title),
         ("p", f"Model {model_text(cap.get('model'))}, served by {cap.get('engine') or '–'}."),
     ]
-    blocks += headline_blocks(cap) + answers_blocks(run_dir)
-    blocks += [("h2", "Cost")] + cost_blocks(cap)
-    blocks += fleet_blocks(cap) + hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)
+    if cap.get("mode") == "concurrency":
+        blocks += notice_blocks(cap) + closed_loop_blocks(cap) + step_blocks(cap)
+    else:
+        blocks += headline_blocks(cap) + answers_blocks(run_dir)
+        blocks += [("h2", "Cost")] + cost_blocks(cap)
+        blocks += fleet_blocks(cap) + hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)
     blocks += [("h2", "Plots")] + [("img", str(path), alt) for path, alt in images]
     write(blocks, run_dir, "report", title)
     return cap

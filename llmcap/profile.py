@@ -24,7 +24,7 @@ from llmcap.errors import ProfileError
 
 __all__ = ["ProfileError", "Profile", "load_profile", "Slo", "SearchParams", "ARRIVAL_KINDS", "cli_settings"]
 
-ARRIVAL_KINDS = ("poisson", "poisson-blocked", "constant")
+ARRIVAL_KINDS = ("poisson", "poisson-blocked", "constant", "trace")
 DEVICES = ("gpu", "cpu")
 ENGINES = ("vllm", "transformers", "external")
 
@@ -169,6 +169,12 @@ class SearchParams:
     max_steps: int = setting(30, "search: give up after this many steps")
     max_lateness_ms: float = setting(50.0, "load generator self-check: lateness p99 bound", "--max-lateness-ms")
     arrival: str = setting("poisson", "arrival process", "--arrival", choices=ARRIVAL_KINDS)
+    trace: str | None = setting(
+        None,
+        "arrival trace for arrival 'trace': timestamps or counts per second, CSV or JSONL "
+        "(docs/traces.md); each step plays it from its start, sped up to the step's rate",
+        "--trace",
+    )
     seed: int = setting(0, "seed for arrivals and prompt order", "--seed")
     max_concurrency: int = setting(1024, "users (open requests) across all processes", "--max-concurrency")
 
@@ -360,6 +366,8 @@ def load_profile(path: str | Path) -> Profile:
             raise ProfileError(f"{path}: traffic.{key}: expected a rate of 0 or more")
     base = path.resolve().parent
     profile.file, profile.dir = str(path), str(base)
+    if profile.search.trace:
+        profile.search.trace = str((base / profile.search.trace).resolve())
     if traffic.trace:
         trace = (base / traffic.trace).resolve()
         if not trace.is_file():

@@ -15,20 +15,23 @@ are issued, and latency counts from then as in the open loop.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import gevent
 from gevent.event import Event
 from gevent.queue import Queue
 
 from llmcap.profile import ARRIVAL_KINDS
+from llmcap.traces import ArrivalTrace
 from loadtest.clock import now
 
 KINDS = ARRIVAL_KINDS
 BLOCK_S = 2.0
 
 
-def interarrival_gaps(rate_rps: float, kind: str, rng: random.Random):
+def interarrival_gaps(
+    rate_rps: float, kind: str, rng: random.Random, trace: ArrivalTrace | None = None, share: float = 1.0
+):
     """Endless seconds between arrivals.
 
     "poisson" (the default): the textbook Poisson process, independent exponential gaps, as
@@ -39,8 +42,13 @@ def interarrival_gaps(rate_rps: float, kind: str, rng: random.Random):
     swings that build queues at high utilization, so a server looks stronger than it is
     (docs/arrivals.md measures how much). Kept only to reproduce earlier runs.
     "constant": evenly spaced.
+    "trace": a recorded trace's shape (trace_gaps); this process carries `share` of the total.
     """
-    if kind == "constant":
+    if kind == "trace":
+        if trace is None:
+            raise ValueError("arrival 'trace' needs a trace file (--trace)")
+        yield from trace_gaps(trace, rate_rps / share, share, rng)
+    elif kind == "constant":
         while True:
             yield 1.0 / rate_rps
     elif kind == "poisson":
@@ -62,13 +70,45 @@ def interarrival_gaps(rate_rps: float, kind: str, rng: random.Random):
         raise ValueError(f"arrival kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
 
+def trace_gaps(trace: ArrivalTrace, total_rps: float, share: float, rng: random.Random) -> Iterator[float]:
+    """A trace played `total_rps / trace.mean_rps` times faster (so its mean rate is `total_rps`), from
+    its start, in a loop. Arrival times are replayed as recorded; counts per bin are arrivals of a
+    Poisson process whose rate is constant within each bin (a non-homogeneous Poisson process: the
+    trace's shape, real traffic's randomness within it). With several processes each keeps every
+    arrival with probability `share`, so together they play the trace once."""
+    speedup = total_rps / trace.mean_rps
+    period_s = trace.duration_s / speedup
+    last = offset = 0.0
+    while True:
+        if trace.times_s is not None:
+            for t in trace.times_s:
+                if share >= 1 or rng.random() < share:
+                    at = offset + t / speedup
+                    yield at - last
+                    last = at
+        else:
+            bin_wall_s = trace.bin_s / speedup
+            for k, count in enumerate(trace.counts or []):
+                rate = count * share / bin_wall_s
+                at, end = offset + k * bin_wall_s, offset + (k + 1) * bin_wall_s
+                while rate > 0:
+                    at += rng.expovariate(rate)
+                    if at >= end:
+                        break  # memoryless: the next bin starts afresh at its own rate
+                    yield at - last
+                    last = at
+        offset += period_s
+
+
 class Dispatcher:
     """Issues tickets at `rate_rps` (changeable at any time) into `tickets`."""
 
-    def __init__(self, kind: str = "poisson", seed: int = 0):
+    def __init__(self, kind: str = "poisson", seed: int = 0, trace: ArrivalTrace | None = None):
         if kind not in KINDS:
             raise ValueError(f"arrival kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
+        self.trace = trace
+        self.share = 1.0  # of the total rate, carried by this process (a trace's time scale needs the total)
         self.rng = random.Random(seed)
         self.rate_rps = 0.0
         self.tickets: Queue = Queue()
@@ -98,10 +138,12 @@ class Dispatcher:
         finally:
             self.idle_users -= 1
 
-    def set_rate(self, rate_rps: float) -> None:
-        """Open loop at `rate_rps` (0: stop issuing; a closed loop ends too)."""
+    def set_rate(self, rate_rps: float, share: float = 1.0) -> None:
+        """Open loop at `rate_rps`, this process's `share` of the total (0: stop issuing; a closed
+        loop ends too)."""
         self.concurrency = None
         self.rate_rps = max(0.0, float(rate_rps))
+        self.share = share
         self._changed.set()
 
     def set_concurrency(self, n: int) -> None:
@@ -150,7 +192,7 @@ class Dispatcher:
             if rate <= 0:
                 self._changed.wait()
                 continue
-            gaps = interarrival_gaps(rate, self.kind, self.rng)
+            gaps = interarrival_gaps(rate, self.kind, self.rng, self.trace, self.share)
             due = now()
             while not self._changed.is_set():
                 due += next(gaps)

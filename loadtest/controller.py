@@ -53,7 +53,7 @@ class RunnerLoad:
             workers = max(self.runner.worker_count, 1)
             self._split = workers
             if self.concurrency is None:
-                self.runner.send_message(RATE_MESSAGE, {"rps": self.rate_rps / workers})
+                self.runner.send_message(RATE_MESSAGE, {"rps": self.rate_rps / workers, "share": 1 / workers})
             else:
                 # worker i keeps its share open: the shares add up to n exactly
                 live = self.runner.clients.ready + self.runner.clients.spawning + self.runner.clients.running

@@ -66,7 +66,9 @@ def _on_init(environment, **_kw):
     if is_worker:
         # before anything that waits on the network: the master may set the rate while this init still
         # resolves the model, and Locust drops a message that has no handler yet
-        runner.register_message(RATE_MESSAGE, lambda msg, **kw: _on_rate(state, msg.data["rps"]))
+        runner.register_message(
+            RATE_MESSAGE, lambda msg, **kw: _on_rate(state, msg.data["rps"], msg.data.get("share", 1.0))
+        )
         runner.register_message(CONCURRENCY_MESSAGE, lambda msg, **kw: _on_concurrency(state, msg.data["n"]))
         runner.register_message(DISCARD_MESSAGE, lambda msg, **kw: state.process and state.process.discard_queued())
     try:
@@ -104,23 +106,25 @@ def _on_init(environment, **_kw):
     if isinstance(runner, MasterRunner):
         runner.register_message(BATCH_MESSAGE, lambda msg, **kw: state.collector.add(msg.data))
         return
-    dispatcher = Dispatcher(settings.search.arrival, seed=settings.search.seed)  # re-seeded per worker at start
+    dispatcher = Dispatcher(
+        settings.search.arrival, seed=settings.search.seed, trace=settings.arrival_trace
+    )  # re-seeded per worker at start
     if is_worker:
         deliver = lambda batch: runner.send_message(BATCH_MESSAGE, batch)  # noqa: E731
     else:
         deliver = state.collector.add
     state.process = LoadProcess(dispatcher, deliver, lambda: getattr(runner, "worker_index", 0))
     if state.pending_rps is not None:
-        dispatcher.set_rate(state.pending_rps)
+        dispatcher.set_rate(state.pending_rps, state.pending_share)
     if state.pending_concurrency is not None:
         dispatcher.set_concurrency(state.pending_concurrency)
     state.ready.set()
 
 
-def _on_rate(state, rps: float) -> None:
-    state.pending_rps, state.pending_concurrency = rps, None
+def _on_rate(state, rps: float, share: float) -> None:
+    state.pending_rps, state.pending_share, state.pending_concurrency = rps, share, None
     if state.process is not None:
-        state.process.dispatcher.set_rate(rps)
+        state.process.dispatcher.set_rate(rps, share)
 
 
 def _on_concurrency(state, n: int) -> None:

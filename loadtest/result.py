@@ -23,6 +23,18 @@ def versions() -> dict:
     return out
 
 
+def trace_info(trace) -> dict | None:
+    if trace is None:
+        return None
+    return {
+        "file": Path(trace.source).name,
+        "kind": "times" if trace.times_s is not None else "counts",
+        "requests": trace.requests,
+        "duration_s": trace.duration_s,
+        "mean_rps": trace.mean_rps,
+    }
+
+
 def write_result(settings, outcome, started: float | None, partial: bool) -> dict:
     """Write result.json. With no outcome (interrupted), steps are rebuilt from steps.jsonl."""
     run_dir = Path(settings.run_dir)
@@ -63,6 +75,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
         "host": settings.host,
         "request": {k: v for k, v in dataclasses.asdict(settings.request).items() if k != "api_key_env"},
         "arrival": settings.search.arrival,
+        "arrival_trace": trace_info(settings.arrival_trace),
         "profile": settings.profile_file,
         "cost": dataclasses.asdict(settings.profile.cost),
         "traffic": dataclasses.asdict(settings.profile.traffic),

@@ -30,6 +30,7 @@ class RunState:
     scraper: subprocess.Popen | None = None  # the telemetry scraper's process
     progress: ProgressFile = None  # type: ignore[assignment]
     pending_rps: float | None = None  # a worker's rate, set by the master (maybe before init is done)
+    pending_share: float = 1.0  # the worker's share of the total rate (a trace's time scale needs the total)
     pending_concurrency: int | None = None  # or its share of a closed loop's open requests
     done: bool = False
     interrupted: bool = False

@@ -29,7 +29,7 @@ from typing import Protocol
 import gevent
 import numpy as np
 
-from llmcap.confidence import FAIL, PASS, UNDECIDED
+from llmcap.confidence import FAIL, PASS, UNDECIDED, binomial_upper
 from llmcap.profile import SearchParams
 from loadtest.clock import now
 from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
@@ -155,20 +155,22 @@ def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) 
     """(minimum, maximum) measured window of a step. The minimum is the phase's length, stretched
     at low rates to hold the requests a pass needs (`requests_to_pass`, with two Poisson sigmas to
     spare, or `min_requests`); an undecided step measures on, up to the maximum, which also holds
-    that many requests where the rate allows."""
+    enough requests to decide a step with half the allowed fraction over its bound
+    (`requests_to_decide`) where the rate allows: at a low rate one slow request among a hundred
+    must not leave the step undecided, and so failed."""
     # near the knee (bisecting, confirming) a queue's slow swings need longer to show
     base = {CONFIRM: params.confirm_seconds, BISECT: 2 * params.step_seconds}.get(phase, params.step_seconds)
     if params.min_requests:
-        needed = float(params.min_requests)
+        needed = deciding = float(params.min_requests)
     else:
-        looks = len(pass_looks(base, params.max_step_seconds))
-        fewest = requests_to_pass(slo, look_confidence(params.confidence, looks))
+        look_level = look_confidence(params.confidence, len(pass_looks(base, params.max_step_seconds)))
+        fewest = requests_to_pass(slo, look_level)
         needed = fewest + 2 * math.sqrt(fewest)  # a Poisson count falls short of its mean half the time
+        deciding = requests_to_decide(slo, look_level)
     # at most 4x: a descent to a floor far below the start must not take hours
     shortest = max(base, min(needed / rate_rps, 4 * base))
-    # the longest window too holds what a pass needs, else a low rate could only end 'marginal'
     # (up to 4x max_step_seconds: below that rate a pass is out of reach and the step fails)
-    longest = max(shortest, params.max_step_seconds, min(needed / rate_rps, 4 * params.max_step_seconds))
+    longest = max(shortest, params.max_step_seconds, min(max(needed, deciding) / rate_rps, 4 * params.max_step_seconds))
     return shortest, longest
 
 
@@ -177,6 +179,23 @@ def requests_to_pass(slo: Slo, confidence: float) -> int:
     bound on the fraction over, 1 - (1 - confidence)^(1/n), must fall below the allowed fraction."""
     allowed = min(1 - quantile / 100 for _, _, quantile, _ in latency_bounds(slo))
     return math.ceil(math.log(1 - confidence) / math.log(1 - allowed))
+
+
+def requests_to_decide(slo: Slo, confidence: float) -> int:
+    """The fewest requests with which half the allowed fraction over the strictest bound passes it
+    (the exact binomial upper bound falls below the allowed fraction): 369 for p95 at 98.75 %."""
+    allowed = min(1 - quantile / 100 for _, _, quantile, _ in latency_bounds(slo))
+
+    def passes(n: int) -> bool:
+        return binomial_upper(n * allowed / 2, n, confidence) <= allowed
+
+    lo, hi = 1, 2
+    while not passes(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if passes(mid) else (mid, hi)
+    return hi
 
 
 FAIL_LOOK_S = 2.0  # how often a step asks "failed yet?": an overload stops before its queue piles up

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmcap.profile import Profile, ProfileError, RequestSettings, SearchParams, Slo, cli_settings, load_profile
+from llmcap.traces import ArrivalTrace, read_arrivals
 from loadtest.closed_loop import parse_levels
 from loadtest.dialect import exports_metrics
 from loadtest.search import RateSearch
@@ -62,6 +63,7 @@ class RunSettings:
     profile_file: str | None
     rps: float | None
     concurrency: list[int] | None  # closed-loop levels (loadtest/closed_loop.py)
+    arrival_trace: ArrivalTrace | None  # read once, here: a bad row fails before any load
     duration: float
     metrics_url: str | None
     gpu_metrics_url: str | None
@@ -113,6 +115,15 @@ def resolve(options, task_name: str) -> RunSettings:
         RateSearch(profile.search)
     except ValueError as e:
         raise ProfileError(f"{profile_file or 'arguments'}: search: {e}") from None
+    arrival_trace = None
+    if profile.search.arrival == "trace":
+        if not profile.search.trace:
+            raise ProfileError(f"{profile_file or 'arguments'}: arrival 'trace' needs a trace file: --trace FILE")
+        arrival_trace = read_arrivals(profile.search.trace)
+    elif profile.search.trace:
+        raise ProfileError(
+            f"{profile_file or 'arguments'}: a trace ({profile.search.trace}) is played only with --arrival trace"
+        )
     concurrency = getattr(options, "concurrency", None)
     if concurrency is not None:
         try:
@@ -136,6 +147,7 @@ def resolve(options, task_name: str) -> RunSettings:
         profile_file=profile_file,
         rps=getattr(options, "rps", None),
         concurrency=concurrency,
+        arrival_trace=arrival_trace,
         duration=getattr(options, "duration", None) or DEFAULT_DURATION_S,
         metrics_url=metrics_url,
         gpu_metrics_url=getattr(options, "gpu_metrics_url", None),

@@ -17,12 +17,12 @@ rate), so idle capacity is in the price.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 from llmcap.errors import BadInput
 from llmcap.profile import TrafficSettings
+from llmcap.traces import read_counts
 
 HOURS_PER_MONTH = 730.0  # 365 x 24 / 12
 _DEFAULTS = TrafficSettings()  # the headroom policy's defaults live in the profile model
@@ -34,40 +34,9 @@ def replicas_for(rate_rps: float, max_sustained_rps: float, target_utilization: 
 
 
 def read_trace(path: str | Path) -> list[float]:
-    """Requests per minute, one minute per row: a count per line (the first column without a
-    header), or CSV whose header names a 'requests' (or 'count') column. A bad row is named by file
-    and line (exit 2)."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read the trace ({e.strerror or e})") from None
-    rows = list(csv.reader(lines))
-    column, first = 0, 0
-    if rows and rows[0] and not _is_number(rows[0][0].strip()):  # a header
-        header = [h.strip().lower() for h in rows[0]]
-        found = [i for i, h in enumerate(header) if h in ("requests", "count")]
-        if not found:
-            raise BadInput(f"{path}:1: expected a 'requests' column (or one count per line), got {rows[0]}")
-        column, first = found[0], 1
-    counts = []
-    for number, row in enumerate(rows[first:], first + 1):
-        if not row or not "".join(row).strip():
-            continue
-        cell = row[column].strip() if column < len(row) else ""
-        if not _is_number(cell) or float(cell) < 0:
-            raise BadInput(f"{path}:{number}: expected a count of requests (0 or more), got {cell!r}")
-        counts.append(float(cell))
-    if not counts:
-        raise BadInput(f"{path}: no counts in the trace")
-    return counts
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+    """Requests per minute, one minute per row (llmcap/traces.py: a count per line, or a 'requests'
+    column); a bad row is named by file and line (exit 2)."""
+    return read_counts(path)
 
 
 def fleet_plan(

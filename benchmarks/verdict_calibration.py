@@ -43,9 +43,12 @@ from llmcap import confidence  # noqa: E402
 from llmcap.confidence import FAIL, PASS  # noqa: E402
 from llmcap.profile import SearchParams, Slo  # noqa: E402
 from llmcap.rundir import SAMPLE_DTYPE  # noqa: E402
+from loadtest import search as search_module  # noqa: E402
 from loadtest.search import (  # noqa: E402
     FAIL_LOOK_S,
     RateSearch,
+    extra_looks,
+    far_under,
     look_confidence,
     pass_looks,
     window_seconds,
@@ -80,22 +83,26 @@ def queue(rate: float, slots: int, service_s: float, seconds: float, rng) -> np.
 
 def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_s: float, rng, warmup_s=5.0):
     """One sequential step as run_step runs it, in simulated time: (decision, seconds it took)."""
-    samples = queue(rate, slots, service_s, warmup_s + max_s + 10, rng)
-    passes = pass_looks(min_s, max_s)
-    pass_conf = look_confidence(0.95, len(passes))
-    fail_conf = look_confidence(0.95, math.ceil(max_s / FAIL_LOOK_S) + len(passes))
+    passes, extra = pass_looks(min_s, max_s), extra_looks(max_s)
+    samples = queue(rate, slots, service_s, warmup_s + (extra or [max_s])[-1] + 10, rng)
+    pass_conf = look_confidence(0.95, len(passes) + len(extra))
+    fail_conf = look_confidence(0.95, math.ceil(max_s / FAIL_LOOK_S) + len(passes) + len(extra))
     known_after = slo.p95_ms / 1000
     start, t = warmup_s, warmup_s + FAIL_LOOK_S
     while True:
         finished = samples[samples["end_s"] <= t]
         open_scheduled = samples["scheduled_s"][(samples["end_s"] > t) & (samples["scheduled_s"] <= t)]
-        if look(finished, open_scheduled, t, start, start + max_s, slo, fail_conf).decision == FAIL:
+        in_longest = t <= start + max_s + known_after
+        if in_longest and look(finished, open_scheduled, t, start, start + max_s, slo, fail_conf).decision == FAIL:
             return "fail", t
         if t >= start + passes[0] + known_after:
             verdict = look(finished, open_scheduled, t, start, start + passes[0], slo, pass_conf)
             if verdict.decision == PASS:
                 return "pass", t
             if len(passes) == 1:
+                if extra and far_under(verdict):
+                    passes = [extra.pop(0)]
+                    continue
                 return "marginal", t
             passes.pop(0)
         t += FAIL_LOOK_S
@@ -154,6 +161,10 @@ class _verdict:
             self.patch.stop()
 
 
+def _set_extra(doublings: int) -> None:
+    search_module.EXTRA_DOUBLINGS = doublings  # read at each call (extra_looks, window_seconds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=CONFIGS, default="few-slots")
@@ -161,11 +172,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="steps per rate")
     ap.add_argument("--searches", type=int, default=60)
     ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument(
+        "--extra-doublings",
+        type=int,
+        default=search_module.EXTRA_DOUBLINGS,
+        help="looks past the longest window for a step far under its bounds (0: none, the method before)",
+    )
     args = ap.parse_args()
     slots, service_ms, slo_ms, _ = CONFIGS[args.config]
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
     print(f"{args.config}: C={slots} S={service_ms:g} ms p95 <= {slo_ms:g} ms, knee {knee:.2f} req/s, {args.verdict}")
-    with ProcessPoolExecutor(args.parallel) as pool:
+    with ProcessPoolExecutor(args.parallel, initializer=_set_extra, initargs=(args.extra_doublings,)) as pool:
         steps = list(pool.map(steps_at, [(args.config, args.verdict, r, args.steps) for r in RATES]))
         for s in steps:
             shares = f"pass {s['pass']:.0%} fail {s['fail']:.0%} marginal {s['marginal']:.0%}"
@@ -182,10 +199,18 @@ def main() -> None:
         "simulated_s_median": float(np.median([s["simulated_s"] for s in searches])),
     }
     print(f"  searches: {summary}")
-    out = {"config": args.config, "verdict": args.verdict, "knee_rps": knee, "steps": steps, "summary": summary}
+    out = {
+        "config": args.config,
+        "verdict": args.verdict,
+        "extra_doublings": args.extra_doublings,
+        "knee_rps": knee,
+        "steps": steps,
+        "summary": summary,
+    }
     out["searches"] = searches
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    path = HERE / "results" / f"verdict-calibration-{args.config}-{args.verdict}-{stamp}.json"
+    name = f"{args.config}-{args.verdict}" + (f"-extra{args.extra_doublings}" if args.extra_doublings != 2 else "")
+    path = HERE / "results" / f"verdict-calibration-{name}-{stamp}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"written {path}")
 

@@ -29,7 +29,7 @@ from typing import Protocol
 import gevent
 import numpy as np
 
-from llmcap.confidence import FAIL, PASS, UNDECIDED, binomial_upper
+from llmcap.confidence import FAIL, PASS, UNDECIDED
 from llmcap.profile import SearchParams
 from loadtest.clock import now
 from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
@@ -155,22 +155,21 @@ def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) 
     """(minimum, maximum) measured window of a step. The minimum is the phase's length, stretched
     at low rates to hold the requests a pass needs (`requests_to_pass`, with two Poisson sigmas to
     spare, or `min_requests`); an undecided step measures on, up to the maximum, which also holds
-    enough requests to decide a step with half the allowed fraction over its bound
-    (`requests_to_decide`) where the rate allows: at a low rate one slow request among a hundred
-    must not leave the step undecided, and so failed."""
+    that many requests where the rate allows (and past which a step far under its bounds looks on:
+    extra_looks)."""
     # near the knee (bisecting, confirming) a queue's slow swings need longer to show
     base = {CONFIRM: params.confirm_seconds, BISECT: 2 * params.step_seconds}.get(phase, params.step_seconds)
     if params.min_requests:
-        needed = deciding = float(params.min_requests)
+        needed = float(params.min_requests)
     else:
-        look_level = look_confidence(params.confidence, len(pass_looks(base, params.max_step_seconds)))
-        fewest = requests_to_pass(slo, look_level)
+        looks = len(pass_looks(base, params.max_step_seconds)) + EXTRA_DOUBLINGS
+        fewest = requests_to_pass(slo, look_confidence(params.confidence, looks))
         needed = fewest + 2 * math.sqrt(fewest)  # a Poisson count falls short of its mean half the time
-        deciding = requests_to_decide(slo, look_level)
     # at most 4x: a descent to a floor far below the start must not take hours
     shortest = max(base, min(needed / rate_rps, 4 * base))
+    # the longest window too holds what a pass needs, else a low rate could only end 'marginal'
     # (up to 4x max_step_seconds: below that rate a pass is out of reach and the step fails)
-    longest = max(shortest, params.max_step_seconds, min(max(needed, deciding) / rate_rps, 4 * params.max_step_seconds))
+    longest = max(shortest, params.max_step_seconds, min(needed / rate_rps, 4 * params.max_step_seconds))
     return shortest, longest
 
 
@@ -179,23 +178,6 @@ def requests_to_pass(slo: Slo, confidence: float) -> int:
     bound on the fraction over, 1 - (1 - confidence)^(1/n), must fall below the allowed fraction."""
     allowed = min(1 - quantile / 100 for _, _, quantile, _ in latency_bounds(slo))
     return math.ceil(math.log(1 - confidence) / math.log(1 - allowed))
-
-
-def requests_to_decide(slo: Slo, confidence: float) -> int:
-    """The fewest requests with which half the allowed fraction over the strictest bound passes it
-    (the exact binomial upper bound falls below the allowed fraction): 369 for p95 at 98.75 %."""
-    allowed = min(1 - quantile / 100 for _, _, quantile, _ in latency_bounds(slo))
-
-    def passes(n: int) -> bool:
-        return binomial_upper(n * allowed / 2, n, confidence) <= allowed
-
-    lo, hi = 1, 2
-    while not passes(hi):
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if passes(mid) else (mid, hi)
-    return hi
 
 
 FAIL_LOOK_S = 2.0  # how often a step asks "failed yet?": an overload stops before its queue piles up
@@ -313,11 +295,13 @@ def run_step(
 
 def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo: Slo, confidence: float, tick):
     """Look until decided: for a failure every FAIL_LOOK_S, for a pass when the requests due in the
-    next of `pass_looks` are all known. Returns (verdict, its confidence level, why it stopped, looks);
-    the verdict's `cut_s` ends the measured window."""
+    next of `pass_looks` are all known; an undecided step far under every bound at its longest
+    window looks on at `extra_looks` (see far_under). Returns (verdict, its confidence level, why it
+    stopped, looks); the verdict's `cut_s` ends the measured window."""
     passes = pass_looks(min_s, max_s)
-    pass_confidence = look_confidence(confidence, len(passes))
-    fail_confidence = look_confidence(confidence, math.ceil(max_s / FAIL_LOOK_S) + len(passes))
+    extra = extra_looks(max_s)
+    pass_confidence = look_confidence(confidence, len(passes) + len(extra))
+    fail_confidence = look_confidence(confidence, math.ceil(max_s / FAIL_LOOK_S) + len(passes) + len(extra))
     # a request's side of every bound is known this long after it was due
     known_after_s = max(limit for *_, limit in latency_bounds(slo)) / 1000.0
     next_fail = window_start + FAIL_LOOK_S
@@ -326,7 +310,8 @@ def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo
         window_end = window_start + passes[0]
         tick(window_end)
         t = now()
-        if t >= next_fail:
+        # failure looks judge the longest window's requests; past it they would only repeat themselves
+        if t >= next_fail and t <= window_start + max_s + known_after_s:
             next_fail = t + FAIL_LOOK_S
             finished, open_scheduled, as_of = load.step_so_far()
             looks += 1
@@ -342,11 +327,31 @@ def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo
                 if verdict.decision == PASS:
                     return verdict, pass_confidence, "decided", looks
                 if len(passes) == 1:
+                    if extra and far_under(verdict):
+                        passes = [extra.pop(0)]
+                        continue
                     return verdict, pass_confidence, "max duration", looks
                 passes.pop(0)
                 continue
         wake = min(next_fail, window_start + passes[0] + known_after_s)
         gevent.sleep(min(1.0, max(0.1, wake - now())))
+
+
+EXTRA_DOUBLINGS = 2  # an undecided step far under its bounds measures on, to 4x its longest window
+
+
+def extra_looks(max_s: float) -> list[float]:
+    """Pass looks past the longest window, taken only by a step far under every bound (far_under).
+    Declared in advance, so each look's share of the error budget counts them whether they are
+    taken or not: stopping on what the data show cannot find a lucky moment beyond that budget."""
+    return [max_s * 2**k for k in range(1, EXTRA_DOUBLINGS + 1)]
+
+
+def far_under(verdict) -> bool:
+    """Undecided only for want of independent evidence: every bound's fraction over it at most half
+    the allowed, latency not rising. A queue whose slow spells are long (few independent clusters
+    in the window) is here, far under the bound; a step at the knee is not."""
+    return not verdict.rising and all(e.n > 0 and e.fraction <= e.allowed_fraction / 2 for e in verdict.exceedances)
 
 
 def run_search(

@@ -163,7 +163,7 @@ class SearchParams:
     min_requests: int | None = setting(
         None,
         "search: a step's shortest window holds at least this many arrivals (default: as many as a pass "
-        "needs with none over the bound, e.g. 80 for a p95 bound at 95 % with the default windows)",
+        "needs with none over the bound, e.g. 90 for a p95 bound at 95 % with the default windows)",
         "--min-requests",
     )
     max_steps: int = setting(30, "search: give up after this many steps")
@@ -214,6 +214,38 @@ class AccuracySettings:
 
 
 @dataclasses.dataclass
+class SyntheticSettings:
+    input_tokens: str = setting(
+        "fixed:256",
+        "task synthetic: prompt tokens as the server counts them (chat template included): fixed:N, "
+        "uniform:LOW,HIGH, normal:MEAN,SD or list:A,B,...",
+        "--input-tokens",
+    )
+    output_tokens: str = setting(
+        "fixed:64", "task synthetic: generated tokens per request (same forms; exact: ignore_eos)", "--output-tokens"
+    )
+    prompts: int = setting(100, "task synthetic: distinct prompts built at start, then cycled", "--synthetic-prompts")
+    shared_prefix_tokens: int = setting(
+        0,
+        "task synthetic: tokens of a system prompt every request shares (the prefix cache's part)",
+        "--shared-prefix-tokens",
+    )
+
+
+@dataclasses.dataclass
+class SessionSettings:
+    turns: int = setting(
+        1,
+        "requests per conversation: each turn appends the previous answer and the next prompt's question "
+        "(1: single requests); the rate stays requests/s, sessions start at rate / turns",
+        "--turns",
+    )
+    think_seconds: float = setting(
+        0.0, "mean pause between an answer and the next turn (exponential; 0: at once)", "--think-seconds"
+    )
+
+
+@dataclasses.dataclass
 class Profile:
     name: str = setting("", "names the run and plan directories (required)")
     description: str = setting("", "one line about the profile")
@@ -226,6 +258,8 @@ class Profile:
     cost: CostSettings = dataclasses.field(default_factory=CostSettings)
     accuracy: AccuracySettings = dataclasses.field(default_factory=AccuracySettings)
     traffic: TrafficSettings = dataclasses.field(default_factory=TrafficSettings)
+    synthetic: SyntheticSettings = dataclasses.field(default_factory=SyntheticSettings)
+    sessions: SessionSettings = dataclasses.field(default_factory=SessionSettings)
     file: str = ""  # where it was loaded from
     dir: str = ""  # relative paths in it were resolved against this
 
@@ -255,7 +289,19 @@ def cli_settings():
 
 def _section_classes() -> dict:
     hints = _hints(Profile)
-    sections = ("dataset", "model", "serving", "request", "slo", "search", "cost", "accuracy", "traffic")
+    sections = (
+        "dataset",
+        "model",
+        "serving",
+        "request",
+        "slo",
+        "search",
+        "cost",
+        "accuracy",
+        "traffic",
+        "synthetic",
+        "sessions",
+    )
     return {name: hints[name] for name in sections}
 
 

@@ -33,6 +33,7 @@ STEPS_FILE = "steps.jsonl"
 PROGRESS_FILE = "progress.json"
 PROMPTS_FILE = "prompts.jsonl"
 CAPACITY_FILE = "capacity.json"
+SYNTHETIC_FILE = "synthetic_lengths.jsonl"  # task synthetic: each prompt's drawn lengths, by prompt_hash
 TELEMETRY_DIR = "telemetry"
 SERVER_DIR = "server"
 ACCURACY_DIR = "accuracy"
@@ -56,6 +57,7 @@ SAMPLE_DTYPE = np.dtype(
         ("itl_count", "<i4"),  # number of inter-token gaps stored for it
         ("prompt_hash", "<u8"),  # which prompt, without its text
         ("worker", "<i2"),
+        ("turn", "<i2"),  # a session's turn, from 0 (single requests: 0)
     ]
 )
 ERROR_KINDS = ("", "connect", "timeout", "http_status", "bad_stream", "no_tokens")
@@ -111,6 +113,15 @@ class SampleWriter:
             f.close()
 
 
+def _written_dtype(run_dir: Path) -> np.dtype:
+    """The record layout the run directory says it was written with (samples.json)."""
+    try:
+        descr = json.loads((run_dir / SCHEMA_FILE).read_text())["dtype"]
+        return np.dtype([tuple(field) for field in descr])
+    except (OSError, ValueError, KeyError, TypeError):
+        return SAMPLE_DTYPE
+
+
 def read_samples(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Samples and the flat array of inter-token gaps (ms). Tolerates a torn last record."""
     run_dir = Path(run_dir)
@@ -118,8 +129,15 @@ def read_samples(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not path.exists():
         return np.zeros(0, SAMPLE_DTYPE), np.zeros(0, np.float32)
     raw = path.read_bytes()
-    whole = len(raw) - len(raw) % SAMPLE_DTYPE.itemsize
-    samples = np.frombuffer(raw[:whole], dtype=SAMPLE_DTYPE)
+    written = _written_dtype(run_dir)
+    whole = len(raw) - len(raw) % written.itemsize
+    samples = np.frombuffer(raw[:whole], dtype=written)
+    if written != SAMPLE_DTYPE:
+        # a run directory of an earlier llmcap: its fields copied, the newer ones zero
+        upgraded = np.zeros(len(samples), SAMPLE_DTYPE)
+        for name in set(written.names or ()) & set(SAMPLE_DTYPE.names or ()):
+            upgraded[name] = samples[name]
+        samples = upgraded
     itl_path = run_dir / ITL_FILE
     itl = np.fromfile(itl_path, dtype="<f4") if itl_path.exists() else np.zeros(0, np.float32)
     need = int(samples["itl_count"].sum(dtype=np.int64))
@@ -190,6 +208,21 @@ def write_result(run_dir: str | os.PathLike, result: dict) -> None:
 
 def read_result(run_dir: str | os.PathLike) -> dict | None:
     return read_json(Path(run_dir) / RESULT_FILE)
+
+
+def write_synthetic_lengths(run_dir: str | os.PathLike, rows: list[dict]) -> None:
+    with open(Path(run_dir) / SYNTHETIC_FILE, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_synthetic_lengths(run_dir: str | os.PathLike) -> dict[int, dict]:
+    """prompt_hash -> {input_tokens, output_tokens} as drawn (empty when the run had no synthetic task)."""
+    path = Path(run_dir) / SYNTHETIC_FILE
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["prompt_hash"]: row for row in rows}
 
 
 def append_step(run_dir: str | os.PathLike, step: dict) -> None:

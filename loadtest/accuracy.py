@@ -30,7 +30,9 @@ def scored_records(task: Task, dataset: Path, sample: int | None, seed: int = 0)
     that cannot be sent or scored (its reference not the kind of answer the scorer reads) fails
     here, by number, before any request."""
     if task.score is None or task.expected_field is None:
-        raise DatasetError(f"task {task.name}: has no scorer or reference answers")
+        raise DatasetError(
+            f"task {task.name}: has no scorer or reference answers (set accuracy.enabled: false in the profile)"
+        )
     try:
         records = task.read(dataset)
     except OSError as e:

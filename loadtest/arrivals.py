@@ -7,6 +7,10 @@ decides when to send, so a slow server cannot slow the offered load down
 (no coordinated omission). The sum of independent Poisson streams is Poisson,
 so N processes each at rate/N offer a Poisson stream at the full rate.
 
+Sessions (`turns` > 1, loadtest/sessions.py): the dispatcher issues session starts at rate/turns, so
+the requests of all turns together arrive at the rate set; a session's later turns are due a think
+time after the previous answer (`follow_up`), as a person in a chat would send them.
+
 The closed loop (`set_concurrency`) is the other view of a server: N requests always open, each
 finished one replaced at once, so the server's speed sets the rate. Its tickets are due when they
 are issued, and latency counts from then as in the open loop.
@@ -119,6 +123,8 @@ class Dispatcher:
         # closed loop: how many requests to keep open (None: open loop), and how many are
         self.concurrency: int | None = None
         self.in_loop = 0
+        self.turns = 1  # requests per session: starts are issued at rate / turns
+        self.epoch = 0  # counts every change of load: a session from an earlier one stops
         self.on_issue: Callable[[int, float], None] | None = None  # callback(seq, scheduled_s), set by the owner
 
     def start(self) -> None:
@@ -144,6 +150,7 @@ class Dispatcher:
         self.concurrency = None
         self.rate_rps = max(0.0, float(rate_rps))
         self.share = share
+        self.epoch += 1
         self._changed.set()
 
     def set_concurrency(self, n: int) -> None:
@@ -151,6 +158,7 @@ class Dispatcher:
         lets the surplus finish without replacement."""
         self.rate_rps = 0.0
         self._changed.set()
+        self.epoch += 1
         self.concurrency = max(0, int(n))
         while self.in_loop < self.concurrency:
             self.in_loop += 1
@@ -165,6 +173,13 @@ class Dispatcher:
             self.in_loop -= 1
         else:
             self._issue(now(), queued=False)  # the user that just finished takes it
+
+    def follow_up(self, due: float) -> tuple[int, float, float, bool]:
+        """A ticket for a session's next turn, due at `due`, taken by the session's own user."""
+        self.issued += 1
+        if self.on_issue is not None:
+            self.on_issue(self.issued, due)
+        return (self.issued, due, now(), False)
 
     def _issue(self, due: float, queued: bool | None = None) -> None:
         self.issued += 1
@@ -192,7 +207,7 @@ class Dispatcher:
             if rate <= 0:
                 self._changed.wait()
                 continue
-            gaps = interarrival_gaps(rate, self.kind, self.rng, self.trace, self.share)
+            gaps = interarrival_gaps(rate / self.turns, self.kind, self.rng, self.trace, self.share)
             due = now()
             while not self._changed.is_set():
                 due += next(gaps)

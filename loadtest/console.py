@@ -38,10 +38,14 @@ def step_line(step: dict) -> None:
     _p(format_step(step))
 
 
-def format_step(step: dict) -> str:
+def verdict_of(step: dict) -> str:
+    """PASS / FAIL / MARGINAL as a person reads it: a pass the load generator could not vouch for is no pass."""
     verdict = (step.get("decision") or ("pass" if step["passed"] else "fail")).upper()
-    if verdict == "PASS" and not step["passed"]:
-        verdict = "FAIL"  # the load generator fell behind: no server verdict
+    return "FAIL" if verdict == "PASS" and not step["passed"] else verdict
+
+
+def format_step(step: dict) -> str:
+    verdict = verdict_of(step)
     errors = f"{step['error_rate']:.1%}"
     measured = f" {step['measured_s']:3.0f}s" if step.get("measured_s") is not None else ""
     return (
@@ -53,30 +57,38 @@ def format_step(step: dict) -> str:
 
 
 def final(outcome, settings) -> None:
+    for line in final_lines(outcome, settings):
+        _p(line)
+
+
+def final_text(outcome, settings) -> str:
+    """The answer in one line (the last of `final_lines`), for the web UI's tab."""
+    return final_lines(outcome, settings)[-1]
+
+
+def final_lines(outcome, settings) -> list[str]:
     if outcome.generator_bottleneck:
-        _p(
+        return [
             f"llmcap: the load generator is the bottleneck ({outcome.generator_bottleneck}); no server verdict. "
             "Add processes (--processes N, or --master/--worker on more hosts) and run again."
-        )
-    elif outcome.mode == "fixed":
-        _p(f"llmcap: fixed-rate run done; results in {settings.run_dir}/result.json")
-    elif outcome.mode == "concurrency":
-        for step in outcome.steps:
-            _p(
-                f"llmcap: concurrency {step['concurrency']:>4}: {step['achieved_rps']:.2f} req/s, "
-                f"p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} ms, TTFT p95 {_ms(step['ttft_p95_ms'])} ms"
-            )
-        _p(f"llmcap: closed-loop run done; results in {settings.run_dir}/result.json")
-    elif outcome.max_sustained_rps:
-        _p(
+        ]
+    if outcome.mode == "fixed":
+        return [f"llmcap: fixed-rate run done; results in {settings.run_dir}/result.json"]
+    if outcome.mode == "concurrency":
+        return [
+            f"llmcap: concurrency {step['concurrency']:>4}: {step['achieved_rps']:.2f} req/s, "
+            f"p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} ms, TTFT p95 {_ms(step['ttft_p95_ms'])} ms"
+            for step in outcome.steps
+        ] + [f"llmcap: closed-loop run done; results in {settings.run_dir}/result.json"]
+    if outcome.max_sustained_rps:
+        return [
             f"llmcap: max sustained rate {outcome.max_sustained_rps:.2f} req/s under {settings.slo.describe()}, "
             f"{interval_text(outcome.interval)}; results in {settings.run_dir}/result.json"
-        )
-    else:
-        lowest = min(outcome.steps, key=lambda s: s["offered_rps"]) if outcome.steps else None
-        rate = lowest["offered_rps"] if lowest else settings.search.start_rps
-        why = f": {lowest['reason']}" if lowest else ""
-        _p(f"llmcap: no sustained rate: even {rate:.3g} req/s fails the SLO{why}")
+        ]
+    lowest = min(outcome.steps, key=lambda s: s["offered_rps"]) if outcome.steps else None
+    rate = lowest["offered_rps"] if lowest else settings.search.start_rps
+    why = f": {lowest['reason']}" if lowest else ""
+    return [f"llmcap: no sustained rate: even {rate:.3g} req/s fails the SLO{why}"]
 
 
 def interval_text(interval: dict | None) -> str:

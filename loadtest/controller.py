@@ -117,6 +117,7 @@ def control(environment) -> None:
         pids = process_tree(settings.server_pid) if settings.server_pid else None
         step["server"] = server_summary(run_dir / TELEMETRY_DIR, step["start"], step["end"], pids)
         append_step(run_dir, step)
+        state.steps.append(step)
         console.step_line(step)
 
     try:
@@ -163,7 +164,11 @@ def control(environment) -> None:
             )
         state.exit_code = exit_code_of(outcome)
         write_result(settings, outcome, started, partial=False)
+        state.outcome = outcome
         console.final(outcome, settings)
+        if environment.web_ui is not None and settings.write_report:
+            # the web UI stays up after the run: its tab links the report now, not at quit
+            write_report_once(state)
     except gevent.GreenletExit:
         raise
     except Exception:
@@ -171,6 +176,18 @@ def control(environment) -> None:
         state.exit_code = ExitCode.FAILED
     finally:
         state.done = True
+
+
+def write_report_once(state: RunState) -> None:
+    if state.report_written:
+        return
+    from reports.report import write_report  # the report's plotting stack only where one is written
+
+    try:
+        write_report(state.settings.run_dir)
+        state.report_written = True
+    except Exception:
+        log.exception("could not write the report")
 
 
 def fixed_outcome(step: dict) -> SearchOutcome:

@@ -142,6 +142,7 @@ class Task:
     expected_field: str | None = None  # the reference answer, for `llmcap inspect` and scoring
     # (output, reference answer) -> metrics, the main one first (loadtest/scorers.py)
     score: Callable[[str, str], dict[str, float]] | None = None
+    generated: bool = False  # prompts built against the server at start (loadtest/synthetic_prompts.py)
 
 
 @dataclasses.dataclass
@@ -151,12 +152,19 @@ class Prompts:
     requests: list[dict]
     hashes: list[int]
     order: list[int]
+    drawn_lengths: list[tuple[int, int]] | None = None  # synthetic prompts: (input, output) tokens as drawn
 
     def __len__(self) -> int:
         return len(self.requests)
 
     def pick(self, seq: int) -> int:
         return self.order[seq % len(self.order)]
+
+
+def prompt_hash(request: dict) -> int:
+    """What a sample records of its prompt: 8 bytes of a hash of the request, never its text."""
+    digest = hashlib.blake2b(json.dumps(request, sort_keys=True).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0, sample: int | None = None) -> Prompts:
@@ -176,8 +184,7 @@ def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0
                 raise
             raise DatasetError(f"{path}: record {number}: cannot build a request ({type(e).__name__}: {e})") from None
         requests.append(request)
-        digest = hashlib.blake2b(json.dumps(request, sort_keys=True).encode(), digest_size=8).digest()
-        hashes.append(int.from_bytes(digest, "little"))
+        hashes.append(prompt_hash(request))
     order = list(range(len(requests)))
     random.Random(seed).shuffle(order)
     return Prompts(requests, hashes, order)

@@ -17,8 +17,8 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from llmcap.errors import BadInput, ExitCode
 from llmcap.log import get_logger
-from llmcap.rundir import PROMPTS_FILE, TELEMETRY_DIR, SampleWriter
-from loadtest import console
+from llmcap.rundir import PROMPTS_FILE, TELEMETRY_DIR, SampleWriter, write_synthetic_lengths
+from loadtest import console, synthetic_prompts, webui
 from loadtest.arrivals import Dispatcher
 from loadtest.bodies import build_bodies
 from loadtest.controller import BATCH_MESSAGE, CONCURRENCY_MESSAGE, DISCARD_MESSAGE, RATE_MESSAGE, control
@@ -75,11 +75,14 @@ def _on_init(environment, **_kw):
         settings = resolve(environment.parsed_options, task.name)
         if not settings.host:
             raise BadInput("no host: pass -H http://HOST:PORT (the OpenAI-compatible server)")
-        prompts = load_prompts(
-            task, settings.profile.dataset.path, seed=settings.search.seed, sample=settings.profile.dataset.sample
-        )
+        if not task.generated:
+            prompts = load_prompts(
+                task, settings.profile.dataset.path, seed=settings.search.seed, sample=settings.profile.dataset.sample
+            )
         engine = settings.profile.serving.engine
         model = resolve_model(settings.host, settings.model, api_key(settings), lists_served_model(engine))
+        if task.generated:
+            prompts = synthetic_prompts.generate(settings, model, api_key(settings))
         if not is_worker:
             try:
                 writer = SampleWriter(settings.run_dir)
@@ -95,7 +98,16 @@ def _on_init(environment, **_kw):
         _stop_signals_once()
         if settings.store_text:
             _write_prompts(settings.run_dir, prompts)
+        if prompts.drawn_lengths:
+            write_synthetic_lengths(
+                settings.run_dir,
+                [
+                    {"prompt_hash": h, "input_tokens": i, "output_tokens": o}
+                    for h, (i, o) in zip(prompts.hashes, prompts.drawn_lengths, strict=True)
+                ],
+            )
         state.collector = Collector(writer)
+        webui.install(environment)
         state.progress = console.ProgressFile(settings.run_dir)
         console.banner(settings, len(prompts))
         targets = {"vllm": settings.metrics_url} if settings.metrics_url else {}
@@ -106,9 +118,9 @@ def _on_init(environment, **_kw):
     if isinstance(runner, MasterRunner):
         runner.register_message(BATCH_MESSAGE, lambda msg, **kw: state.collector.add(msg.data))
         return
-    dispatcher = Dispatcher(
-        settings.search.arrival, seed=settings.search.seed, trace=settings.arrival_trace
-    )  # re-seeded per worker at start
+    # re-seeded per worker at start
+    dispatcher = Dispatcher(settings.search.arrival, seed=settings.search.seed, trace=settings.arrival_trace)
+    dispatcher.turns = settings.profile.sessions.turns
     if is_worker:
         deliver = lambda batch: runner.send_message(BATCH_MESSAGE, batch)  # noqa: E731
     else:
@@ -207,7 +219,7 @@ def _on_quitting(environment, **_kw):
             log.warning(f"interrupted; partial results in {state.settings.run_dir}")
             state.exit_code = state.exit_code or ExitCode.FAILED
         state.collector.writer.close()
-        if state.settings.write_report:
+        if state.settings.write_report and (state.interrupted or not state.report_written):
             try:
                 from reports.report import write_report
 

@@ -53,7 +53,7 @@ class LoadProcess:
             self.open.pop(seq, None)
         return len(dropped)
 
-    def record(self, ticket: tuple, prompt_hash: int, r) -> None:
+    def record(self, ticket: tuple, prompt_hash: int, r, turn: int = 0) -> None:
         """Called once per finished request, on the hot path: append a tuple, nothing more."""
         seq, scheduled_s, issued_s, queued = ticket
         self.open.pop(seq, None)
@@ -78,6 +78,7 @@ class LoadProcess:
                 len(gaps),
                 prompt_hash,
                 self._worker,
+                turn,
             )
         )
         self._gaps.extend(gaps)

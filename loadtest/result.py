@@ -79,6 +79,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
         "profile": settings.profile_file,
         "cost": dataclasses.asdict(settings.profile.cost),
         "traffic": dataclasses.asdict(settings.profile.traffic),
+        "sessions": dataclasses.asdict(settings.profile.sessions),
         "versions": versions(),
         "command": sys.argv,
         "started": started,

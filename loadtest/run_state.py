@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from loadtest.console import ProgressFile
     from loadtest.datasets import Prompts
     from loadtest.process import Collector, LoadProcess
+    from loadtest.search import SearchOutcome
     from loadtest.settings import RunSettings
 
 
@@ -32,6 +33,9 @@ class RunState:
     pending_rps: float | None = None  # a worker's rate, set by the master (maybe before init is done)
     pending_share: float = 1.0  # the worker's share of the total rate (a trace's time scale needs the total)
     pending_concurrency: int | None = None  # or its share of a closed loop's open requests
+    steps: list[dict] = dataclasses.field(default_factory=list)  # judged so far (the web UI's tab reads them)
+    outcome: SearchOutcome | None = None  # the answer, once there is one
+    report_written: bool = False
     done: bool = False
     interrupted: bool = False
     exit_code: ExitCode = ExitCode.OK

@@ -132,6 +132,10 @@ def resolve(options, task_name: str) -> RunSettings:
             raise ProfileError(str(e)) from None
         if getattr(options, "rps", None) is not None:
             raise ProfileError("--rps and --concurrency are two modes: give one")
+        if profile.sessions.turns > 1:
+            raise ProfileError("--concurrency keeps single requests open: sessions (--turns) need a rate")
+    if profile.sessions.turns < 1 or profile.sessions.think_seconds < 0:
+        raise ProfileError(f"{profile_file or 'arguments'}: sessions: needs turns >= 1 and think_seconds >= 0")
     run_dir = getattr(options, "run_dir", None)
     if not run_dir:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

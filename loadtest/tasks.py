@@ -279,5 +279,22 @@ GIT_ASSISTANT = Task(
     score=score_call,
 )
 
-ALL = [TEXT2SQL, SMART_HOME, GIT_ASSISTANT, DOCSTRING, HOTPOTQA, BANKING77, ECOMMERCE, TREC]
+
+def _generated(path: Path) -> list[dict]:
+    raise DatasetError(
+        "task synthetic: its prompts are built against the running server (loadtest/synthetic_prompts.py), "
+        "not read from a file"
+    )
+
+
+# no dataset: prompts of drawn token lengths, built with the served model's tokenizer at start
+SYNTHETIC = Task(
+    name="synthetic",
+    default_dataset=Path("(generated)"),
+    read=_generated,
+    build=lambda record, path: record,
+    generated=True,
+)
+
+ALL = [TEXT2SQL, SMART_HOME, GIT_ASSISTANT, DOCSTRING, HOTPOTQA, BANKING77, ECOMMERCE, TREC, SYNTHETIC]
 TASKS: dict[str, Task] = {t.name: t for t in ALL}

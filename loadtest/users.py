@@ -3,6 +3,8 @@ records it, takes the next. The pool is fixed; the dispatcher sets the rate, not
 
 from __future__ import annotations
 
+import random
+
 from locust import User, task
 
 from loadtest.bodies import with_marker
@@ -10,6 +12,7 @@ from loadtest.client import ChatClient
 from loadtest.datasets import Task
 from loadtest.plugin import api_key
 from loadtest.run_state import state_of
+from loadtest.sessions import run_session
 
 
 class RequestFailed(Exception):
@@ -29,12 +32,16 @@ class ChatUser(User):
         self.take = self.process.dispatcher.take
         self.bodies = state.bodies
         self.prompts = state.prompts
+        self.turns = settings.profile.sessions.turns
+        self.think_seconds = settings.profile.sessions.think_seconds
+        self.keep_text = settings.store_text
         self.client = ChatClient(
             self.environment.host or settings.host,
             api_key=api_key(settings),
             timeout_s=settings.request.timeout_s,
-            store_text=settings.store_text,
+            store_text=settings.store_text or self.turns > 1,  # a session sends its answers back
         )
+        self.rng = random.Random(id(self))  # think times
         self.fire = self.environment.events.request.fire
         self.wait()  # take the first ticket while WAITING, so a stop kills an idle user at once
 
@@ -48,9 +55,14 @@ class ChatUser(User):
     @task
     def send(self):
         ticket = self.ticket
+        if self.turns > 1:
+            return run_session(self, ticket, self.turns, self.think_seconds, self.rng)
         index = self.prompts.pick(ticket[0])
         r = self.client.stream(with_marker(self.bodies[index], self.process.source, ticket[0]))
         self.process.record(ticket, self.prompts.hashes[index], r)
+        self.report(ticket, r)
+
+    def report(self, ticket, r):
         # one Locust event per request, with the end-to-end time (not the header time)
         self.fire(
             request_type="POST",

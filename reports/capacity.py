@@ -11,11 +11,20 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from llmcap.errors import BadInput
 from llmcap.profile import CostSettings, TrafficSettings
-from llmcap.rundir import CAPACITY_FILE, LATENCY_KEYS, RESULT_FILE, read_result, read_server_config, write_json
+from llmcap.rundir import (
+    CAPACITY_FILE,
+    LATENCY_KEYS,
+    RESULT_FILE,
+    read_result,
+    read_samples,
+    read_server_config,
+    write_json,
+)
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
 from reports.fleet import fleet_plan, read_trace
 from reports.flops import HARDWARE, architecture_of, bandwidth_limit, compute_limit, kv_bytes_per_token, precision_of
@@ -73,6 +82,32 @@ def stand_in_banner(reasons: list[str]) -> str | None:
     return "STAND-IN: these numbers say nothing about a real model's capacity or cost: " + "; ".join(reasons) + "."
 
 
+def by_turn(run_dir: Path, start_s: float, end_s: float) -> list[dict]:
+    """Latency and prompt length of each turn of the sessions due in [start_s, end_s): how the growing
+    conversation (and the prefix cache's share of it) shows in latency."""
+    samples, _ = read_samples(run_dir)
+    w = samples[(samples["scheduled_s"] >= start_s) & (samples["scheduled_s"] < end_s)]
+    rows = []
+    for turn in np.unique(w["turn"]):
+        t = w[(w["turn"] == turn)]
+        ok = t[t["error"] == 0]
+        e2e = (ok["end_s"] - ok["scheduled_s"]) * 1000
+        ttft = (ok["first_token_s"] - ok["scheduled_s"]) * 1000
+        tokens = ok["prompt_tokens"][ok["prompt_tokens"] >= 0]
+        rows.append(
+            {
+                "turn": int(turn) + 1,
+                "requests": int(len(t)),
+                "errors": int(len(t) - len(ok)),
+                "mean_prompt_tokens": float(tokens.mean()) if len(tokens) else None,
+                "p50_ms": float(np.percentile(e2e, 50)) if len(e2e) else None,
+                "p95_ms": float(np.percentile(e2e, 95)) if len(e2e) else None,
+                "ttft_p50_ms": float(np.percentile(ttft, 50)) if len(ttft) else None,
+            }
+        )
+    return rows
+
+
 def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
     result = read_result(run_dir)
@@ -93,6 +128,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "model": server.get("model") or result.get("model"),
         "partial": result.get("partial", False),
         "mode": result.get("mode"),
+        "arrival": result.get("arrival"),
+        "arrival_trace": result.get("arrival_trace"),
         "slo": result["slo"],
         "max_sustained_rps": rps,
         "max_sustained_rps_interval": result.get("max_sustained_rps_interval"),
@@ -184,6 +221,15 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
             max_sustained_rps_low=interval.get("low") if interval.get("low") != rps else None,
         )
         out["fleet"]["trace_file"] = traffic.get("trace")
+    sessions = result.get("sessions") or {}
+    if sessions.get("turns", 1) > 1 and steps:
+        step = at or steps[-1]
+        out["sessions"] = {
+            **sessions,
+            "step": step["index"],
+            "by_turn": by_turn(run_dir, step["start"], step["end"]),
+            "prefix_cache_hit_rate": (step.get("server") or {}).get("prefix_cache_hit_rate"),
+        }
     if arch and out.get("mean_prompt_tokens") is not None:
         out["hardware_limit"] = hardware_limit(out, arch, cost_cfg["gpu"], precision, memory, server)
     out["per_step"] = [

@@ -128,6 +128,53 @@ def closed_loop_blocks(cap: dict) -> list[tuple]:
     return [("h2", "Closed loop"), ("table", header, rows), ("note", note)]
 
 
+def arrivals_text(cap: dict) -> str:
+    """How the load arrived: what every latency here depends on."""
+    if cap.get("mode") == "concurrency":
+        return "Load: a closed loop (requests kept open at each level)."
+    trace = cap.get("arrival_trace")
+    if trace:
+        return (
+            f"Arrivals: the trace {trace['file']} ({trace['kind']}, {fmt(trace['duration_s'])} s at a mean "
+            f"{fmt(trace['mean_rps'], 1)} req/s), played from its start at each step, sped up to the step's rate."
+        )
+    kind = cap.get("arrival") or "poisson"
+    return {
+        "poisson": "Arrivals: Poisson (independent gaps), open loop.",
+        "poisson-blocked": "Arrivals: smoothed Poisson (a fixed count per ~2 s block), open loop: steadier than real "
+        "traffic, so a queue looks stronger than it is (docs/arrivals.md).",
+        "constant": "Arrivals: evenly spaced, open loop: steadier than real traffic.",
+    }.get(kind, f"Arrivals: {kind}.")
+
+
+def session_blocks(cap: dict) -> list[tuple]:
+    """Multi-turn runs: latency and prompt length by turn, beside the prefix cache's share."""
+    sessions = cap.get("sessions")
+    if not sessions:
+        return []
+    rows = [
+        [
+            str(t["turn"]),
+            fmt(t["requests"]),
+            fmt(t["mean_prompt_tokens"], 1),
+            fmt(t["p50_ms"]),
+            fmt(t["p95_ms"]),
+            fmt(t["ttft_p50_ms"]),
+            fmt(t["errors"]),
+        ]
+        for t in sessions["by_turn"]
+    ]
+    text = (
+        f"Conversations of {sessions['turns']} turns: each turn sends the previous turn's messages, its answer "
+        f"and a new question, {fmt(sessions['think_seconds'], 1)} s (mean) after the answer came; sessions started "
+        f"at the rate / {sessions['turns']}. At step {sessions['step']}, the prefix cache served "
+        f"{pct(sessions.get('prefix_cache_hit_rate'), 1)} of all prompt tokens (vLLM's prefix_cache_hits over "
+        "queries); later turns' prompts begin with the whole earlier conversation."
+    )
+    header = ["turn", "requests", "mean prompt tokens", "p50 ms", "p95 ms", "TTFT p50 ms", "errors"]
+    return [("h2", "Sessions"), ("p", text), ("table", header, rows)]
+
+
 def interval_text(interval: dict | None) -> str:
     if not interval:
         return "–"
@@ -377,12 +424,12 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
     title = f"llmcap capacity report: {cap['name']}" + (f" ({cap['variant']})" if cap.get("variant") else "")
     blocks: list[tuple] = [
         ("h1", title),
-        ("p", f"Model {model_text(cap.get('model'))}, served by {cap.get('engine') or '–'}."),
+        ("p", f"Model {model_text(cap.get('model'))}, served by {cap.get('engine') or '–'}. {arrivals_text(cap)}"),
     ]
     if cap.get("mode") == "concurrency":
         blocks += notice_blocks(cap) + closed_loop_blocks(cap) + step_blocks(cap)
     else:
-        blocks += headline_blocks(cap) + answers_blocks(run_dir)
+        blocks += headline_blocks(cap) + answers_blocks(run_dir) + session_blocks(cap)
         blocks += [("h2", "Cost")] + cost_blocks(cap)
         blocks += fleet_blocks(cap) + hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)
     blocks += [("h2", "Plots")] + [("img", str(path), alt) for path, alt in images]

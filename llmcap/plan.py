@@ -22,11 +22,11 @@ from llmcap.accuracy_cmd import check_answers, describe, score_answers
 from llmcap.errors import ExitCode, ProfileError
 from llmcap.log import get_logger
 from llmcap.profile import Profile, Slo, load_profile
-from llmcap.rundir import is_run_dir, read_progress, read_result, read_steps
+from llmcap.rundir import CLOSED_LOOP_DIR, is_run_dir, read_progress, read_result, read_steps
 from llmcap.tiny_model import ensure_tiny_model
 from loadtest import console
+from loadtest.closed_loop import parse_levels
 from reports.compare import write_comparison
-from reports.fleet import read_trace
 from reports.render import fmt, model_text, write
 from serving.launcher import Server, ServerError, port_is_free, variant_unsupported
 
@@ -126,9 +126,11 @@ def run_variant(
     processes: int,
     extra_locust_args: list[str],
     accuracy_passes: int = 0,
+    closed_loop: tuple[list[int], float] | None = None,
 ) -> tuple[str, str]:
-    """Serve, score its answers `accuracy_passes` times, search, stop. Returns (status, detail);
-    status is 'ok', 'no-capacity', 'unsupported', 'failed' or 'interrupted'."""
+    """Serve, score its answers `accuracy_passes` times, search, sweep `closed_loop`'s (levels,
+    seconds each) on the same server if asked, stop. Returns (status, detail); status is 'ok',
+    'no-capacity', 'unsupported', 'failed' or 'interrupted'."""
     reason = variant_unsupported(profile, variant)
     if reason:
         print(f"llmcap plan: {variant}: skipped, cannot run on this machine: {reason}", flush=True)
@@ -195,6 +197,19 @@ def run_variant(
                 f"{Slo(**result['slo']).describe()}, {console.interval_text(result.get('max_sustained_rps_interval'))}",
                 flush=True,
             )
+        if closed_loop and code in (ExitCode.OK, ExitCode.NO_CAPACITY):
+            levels, seconds = closed_loop
+            sweep_dir = run_dir / CLOSED_LOOP_DIR
+            sweep_cmd = [arg if arg != str(run_dir) else str(sweep_dir) for arg in locust_cmd]
+            sweep_cmd += ["--concurrency", ",".join(map(str, levels)), "--duration", f"{seconds:g}"]
+            print(
+                f"  {variant}: closed loop at concurrency {', '.join(map(str, levels))}, {seconds:g} s each", flush=True
+            )
+            with open(run_dir / "locust.log", "a") as locust_log:
+                locust = subprocess.Popen(sweep_cmd, stdout=locust_log, stderr=locust_log)
+                sweep_code = locust.wait()
+            if sweep_code != ExitCode.OK:
+                log.error(f"{variant}: the closed-loop sweep exited with code {sweep_code} (see {run_dir}/locust.log)")
         if code == ExitCode.OK:
             return "ok", "sustained rate found"
         if code == ExitCode.NO_CAPACITY:
@@ -262,6 +277,7 @@ def plan(
     processes: int = 1,
     extra_locust_args: list[str] | None = None,
     repeats: int = 1,
+    closed_loop: tuple[list[int], float] | None = None,
 ) -> tuple[int, Path]:
     profile = load_profile(profile_path)
     names = variants or list(profile.serving.variants)
@@ -274,8 +290,6 @@ def plan(
         raise ProfileError(f"--repeats {repeats}: expected 1 or more")
     if profile.accuracy.enabled:
         check_answers(profile)
-    if profile.traffic.trace:
-        read_trace(profile.traffic.trace)  # a bad row fails now, not after the searches
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +310,15 @@ def plan(
                 # the baseline (the first variant) answers twice: the noise floor of agreement
                 passes = (2 if name == names[0] else 1) if profile.accuracy.enabled and round_ == 1 else 0
                 status = run_variant(
-                    profile, profile_path, name, run_dir, progress, processes, extra_locust_args or [], passes
+                    profile,
+                    profile_path,
+                    name,
+                    run_dir,
+                    progress,
+                    processes,
+                    extra_locust_args or [],
+                    passes,
+                    closed_loop if round_ == 1 else None,
                 )
                 progress.end_variant()
                 # a variant's status is its worst run's
@@ -377,7 +399,15 @@ def _write_index(
 
 def cmd_plan(args) -> int:
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
-    code, _plan_dir = plan(args.profile, variants, args.out, args.processes, args.passthrough, args.repeats)
+    closed_loop = None
+    if args.concurrency:
+        try:
+            closed_loop = (parse_levels(args.concurrency), args.concurrency_seconds)
+        except ValueError as e:
+            raise ProfileError(str(e)) from None
+    code, _plan_dir = plan(
+        args.profile, variants, args.out, args.processes, args.passthrough, args.repeats, closed_loop
+    )
     return code
 
 
@@ -394,5 +424,11 @@ def register(sub) -> None:
         help="search each variant this many times, interleaved (A B A B ...); the comparison reports the "
         "median, the spread and an interval from the repeats",
     )
+    p.add_argument(
+        "--concurrency",
+        help="after each variant's search, on the same server, a closed-loop sweep at these levels "
+        "(e.g. 1,4,16,64): the comparison shows both views",
+    )
+    p.add_argument("--concurrency-seconds", type=float, default=30.0, help="seconds measured at each level")
     p.epilog = "Arguments after -- go to each load test, e.g. llmcap plan P -- --step-seconds 5"
     p.set_defaults(func=cmd_plan)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from llmcap.errors import ProfileError
+from llmcap.traces import read_arrivals, read_counts
 
 __all__ = ["ProfileError", "Profile", "load_profile", "Slo", "SearchParams", "ARRIVAL_KINDS", "cli_settings"]
 
@@ -413,11 +414,16 @@ def load_profile(path: str | Path) -> Profile:
     base = path.resolve().parent
     profile.file, profile.dir = str(path), str(base)
     if profile.search.trace:
-        profile.search.trace = str((base / profile.search.trace).resolve())
+        trace = (base / profile.search.trace).resolve()
+        if not trace.is_file():
+            raise ProfileError(f"{path}: search.trace: file not found: {trace}")
+        read_arrivals(trace)  # a bad row fails here, named by line, before any server starts
+        profile.search.trace = str(trace)
     if traffic.trace:
         trace = (base / traffic.trace).resolve()
         if not trace.is_file():
             raise ProfileError(f"{path}: traffic.trace: file not found: {trace}")
+        read_counts(trace)
         traffic.trace = str(trace)
     if profile.dataset.path:
         ds = (base / profile.dataset.path).resolve()

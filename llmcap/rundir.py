@@ -33,6 +33,7 @@ STEPS_FILE = "steps.jsonl"
 PROGRESS_FILE = "progress.json"
 PROMPTS_FILE = "prompts.jsonl"
 CAPACITY_FILE = "capacity.json"
+CLOSED_LOOP_DIR = "closed-loop"  # llmcap plan --concurrency: the closed-loop sweep's own run directory
 SYNTHETIC_FILE = "synthetic_lengths.jsonl"  # task synthetic: each prompt's drawn lengths, by prompt_hash
 TELEMETRY_DIR = "telemetry"
 SERVER_DIR = "server"

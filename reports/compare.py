@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from llmcap.confidence import t_quantile
-from llmcap.rundir import read_accuracy
+from llmcap.rundir import CLOSED_LOOP_DIR, read_accuracy, read_result
 from reports import plots
 from reports.capacity import capacity, stand_in_banner
 from reports.fleet import cheapest
@@ -207,6 +207,7 @@ def write_comparison(
     # never the cheapest: a variant that held no rate or lost the answers
     eligible = {v["variant"] for v in data["variants"] if v.get("max_sustained_rps") and v["status"] == "ok"}
     data["cheapest_fleet"] = cheapest({v["variant"]: v.get("fleet") for v in data["variants"]}, eligible)
+    data["closed_loop"] = closed_loop_levels(dirs)
     (out_dir / "comparison.json").write_text(json.dumps(data, indent=1))
 
     rows = []
@@ -274,7 +275,7 @@ def write_comparison(
     if data["quality"]:
         stand_in = any(caps[0]["stand_in"] for caps in groups.values())
         blocks += quality_blocks(data["quality"], data["baseline"], stand_in)
-    blocks += fleet_blocks(data)
+    blocks += fleet_blocks(data) + closed_loop_blocks(data)
     if groups:
         caps = reps(groups)
         images = [
@@ -294,6 +295,53 @@ def write_comparison(
         ]
     write(blocks, out_dir, "comparison", title)
     return data
+
+
+def closed_loop_levels(dirs: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """Each variant's closed-loop sweep (`llmcap plan --concurrency`), where it ran: its levels."""
+    out = {}
+    for label, run_dirs in dirs.items():
+        result = read_result(Path(run_dirs[0]) / CLOSED_LOOP_DIR)
+        if result and result.get("mode") == "concurrency":
+            keys = ("concurrency", "achieved_rps", "p50_ms", "p95_ms", "ttft_p95_ms", "mean_completion_tokens")
+            out[label] = [{k: s.get(k) for k in keys} for s in result["steps"]]
+    return out
+
+
+def closed_loop_blocks(data: dict) -> list[tuple]:
+    """The other view of each server beside its sustained rate: what it did with N requests kept open."""
+    if not data["closed_loop"]:
+        return []
+    sustained = {v["variant"]: v.get("max_sustained_rps") for v in data["variants"]}
+    rows = [
+        [
+            label,
+            fmt(level["concurrency"]),
+            fmt(level["achieved_rps"], 2),
+            fmt((level["mean_completion_tokens"] or 0) * (level["achieved_rps"] or 0)),
+            f"{fmt(level['p50_ms'])} / {fmt(level['p95_ms'])}",
+            fmt(level["ttft_p95_ms"]),
+            fmt(sustained.get(label), 1),
+        ]
+        for label, levels in data["closed_loop"].items()
+        for level in levels
+    ]
+    header = [
+        "variant",
+        "concurrency",
+        "req/s",
+        "output tokens/s",
+        "p50 / p95 ms",
+        "TTFT p95 ms",
+        "max sustained req/s",
+    ]
+    note = (
+        "The closed loop kept that many requests open on the same server after its search, each finished one "
+        "replaced at once: the server set the rate. The search's answer is the rate that holds the SLO when users "
+        "arrive on their own (open loop); the closed loop shows how throughput and latency grow with the batch. "
+        "Little's law ties them: requests open = rate x mean latency."
+    )
+    return [("h2", "Closed loop"), ("table", header, rows), ("note", note)]
 
 
 def fleet_blocks(data: dict) -> list[tuple]:

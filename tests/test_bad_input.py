@@ -54,6 +54,36 @@ def test_bad_profiles(stub, tmp_path, profile, fragments):
 
 
 @pytest.mark.parametrize(
+    "section,content,fragments",
+    [
+        ("traffic: {trace: t.csv}", "minute,requests\n0,10\n1,ten\n", ["t.csv:3: expected a count of requests"]),
+        ("search: {arrival: trace, trace: t.csv}", "timestamp\n1.5\nlater\n", ["t.csv:3: timestamp: expected a time"]),
+        ("search: {arrival: trace}", None, ["arrival 'trace' needs a trace file: --trace FILE"]),
+        ("search: {trace: t.csv}", "requests\n5\n", ["is played only with --arrival trace"]),
+    ],
+)
+def test_bad_traces_fail_a_bare_locust_run_before_any_load(stub, tmp_path, section, content, fragments):
+    """A trace in the profile is read when the profile is (plan and a bare Locust run alike)."""
+    if content is not None:
+        (tmp_path / "t.csv").write_text(content)
+    (tmp_path / "p.yaml").write_text(MINIMAL + section + "\n")
+    run = run_locust(
+        "loadtest/text2sql.py",
+        stub.url,
+        "--llmcap-profile",
+        str(tmp_path / "p.yaml"),
+        "--rps",
+        "1",
+        "--duration",
+        "1",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
+    one_line_error(run, *fragments)
+    assert stub.stats()["requests"] == 0
+
+
+@pytest.mark.parametrize(
     "content,fragments",
     [
         ("", ["dataset is empty"]),

@@ -3,12 +3,14 @@ an M/D/C queue (C slots, a fixed service time S) the answer is known: at concurr
 is min(n, C) / S, and past C every request waits its turn, so latency is n / C x S (Little's law)."""
 
 import json
+import subprocess
 
 import pytest
 
 from loadtest.arrivals import Dispatcher
 from loadtest.closed_loop import parse_levels
-from tests.conftest import run_locust
+from tests.conftest import REPO, run_locust
+from tests.test_engines import LLMCAP, write_profile
 
 SLOTS, SERVICE_S = 4, 0.2
 
@@ -94,3 +96,29 @@ def test_concurrency_and_a_fixed_rate_are_two_modes(stub, tmp_path):
     run = run_locust("loadtest/text2sql.py", stub.url, "--concurrency", "4", "--rps", "5", "--run-dir", str(tmp_path))
     assert run.returncode == 2
     assert "--rps and --concurrency" in run.stderr
+
+
+def test_plan_sweeps_the_closed_loop_after_the_search_and_compares_both_views(stub, tmp_path):
+    """`llmcap plan --concurrency`: on the same server, after its search; the comparison shows the
+    closed loop's levels beside the sustained rate."""
+    stub.configure(slots=SLOTS, first_delay_ms=SERVICE_S * 1000, chunks=1)
+    profile = write_profile(tmp_path / "p.yaml", engine="external", url=stub.url)
+    plan_dir = tmp_path / "plan"
+    cmd = [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--concurrency", "2,8", "--concurrency-seconds", "6"]
+    cmd += ["--", "--step-seconds", "4", "--warmup-seconds", "1", "--confirm-seconds", "4", "--max-step-seconds", "8"]
+    cmd += ["--start-rps", "8", "--max-rps", "16"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    sweep = json.loads((plan_dir / "only" / "closed-loop" / "result.json").read_text())
+    assert sweep["mode"] == "concurrency" and [s["concurrency"] for s in sweep["steps"]] == [2, 8]
+    assert sweep["steps"][1]["achieved_rps"] == pytest.approx(SLOTS / SERVICE_S, rel=0.05)
+    comparison = json.loads((plan_dir / "comparison.json").read_text())
+    assert [level["concurrency"] for level in comparison["closed_loop"]["only"]] == [2, 8]
+    text = (plan_dir / "comparison.md").read_text()
+    assert "## Closed loop" in text and "max sustained req/s" in text
+
+
+def test_plan_names_bad_levels_before_any_server(tmp_path):
+    profile = write_profile(tmp_path / "p.yaml", engine="external", url="http://127.0.0.1:9")
+    run = subprocess.run([LLMCAP, "plan", str(profile), "--concurrency", "4,x"], capture_output=True, text=True)
+    assert run.returncode == 2 and "--concurrency takes whole numbers" in run.stderr

@@ -12,6 +12,7 @@ from llmcap.traces import read_arrivals
 from loadtest.arrivals import trace_gaps
 from tests.conftest import REPO, run_locust
 from tests.queueing import rate_at_slo
+from tests.test_search_e2e import HIGH, LOW
 
 BURSTS = REPO / "examples" / "traces" / "bursts-per-second.csv"
 
@@ -137,7 +138,9 @@ SLOTS, SERVICE_MS, SLO_MS = 8, 50, 150
 def test_the_search_over_a_traces_scale_finds_the_queues_limit_under_it(stub, tmp_path):
     """A two-second period of 40 then 120 requests a second (mean 80), searched over its scale against
     the stub as an M/D/C queue: the answer against the knee under that trace, simulated from the same
-    arrival code, within the Poisson search's tolerance (-10 %..+5 %, tests/test_search_e2e.py)."""
+    arrival code, within the Poisson search's tolerance for a queue whose slow spells are long (the
+    few-slot setting of tests/test_search_e2e.py: its bursts, like these, make a confident pass near
+    the knee take longer than a step has)."""
     (tmp_path / "pulse.csv").write_text("requests\n40\n120\n")
     trace = read_arrivals(tmp_path / "pulse.csv")
 
@@ -167,4 +170,4 @@ def test_the_search_over_a_traces_scale_finds_the_queues_limit_under_it(stub, tm
     print(f"trace search: found {found} req/s, knee under the trace {knee:.1f}, under Poisson {poisson_knee:.1f}")
     assert run.returncode == 0, run.stdout[-3000:]
     assert knee < 0.97 * poisson_knee  # the bursts cost capacity: the test would not tell them apart otherwise
-    assert -0.10 <= found / knee - 1 <= 0.05, (found, knee)
+    assert LOW["few-slots"] <= found / knee - 1 <= HIGH["few-slots"], (found, knee)

@@ -219,9 +219,11 @@ def batch_index(scheduled_s: np.ndarray, start_s: float, end_s: float) -> np.nda
     return np.clip(((scheduled_s - start_s) / span * BATCHES).astype(int), 0, BATCHES - 1)
 
 
-def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float) -> bool:
-    """Latency in the window's second half above its first half beyond noise and by more than 10 %:
-    the queue has not reached its steady state, and a pass now would be premature.
+def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_rise_ms: float = 0.0) -> bool:
+    """Latency in the window's second half above its first half beyond noise, by more than 10 % and
+    by more than `min_rise_ms`: the queue has not reached its steady state, and a pass now would be
+    premature. (A fast server's 3 ms becoming 3.5 ms is 17 % and may be beyond its tiny noise, but it
+    is no queue building toward a 500-ms bound: `look` passes a share of the bound as the minimum.)
     Compared on the slices' mean latencies (requests known only to be over count at the largest
     finite latency seen)."""
     finite = latency_ms[np.isfinite(latency_ms)]
@@ -238,7 +240,7 @@ def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float) -> b
     m1, m2 = float(np.mean(first)), float(np.mean(second))
     se = math.sqrt(np.var(first, ddof=1) / len(first) + np.var(second, ddof=1) / len(second))
     df = len(first) + len(second) - 2
-    return m2 > 1.1 * m1 and m2 - m1 > t_quantile(confidence, df) * se
+    return m2 > 1.1 * m1 and m2 - m1 > max(t_quantile(confidence, df) * se, min_rise_ms)
 
 
 # -- scores of a quality pass (loadtest/accuracy.py, reports/quality.py) ------------------------------

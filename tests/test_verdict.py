@@ -16,6 +16,7 @@ from llmcap.confidence import (
     binomial_upper,
     exceedance,
     extremal_index,
+    rising,
     t_quantile,
 )
 from llmcap.profile import Slo
@@ -23,6 +24,7 @@ from llmcap.rundir import SAMPLE_DTYPE
 from loadtest import search
 from loadtest.clock import now
 from loadtest.search import MARGINAL, look_confidence, pass_looks, run_step
+from loadtest.stats import look
 
 # --- the statistics --------------------------------------------------------------------------------
 
@@ -216,3 +218,19 @@ def test_far_under_the_bound_but_in_long_spells_measures_past_the_longest_window
     print(f"{e['over']} of {e['n']} over, worth {e['effective_n']:.0f} independent, after {result['measured_s']:.0f} s")
     assert result["decision"] == PASS and result["stopped"] == "decided", result["reason"]
     assert result["measured_s"] > 3.0 and e["over"] == 0 and e["effective_n"] < 0.2 * e["n"]
+
+
+def test_a_rise_counts_only_when_it_heads_for_the_bound():
+    """The steady-state check: a fast server's jitter (3.0 -> 3.5 ms, beyond its tiny noise) is no
+    queue building; 100 -> 300 ms is. CI once saw the first hold a stub step undecided, so failed."""
+    rng = np.random.default_rng(0)
+    batches = np.repeat(np.arange(BATCHES), 50)
+    fast = np.where(batches < BATCHES // 2, 3.0, 3.5) + rng.normal(0, 0.05, len(batches))
+    assert rising(fast, batches, 0.99) and not rising(fast, batches, 0.99, min_rise_ms=25.0)
+    building = np.linspace(100, 300, len(batches)) + rng.normal(0, 5, len(batches))
+    assert rising(building, batches, 0.99, min_rise_ms=25.0)
+    e2e = np.zeros(len(batches), SAMPLE_DTYPE)
+    e2e["scheduled_s"] = np.arange(len(batches)) / 100
+    e2e["end_s"] = e2e["scheduled_s"] + fast / 1000
+    verdict = look(e2e, np.zeros(0), 100.0, 0.0, 5.0, Slo(p95_ms=500), 0.99)
+    assert not verdict.rising and verdict.decision == PASS

@@ -177,8 +177,12 @@ def test_interval_brackets_the_knee_of_a_queue(stub, tmp_path, setting):
     found, interval = result["max_sustained_rps"], result["max_sustained_rps_interval"]
     print(f"{setting}: found {found} req/s, interval {interval}, knee {knee:.2f}")
     assert LOW[setting] <= found / knee - 1 <= HIGH[setting], (found, knee, run.stdout[-3000:])
-    # the interval reaches the knee, to within the search's precision
-    assert interval["low"] <= knee * 1.05 and (interval["high"] is None or interval["high"] >= knee * 0.95)
+    # the interval reaches the knee, to within the same bounds: one interval holds the knee only most
+    # of the time (nine searches of ten against the stub, 48 and 54 of 60 simulated: benchmarks/README.md,
+    # where that rate is measured); CI once saw a quiet 40-s window pass 18.0 req/s, 7.5 % above the
+    # few-slot knee, with 4 of 676 requests over the bound
+    assert interval["low"] <= knee * (1 + HIGH[setting])
+    assert interval["high"] is None or interval["high"] >= knee * (1 + LOW[setting])
 
 
 # generous bounds: an answer passed with confidence, and near a slowly swinging queue's knee a pass

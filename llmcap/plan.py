@@ -160,8 +160,6 @@ def run_variant(
             server.url,
             "--llmcap-profile",
             profile_path,
-            "--run-dir",
-            str(run_dir),
             "--engine",
             profile.serving.engine,
             *(["--model", server.model_name] if server.model_name else []),
@@ -187,7 +185,7 @@ def run_variant(
             ]
         locust_cmd += extra_locust_args
         with open(run_dir / "locust.log", "a") as locust_log:
-            locust = subprocess.Popen(locust_cmd, stdout=locust_log, stderr=locust_log)
+            locust = subprocess.Popen(locust_cmd + ["--run-dir", str(run_dir)], stdout=locust_log, stderr=locust_log)
             _follow(locust, progress, run_dir)
             code = locust.wait()
         result = read_result(run_dir) or {}
@@ -199,8 +197,7 @@ def run_variant(
             )
         if closed_loop and code in (ExitCode.OK, ExitCode.NO_CAPACITY):
             levels, seconds = closed_loop
-            sweep_dir = run_dir / CLOSED_LOOP_DIR
-            sweep_cmd = [arg if arg != str(run_dir) else str(sweep_dir) for arg in locust_cmd]
+            sweep_cmd = [*locust_cmd, "--run-dir", str(run_dir / CLOSED_LOOP_DIR)]
             sweep_cmd += ["--concurrency", ",".join(map(str, levels)), "--duration", f"{seconds:g}"]
             print(
                 f"  {variant}: closed loop at concurrency {', '.join(map(str, levels))}, {seconds:g} s each", flush=True

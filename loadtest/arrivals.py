@@ -107,7 +107,7 @@ def trace_gaps(trace: ArrivalTrace, total_rps: float, share: float, rng: random.
 class Dispatcher:
     """Issues tickets at `rate_rps` (changeable at any time) into `tickets`."""
 
-    def __init__(self, kind: str = "poisson", seed: int = 0, trace: ArrivalTrace | None = None):
+    def __init__(self, kind: str = "poisson", seed: int = 0, trace: ArrivalTrace | None = None, turns: int = 1):
         if kind not in KINDS:
             raise ValueError(f"arrival kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
@@ -123,7 +123,7 @@ class Dispatcher:
         # closed loop: how many requests to keep open (None: open loop), and how many are
         self.concurrency: int | None = None
         self.in_loop = 0
-        self.turns = 1  # requests per session: starts are issued at rate / turns
+        self.turns = turns  # requests per session: starts are issued at rate / turns
         self.epoch = 0  # counts every change of load: a session from an earlier one stops
         self.on_issue: Callable[[int, float], None] | None = None  # callback(seq, scheduled_s), set by the owner
 
@@ -147,7 +147,7 @@ class Dispatcher:
     def set_rate(self, rate_rps: float, share: float = 1.0) -> None:
         """Open loop at `rate_rps`, this process's `share` of the total (0: stop issuing; a closed
         loop ends too)."""
-        self.concurrency = None
+        self.concurrency, self.in_loop = None, 0  # a closed loop's open requests are no longer replaced
         self.rate_rps = max(0.0, float(rate_rps))
         self.share = share
         self.epoch += 1
@@ -165,9 +165,8 @@ class Dispatcher:
             self._issue(now())
 
     def finished(self) -> None:
-        """A request ended (called for every one): in a closed loop, replace it unless n was lowered."""
+        """A request of the closed loop ended: replace it, unless n was lowered (or the loop ended)."""
         if self.concurrency is None:
-            self.in_loop = 0
             return
         if self.in_loop > self.concurrency:
             self.in_loop -= 1

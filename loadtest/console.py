@@ -16,7 +16,7 @@ def _p(line: str) -> None:
     sys.stdout.flush()
 
 
-def _ms(value: float) -> str:
+def ms_text(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.0f}"
 
 
@@ -50,8 +50,8 @@ def format_step(step: dict) -> str:
     measured = f" {step['measured_s']:3.0f}s" if step.get("measured_s") is not None else ""
     return (
         f"step {step['index']:>2} {step['phase']:<7}{measured} offered {step['offered_rps']:8.2f}/s "
-        f"achieved {step['achieved_rps']:8.2f}/s  p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} "
-        f"p99 {_ms(step['p99_ms'])} ms  TTFT p95 {_ms(step['ttft_p95_ms'])} ms  errors {errors}  "
+        f"achieved {step['achieved_rps']:8.2f}/s  p50 {ms_text(step['p50_ms'])} p95 {ms_text(step['p95_ms'])} "
+        f"p99 {ms_text(step['p99_ms'])} ms  TTFT p95 {ms_text(step['ttft_p95_ms'])} ms  errors {errors}  "
         f"{verdict}: {step['reason']}" + (f"  [warning: {step['warning']}]" if step.get("warning") else "")
     )
 
@@ -77,7 +77,8 @@ def final_lines(outcome, settings) -> list[str]:
     if outcome.mode == "concurrency":
         return [
             f"llmcap: concurrency {step['concurrency']:>4}: {step['achieved_rps']:.2f} req/s, "
-            f"p50 {_ms(step['p50_ms'])} p95 {_ms(step['p95_ms'])} ms, TTFT p95 {_ms(step['ttft_p95_ms'])} ms"
+            f"p50 {ms_text(step['p50_ms'])} p95 {ms_text(step['p95_ms'])} ms, "
+            f"TTFT p95 {ms_text(step['ttft_p95_ms'])} ms"
             for step in outcome.steps
         ] + [f"llmcap: closed-loop run done; results in {settings.run_dir}/result.json"]
     if outcome.max_sustained_rps:
@@ -101,6 +102,31 @@ def interval_text(interval: dict | None) -> str:
     return f"{level} interval {interval['low']:.1f}-{interval['high']:.1f} req/s"
 
 
+LIVE_S = 5.0  # what "now" means for a live figure
+
+
+def recent(collector, span_s: float = LIVE_S) -> dict:
+    """The last `span_s` seconds, for whoever watches (the live line, the web UI's tab): completions
+    per second and the exact percentiles of the requests that ended in them (None where none did)."""
+    s = collector.recent_samples()
+    t = now()
+    done = s[(s["end_s"] >= t - span_s) & (s["error"] == 0)]
+    sent = s[s["sent_s"] >= t - span_s]
+
+    def q(values: np.ndarray, p: float) -> float | None:
+        return float(np.percentile(values, p)) if len(values) else None
+
+    e2e = (done["end_s"] - done["scheduled_s"]) * 1000
+    return {
+        "achieved_rps": len(done) / span_s,
+        "p50_ms": q(e2e, 50),
+        "p95_ms": q(e2e, 95),
+        "ttft_p95_ms": q((done["first_token_s"] - done["scheduled_s"]) * 1000, 95),
+        "lateness_p99_ms": q((sent["sent_s"] - sent["scheduled_s"]) * 1000, 99),
+        "in_flight": collector.in_flight(),
+    }
+
+
 class LiveLine:
     """Fixed mode: once a second, the last 5 s of offered/achieved rate, latency and lateness."""
 
@@ -109,22 +135,11 @@ class LiveLine:
         self.settings = settings
 
     def tick(self, info: dict) -> None:
-        s = self.collector.recent_samples()
-        t = now()
-        span = 5.0
-        done = s[(s["end_s"] >= t - span) & (s["error"] == 0)]
-        sent = s[s["sent_s"] >= t - span]
-        e2e = (done["end_s"] - done["scheduled_s"]) * 1000
-        ttft = (done["first_token_s"] - done["scheduled_s"]) * 1000
-        late = (sent["sent_s"] - sent["scheduled_s"]) * 1000
-
-        def q(a, p):
-            return _ms(float(np.percentile(a, p))) if len(a) else "-"
-
+        r = recent(self.collector)
         _p(
-            f"[{t - info['started']:5.0f}s] offered {info['offered_rps']:.1f}/s achieved {len(done) / span:.1f}/s "
-            f"in-flight {self.collector.in_flight()} p50 {q(e2e, 50)} p95 {q(e2e, 95)} ms "
-            f"TTFT p95 {q(ttft, 95)} ms lateness p99 {q(late, 99)} ms"
+            f"[{now() - info['started']:5.0f}s] offered {info['offered_rps']:.1f}/s achieved {r['achieved_rps']:.1f}/s "
+            f"in-flight {r['in_flight']} p50 {ms_text(r['p50_ms'])} p95 {ms_text(r['p95_ms'])} ms "
+            f"TTFT p95 {ms_text(r['ttft_p95_ms'])} ms lateness p99 {ms_text(r['lateness_p99_ms'])} ms"
         )
 
 

@@ -179,6 +179,7 @@ def control(environment) -> None:
 
 
 def write_report_once(state: RunState) -> None:
+    """The run's report, at the end of the run (web UI) or at quit, whichever comes first."""
     if state.report_written:
         return
     from reports.report import write_report  # the report's plotting stack only where one is written
@@ -186,8 +187,8 @@ def write_report_once(state: RunState) -> None:
     try:
         write_report(state.settings.run_dir)
         state.report_written = True
-    except Exception:
-        log.exception("could not write the report")
+    except Exception as e:  # a report problem must not cost the measurement
+        log.error(f"report failed: {type(e).__name__}: {e}")
 
 
 def fixed_outcome(step: dict) -> SearchOutcome:

@@ -21,7 +21,14 @@ from llmcap.rundir import PROMPTS_FILE, TELEMETRY_DIR, SampleWriter, write_synth
 from loadtest import console, synthetic_prompts, webui
 from loadtest.arrivals import Dispatcher
 from loadtest.bodies import build_bodies
-from loadtest.controller import BATCH_MESSAGE, CONCURRENCY_MESSAGE, DISCARD_MESSAGE, RATE_MESSAGE, control
+from loadtest.controller import (
+    BATCH_MESSAGE,
+    CONCURRENCY_MESSAGE,
+    DISCARD_MESSAGE,
+    RATE_MESSAGE,
+    control,
+    write_report_once,
+)
 from loadtest.datasets import Task, load_prompts
 from loadtest.dialect import lists_served_model
 from loadtest.process import Collector, LoadProcess
@@ -119,8 +126,12 @@ def _on_init(environment, **_kw):
         runner.register_message(BATCH_MESSAGE, lambda msg, **kw: state.collector.add(msg.data))
         return
     # re-seeded per worker at start
-    dispatcher = Dispatcher(settings.search.arrival, seed=settings.search.seed, trace=settings.arrival_trace)
-    dispatcher.turns = settings.profile.sessions.turns
+    dispatcher = Dispatcher(
+        settings.search.arrival,
+        seed=settings.search.seed,
+        trace=settings.arrival_trace,
+        turns=settings.profile.sessions.turns,
+    )
     if is_worker:
         deliver = lambda batch: runner.send_message(BATCH_MESSAGE, batch)  # noqa: E731
     else:
@@ -219,13 +230,8 @@ def _on_quitting(environment, **_kw):
             log.warning(f"interrupted; partial results in {state.settings.run_dir}")
             state.exit_code = state.exit_code or ExitCode.FAILED
         state.collector.writer.close()
-        if state.settings.write_report and (state.interrupted or not state.report_written):
-            try:
-                from reports.report import write_report
-
-                write_report(state.settings.run_dir)
-            except Exception as e:  # a report problem must not cost the measurement
-                log.error(f"report failed: {type(e).__name__}: {e}")
+        if state.settings.write_report:
+            write_report_once(state)
     finally:
         if state.scraper is not None:
             state.scraper.terminate()

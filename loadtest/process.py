@@ -57,7 +57,8 @@ class LoadProcess:
         """Called once per finished request, on the hot path: append a tuple, nothing more."""
         seq, scheduled_s, issued_s, queued = ticket
         self.open.pop(seq, None)
-        self.dispatcher.finished()
+        if self.dispatcher.concurrency is not None:
+            self.dispatcher.finished()
         gaps = r.itl_ms
         if r.error:
             self._errors.append([len(self._rows), ERROR_KINDS[r.error], r.message])

@@ -99,7 +99,7 @@ class ServerTokenizer:
     def _post(self, path: str, body: dict) -> dict:
         try:
             return fetch_json(self.host + path, self.timeout_s, self.api_key, body={"model": self.model, **body})
-        except Exception as e:
+        except (OSError, ValueError) as e:  # refused, timed out, an HTTP error (404: no such route), not JSON
             raise BadInput(
                 f"{self.host}{path}: synthetic prompts need the server's tokenizer (vLLM's /tokenize and "
                 f"/detokenize): {e}"

@@ -11,14 +11,11 @@ process: start locust again for another.
 from __future__ import annotations
 
 import json
-import math
 
-import numpy as np
 from flask import Response, request
 
 from llmcap.rundir import RESULT_FILE
-from loadtest.clock import now
-from loadtest.console import final_text, verdict_of
+from loadtest.console import LIVE_S, final_text, ms_text, recent, verdict_of
 from loadtest.run_state import state_of
 
 TAB = "llmcap"
@@ -32,11 +29,6 @@ COLUMNS = [
     ("verdict", "Verdict"),
     ("reason", "Why"),
 ]
-LIVE_S = 5.0
-
-
-def _ms(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.0f}"
 
 
 def rows(state) -> list[dict]:
@@ -44,23 +36,17 @@ def rows(state) -> list[dict]:
     settings = state.settings
     out = []
     if state.controller is not None and not state.done:  # started, not finished
-        s = state.collector.recent_samples()
-        t = now()
-        done = s[(s["end_s"] >= t - LIVE_S) & (s["error"] == 0)]
-        e2e = (done["end_s"] - done["scheduled_s"]) * 1000
-        ttft = (done["first_token_s"] - done["scheduled_s"]) * 1000
-        slo = settings.slo
+        live, slo = recent(state.collector), settings.slo
         out.append(
             {
                 "step": "live",
                 "phase": f"last {LIVE_S:g} s",
                 "offered": "",
-                "achieved": f"{len(done) / LIVE_S:.1f}",
-                "p95": f"{_ms(float(np.percentile(e2e, 95)) if len(e2e) else None)} (SLO {slo.p95_ms:g})",
-                "ttft_p95": _ms(float(np.percentile(ttft, 95)) if len(ttft) else None)
-                + (f" (SLO {slo.ttft_p95_ms:g})" if slo.ttft_p95_ms else ""),
+                "achieved": f"{live['achieved_rps']:.1f}",
+                "p95": f"{ms_text(live['p95_ms'])} (SLO {slo.p95_ms:g})",
+                "ttft_p95": ms_text(live["ttft_p95_ms"]) + (f" (SLO {slo.ttft_p95_ms:g})" if slo.ttft_p95_ms else ""),
                 "verdict": "",
-                "reason": f"{state.collector.in_flight()} requests in flight",
+                "reason": f"{live['in_flight']} requests in flight",
             }
         )
     for step in state.steps:
@@ -70,8 +56,8 @@ def rows(state) -> list[dict]:
                 "phase": step["phase"] + (f" n={step['concurrency']}" if step.get("concurrency") else ""),
                 "offered": f"{step['offered_rps']:.2f}",
                 "achieved": f"{step['achieved_rps']:.2f}",
-                "p95": _ms(step["p95_ms"]),
-                "ttft_p95": _ms(step["ttft_p95_ms"]),
+                "p95": ms_text(step["p95_ms"]),
+                "ttft_p95": ms_text(step["ttft_p95_ms"]),
                 "verdict": verdict_of(step),
                 "reason": step["reason"],
             }

@@ -26,6 +26,7 @@ from reports.capacity import capacity, stand_in_banner
 from reports.fleet import cheapest
 from reports.quality import agreement, gate, relative_accuracy
 from reports.render import fmt, gib, pct, usd, write
+from reports.report import CLOSED_LOOP_COLUMNS, CLOSED_LOOP_NOTE, closed_loop_cells
 
 
 def interpolate_at(cap: dict, rate: float, key: str) -> float | None:
@@ -297,13 +298,24 @@ def write_comparison(
     return data
 
 
+LEVEL_KEYS = ("concurrency", "achieved_rps", "p50_ms", "p95_ms", "p99_ms", "ttft_p95_ms", "mean_completion_tokens")
+
+
 def closed_loop_levels(dirs: dict[str, list[str]]) -> dict[str, list[dict]]:
     """Each variant's closed-loop sweep (`llmcap plan --concurrency`), where it ran: its levels."""
     out = {}
     for label, run_dirs in dirs.items():
         result = read_result(Path(run_dirs[0]) / CLOSED_LOOP_DIR)
         if result and result.get("mode") == "concurrency":
-            keys = ("concurrency", "achieved_rps", "p50_ms", "p95_ms", "ttft_p95_ms", "mean_completion_tokens")
+            keys = (
+                "concurrency",
+                "achieved_rps",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "ttft_p95_ms",
+                "mean_completion_tokens",
+            )
             out[label] = [{k: s.get(k) for k in keys} for s in result["steps"]]
     return out
 
@@ -314,33 +326,12 @@ def closed_loop_blocks(data: dict) -> list[tuple]:
         return []
     sustained = {v["variant"]: v.get("max_sustained_rps") for v in data["variants"]}
     rows = [
-        [
-            label,
-            fmt(level["concurrency"]),
-            fmt(level["achieved_rps"], 2),
-            fmt((level["mean_completion_tokens"] or 0) * (level["achieved_rps"] or 0)),
-            f"{fmt(level['p50_ms'])} / {fmt(level['p95_ms'])}",
-            fmt(level["ttft_p95_ms"]),
-            fmt(sustained.get(label), 1),
-        ]
+        [label, *closed_loop_cells(level), fmt(sustained.get(label), 1)]
         for label, levels in data["closed_loop"].items()
         for level in levels
     ]
-    header = [
-        "variant",
-        "concurrency",
-        "req/s",
-        "output tokens/s",
-        "p50 / p95 ms",
-        "TTFT p95 ms",
-        "max sustained req/s",
-    ]
-    note = (
-        "The closed loop kept that many requests open on the same server after its search, each finished one "
-        "replaced at once: the server set the rate. The search's answer is the rate that holds the SLO when users "
-        "arrive on their own (open loop); the closed loop shows how throughput and latency grow with the batch. "
-        "Little's law ties them: requests open = rate x mean latency."
-    )
+    header = ["variant", *CLOSED_LOOP_COLUMNS, "max sustained req/s"]
+    note = CLOSED_LOOP_NOTE + " Each variant's sweep ran on its own server right after its search."
     return [("h2", "Closed loop"), ("table", header, rows), ("note", note)]
 
 

@@ -91,39 +91,37 @@ def headline_blocks(cap: dict) -> list[tuple]:
     return blocks
 
 
+CLOSED_LOOP_COLUMNS = ["concurrency", "req/s", "output tokens/s", "p50 / p95 / p99 ms", "TTFT p95 ms"]
+CLOSED_LOOP_NOTE = (
+    "Closed loop: each level kept that many requests open, each finished one replaced at once, so the server "
+    "set the rate. The sustained rate under the SLO is the rate search's answer (users arrive on their own, "
+    "open loop); Little's law ties the two views: requests open = rate x mean latency."
+)
+
+
+def closed_loop_cells(level: dict) -> list[str]:
+    """One closed-loop level's CLOSED_LOOP_COLUMNS (a step of a `--concurrency` run)."""
+    tokens_per_s = (level.get("mean_completion_tokens") or 0) * (level.get("achieved_rps") or 0)
+    return [
+        fmt(level.get("concurrency")),
+        fmt(level["achieved_rps"], 2),
+        fmt(tokens_per_s, 0),
+        f"{fmt(level['p50_ms'])} / {fmt(level['p95_ms'])} / {fmt(level['p99_ms'])}",
+        fmt(level["ttft_p95_ms"]),
+    ]
+
+
 def closed_loop_blocks(cap: dict) -> list[tuple]:
     """A closed-loop run (`--concurrency`): what the server did at each level. No capacity: nothing
     held the rate, the server set it."""
-    rows = []
-    for s in cap["per_step"]:
-        tokens_per_s = (s.get("mean_completion_tokens") or 0) * (s.get("achieved_rps") or 0)
-        rows.append(
-            [
-                fmt(s.get("concurrency")),
-                fmt(s["achieved_rps"], 2),
-                fmt(tokens_per_s, 0),
-                f"{fmt(s['p50_ms'])} / {fmt(s['p95_ms'])} / {fmt(s['p99_ms'])}",
-                fmt(s["ttft_p95_ms"]),
-                fmt(s["itl_p50_ms"], 1),
-                pct(s["error_rate"], 1),
-                verdict_text(s),
-            ]
-        )
-    header = [
-        "concurrency",
-        "req/s",
-        "output tokens/s",
-        "p50 / p95 / p99 ms",
-        "TTFT p95 ms",
-        "ITL p50 ms",
-        "errors",
-        "SLO at this level",
+    rows = [
+        closed_loop_cells(s) + [fmt(s["itl_p50_ms"], 1), pct(s["error_rate"], 1), verdict_text(s)]
+        for s in cap["per_step"]
     ]
+    header = CLOSED_LOOP_COLUMNS + ["ITL p50 ms", "errors", "SLO at this level"]
     note = (
-        "Closed loop: each level kept that many requests open, each finished one replaced at once, so the "
-        "server set the rate. Latency counts from when each request was due; a level's SLO verdict is judged "
-        "once over its window, as a fixed-rate run is. The sustained rate under the SLO is the rate search's "
-        "answer (run without --concurrency); Little's law ties the two: concurrency = rate x mean latency."
+        CLOSED_LOOP_NOTE + " Latency counts from when each request was due; a level's SLO verdict is judged once "
+        "over its window, as a fixed-rate run is."
     )
     return [("h2", "Closed loop"), ("table", header, rows), ("note", note)]
 

@@ -28,7 +28,6 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1400,1000",
 ]
 
 
@@ -37,7 +36,14 @@ class Browser:
         assert CHROMIUM, "Chromium not installed"
         port = free_port()
         self.proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, f"--remote-debugging-port={port}", f"--user-data-dir={profile_dir}", "about:blank"],
+            [
+                CHROMIUM,
+                *FLAGS,
+                "--window-size=1400,1000",
+                f"--remote-debugging-port={port}",
+                f"--user-data-dir={profile_dir}",
+                "about:blank",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -21,6 +21,12 @@ def one_line_error(run, *fragments):
     return ours[0]
 
 
+def run_profile(stub, tmp_path, profile):
+    """A one-second fixed-rate run with `profile` against the stub."""
+    args = ["--llmcap-profile", str(profile), "--rps", "1", "--duration", "1", "--run-dir", str(tmp_path / "run")]
+    return run_locust("loadtest/text2sql.py", stub.url, *args)
+
+
 @pytest.mark.parametrize(
     "profile,fragments",
     [
@@ -37,18 +43,7 @@ def one_line_error(run, *fragments):
 def test_bad_profiles(stub, tmp_path, profile, fragments):
     path = tmp_path / "p.yaml"
     path.write_text(profile)
-    run = run_locust(
-        "loadtest/text2sql.py",
-        stub.url,
-        "--llmcap-profile",
-        str(path),
-        "--rps",
-        "1",
-        "--duration",
-        "1",
-        "--run-dir",
-        str(tmp_path / "run"),
-    )
+    run = run_profile(stub, tmp_path, path)
     assert run.returncode == 2
     one_line_error(run, "p.yaml", *fragments)
 
@@ -67,18 +62,7 @@ def test_bad_traces_fail_a_bare_locust_run_before_any_load(stub, tmp_path, secti
     if content is not None:
         (tmp_path / "t.csv").write_text(content)
     (tmp_path / "p.yaml").write_text(MINIMAL + section + "\n")
-    run = run_locust(
-        "loadtest/text2sql.py",
-        stub.url,
-        "--llmcap-profile",
-        str(tmp_path / "p.yaml"),
-        "--rps",
-        "1",
-        "--duration",
-        "1",
-        "--run-dir",
-        str(tmp_path / "run"),
-    )
+    run = run_profile(stub, tmp_path, tmp_path / "p.yaml")
     one_line_error(run, *fragments)
     assert stub.stats()["requests"] == 0
 

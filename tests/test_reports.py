@@ -2,7 +2,6 @@
 
 import json
 import math
-import shutil
 import subprocess
 
 import numpy as np
@@ -14,6 +13,7 @@ from reports.compare import write_comparison
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
 from reports.flops import HARDWARE, KNOWN, bandwidth_limit, compute_limit, flops_per_request, kv_bytes_per_token
 from reports.report import write_report
+from tests.browser import CHROMIUM, FLAGS
 
 GIB = 2**30
 
@@ -290,27 +290,12 @@ def test_repeated_searches_give_median_spread_and_welch_interval(tmp_path):
     assert data["variants"][1]["max_sustained_rps_change"]["verdict"] == "within noise"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium not installed (apt-get install chromium)")
 def test_html_opens_in_headless_chromium_without_errors(tmp_path):
     run = make_run(tmp_path)
     write_report(run)
     shot = tmp_path / "report.png"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
+    flags = [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
     run_ = subprocess.run(
         [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1100,1600", (run / "report.html").as_uri()],
         capture_output=True,

@@ -2,7 +2,6 @@
 prefix cache serves the earlier turns, and the report shows latency by turn beside the cache's share."""
 
 import json
-import urllib.request
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from llmcap.rundir import read_samples
 from tests.conftest import run_locust
 from tests.engine import needs_engine
+from tests.test_prefix_cache import counters
 
 
 def test_turns_carry_the_conversation_at_the_rate_of_requests(stub, tmp_path):
@@ -52,20 +52,10 @@ def test_sessions_and_a_closed_loop_are_not_mixed(stub, tmp_path):
     assert run.returncode == 2 and "sessions (--turns) need a rate" in run.stderr
 
 
-def prefix_counters(url: str) -> tuple[float, float]:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    found = {}
-    for line in text.splitlines():
-        for name in ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"):
-            if line.startswith(name + "{"):
-                found[name] = float(line.rsplit(" ", 1)[1])
-    return found["vllm:prefix_cache_hits_total"], found["vllm:prefix_cache_queries_total"]
-
-
 @needs_engine
 @pytest.mark.engine
 def test_later_turns_are_served_from_the_prefix_cache(cpu_server, tmp_path):
-    hits0, queries0 = prefix_counters(cpu_server.url)
+    before = counters(cpu_server.url)
     run = run_locust(
         "loadtest/text2sql.py",
         cpu_server.url,
@@ -84,7 +74,9 @@ def test_later_turns_are_served_from_the_prefix_cache(cpu_server, tmp_path):
         timeout_s=600,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    hits, queries = prefix_counters(cpu_server.url)
+    after = counters(cpu_server.url)
+    hits0, queries0 = before["vllm:prefix_cache_hits_total"], before["vllm:prefix_cache_queries_total"]
+    hits, queries = after["vllm:prefix_cache_hits_total"], after["vllm:prefix_cache_queries_total"]
     capacity = json.loads((tmp_path / "run" / "capacity.json").read_text())
     by_turn = capacity["sessions"]["by_turn"]
     print(

@@ -6,7 +6,7 @@
 No server: an M/D/C queue (C slots, a fixed service time S, 4 ms of overhead as the stub's) is
 simulated request by request under Poisson arrivals, and judged by llmcap's own code: the verdict
 (`loadtest.stats.look`, on samples laid out as the load generator writes them), the looks and
-windows (`pass_looks`, `look_confidence`, `window_seconds`, a failure look every FAIL_LOOK_S) and
+windows (`pass_looks`, `fail_looks`, `look_confidence`, `window_seconds`) and
 the rate search (`RateSearch`). Time is simulated, so a thousand steps take seconds.
 
 Two measurements:
@@ -18,7 +18,8 @@ Two measurements:
   knee, how many land within 5 %, how many intervals contain the knee, and the simulated time.
 
 `--verdict batch-means-only` judges without counting clusters (theta = 1: the verdict before
-llmcap.confidence counted them), for comparison. Results go to
+llmcap.confidence counted them), `--verdict autocorrelation` also credits no more independent
+requests than the latencies' autocorrelation time allows (tried, not adopted), for comparison. Results go to
 benchmarks/results/verdict-calibration-<config>-<verdict>-<UTC time>.json.
 """
 
@@ -45,9 +46,9 @@ from llmcap.profile import SearchParams, Slo  # noqa: E402
 from llmcap.rundir import SAMPLE_DTYPE  # noqa: E402
 from loadtest import search as search_module  # noqa: E402
 from loadtest.search import (  # noqa: E402
-    FAIL_LOOK_S,
     RateSearch,
     extra_looks,
+    fail_looks,
     far_under,
     look_confidence,
     pass_looks,
@@ -85,16 +86,19 @@ def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_
     """One sequential step as run_step runs it, in simulated time: (decision, seconds it took)."""
     passes, extra = pass_looks(min_s, max_s), extra_looks(max_s)
     samples = queue(rate, slots, service_s, warmup_s + (extra or [max_s])[-1] + 10, rng)
-    pass_conf = look_confidence(0.95, len(passes) + len(extra))
-    fail_conf = look_confidence(0.95, math.ceil(max_s / FAIL_LOOK_S) + len(passes) + len(extra))
     known_after = slo.p95_ms / 1000
-    start, t = warmup_s, warmup_s + FAIL_LOOK_S
+    start = warmup_s
+    fails = [start + s for s in fail_looks(max_s + known_after)]
+    pass_conf = look_confidence(0.95, len(passes) + len(extra))
+    fail_conf = look_confidence(0.95, len(fails) + 1)
     while True:
+        t = min(fails[0] if fails else math.inf, start + passes[0] + known_after)
         finished = samples[samples["end_s"] <= t]
         open_scheduled = samples["scheduled_s"][(samples["end_s"] > t) & (samples["scheduled_s"] <= t)]
-        in_longest = t <= start + max_s + known_after
-        if in_longest and look(finished, open_scheduled, t, start, start + max_s, slo, fail_conf).decision == FAIL:
-            return "fail", t
+        if fails and t >= fails[0]:
+            fails.pop(0)
+            if look(finished, open_scheduled, t, start, start + max_s, slo, fail_conf).decision == FAIL:
+                return "fail", t
         if t >= start + passes[0] + known_after:
             verdict = look(finished, open_scheduled, t, start, start + passes[0], slo, pass_conf)
             if verdict.decision == PASS:
@@ -105,7 +109,6 @@ def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_
                     continue
                 return "marginal", t
             passes.pop(0)
-        t += FAIL_LOOK_S
 
 
 def steps_at(args) -> dict:
@@ -146,11 +149,39 @@ def search(args) -> dict:
     }
 
 
+def autocorrelation_time(values: np.ndarray) -> float:
+    """The integrated autocorrelation time of the series, 1 + 2 * sum of its autocorrelations, summed
+    up to Sokal's automatic window (the first lag m >= 5 tau(m)); at least 1. Requests known only to
+    be over count at the largest finite latency."""
+    finite = values[np.isfinite(values)]
+    if len(finite) < 20:
+        return 1.0
+    x = np.where(np.isfinite(values), values, finite.max()) - finite.mean()
+    n = len(x)
+    spectrum = np.fft.rfft(x, 2 * n)
+    acov = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    if acov[0] <= 0:
+        return 1.0
+    rho, tau = acov / acov[0], 1.0
+    for m in range(1, n):
+        tau += 2 * rho[m]
+        if m >= 5 * tau:
+            break
+    return max(tau, 1.0)
+
+
 class _verdict:
-    """The shipped verdict, or the one without the cluster count (theta = 1)."""
+    """The shipped verdict; the one without the cluster count (theta = 1); or one that also credits
+    no more independent requests than the latencies' autocorrelation time allows (tried, not adopted:
+    benchmarks/README.md)."""
 
     def __init__(self, name: str):
-        self.patch = mock.patch.object(confidence, "extremal_index", lambda *a: 1.0) if name != "shipped" else None
+        shipped = confidence.extremal_index
+        replacement = {
+            "batch-means-only": lambda *a: 1.0,
+            "autocorrelation": lambda values, level: min(shipped(values, level), 1 / autocorrelation_time(values)),
+        }.get(name)
+        self.patch = mock.patch.object(confidence, "extremal_index", replacement) if replacement else None
 
     def __enter__(self):
         if self.patch:
@@ -168,7 +199,7 @@ def _set_extra(doublings: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=CONFIGS, default="few-slots")
-    ap.add_argument("--verdict", choices=["shipped", "batch-means-only"], default="shipped")
+    ap.add_argument("--verdict", choices=["shipped", "batch-means-only", "autocorrelation"], default="shipped")
     ap.add_argument("--steps", type=int, default=200, help="steps per rate")
     ap.add_argument("--searches", type=int, default=60)
     ap.add_argument("--parallel", type=int, default=2)

@@ -23,7 +23,7 @@ from llmcap.profile import Slo
 from llmcap.rundir import SAMPLE_DTYPE
 from loadtest import search
 from loadtest.clock import now
-from loadtest.search import MARGINAL, look_confidence, pass_looks, run_step
+from loadtest.search import MARGINAL, fail_looks, look_confidence, pass_looks, run_step
 from loadtest.stats import look
 
 # --- the statistics --------------------------------------------------------------------------------
@@ -109,10 +109,14 @@ def test_requests_open_past_the_bound_count_as_over():
     assert e.over == 20 and e.decision != PASS
 
 
-def test_looks_spend_the_error_budget():
+def test_looks_spend_the_error_budget(monkeypatch):
     assert pass_looks(10, 80) == [10, 20, 40, 80]
     assert pass_looks(10, 10) == [10]
     assert look_confidence(0.95, 4) == pytest.approx(0.9875)
+    # failure looks double from 2 s to the end of the longest window: 6 for a 40-s one, not 20
+    monkeypatch.setattr(search, "FAIL_LOOK_S", 2.0)
+    assert fail_looks(40.5) == [2, 4, 8, 16, 32, 40.5]
+    assert fail_looks(2.0) == [2.0]
     assert BATCHES >= 8  # the batch-means interval needs slices enough for its t quantile
 
 

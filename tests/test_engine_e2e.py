@@ -86,10 +86,12 @@ def test_function_calling_task_on_the_engine(tmp_path):
     # served as its profile says (auto tool choice, hermes parser); tools are sent in the request and
     # rendered by the chat template, so the tool schemas dominate the prompt
     from llmcap.profile import load_profile
+    from llmcap.tiny_model import ensure_tiny_model
     from serving.launcher import Server
     from tests.conftest import REPO, free_port
 
     profile = load_profile(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml")
+    ensure_tiny_model(profile)  # on a fresh clone no earlier test has built it (the shared server's tests run last)
     with Server(profile, "bf16", tmp_path / "server", port=free_port()) as server:
         samples = _task_run(
             server,

@@ -6,7 +6,7 @@
 No server: an M/D/C queue (C slots, a fixed service time S, 4 ms of overhead as the stub's) is
 simulated request by request under Poisson arrivals, and judged by llmcap's own code: the verdict
 (`loadtest.stats.look`, on samples laid out as the load generator writes them), the looks and
-windows (`pass_looks`, `fail_looks`, `look_confidence`, `window_seconds`) and
+windows (`pass_looks`, `fail_looks`, `look_levels`, `window_seconds`) and
 the rate search (`RateSearch`). Time is simulated, so a thousand steps take seconds.
 
 Two measurements:
@@ -50,7 +50,7 @@ from loadtest.search import (  # noqa: E402
     extra_looks,
     fail_looks,
     far_under,
-    look_confidence,
+    look_levels,
     pass_looks,
     window_seconds,
 )
@@ -89,8 +89,7 @@ def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_
     known_after = slo.p95_ms / 1000
     start = warmup_s
     fails = [start + s for s in fail_looks(max_s + known_after)]
-    pass_conf = look_confidence(0.95, len(passes) + len(extra))
-    fail_conf = look_confidence(0.95, len(fails) + 1)
+    pass_conf, fail_conf = look_levels(0.95, len(passes) + len(extra), len(fails))
     while True:
         t = min(fails[0] if fails else math.inf, start + passes[0] + known_after)
         finished = samples[samples["end_s"] <= t]

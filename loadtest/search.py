@@ -187,12 +187,7 @@ LATE_REPORT_S = 5.0  # a process silent this long past a look is not waited for 
 def pass_looks(min_s: float, max_s: float) -> list[float]:
     """When a step may pass, in seconds into its window: the minimum, then doubling, then the maximum.
     Few looks, because each one spends part of the error budget (see look_confidence)."""
-    looks = []
-    t = min_s
-    while t < max_s - 1e-9:
-        looks.append(t)
-        t *= 2
-    return looks + [max_s]
+    return _doubling(min_s, max_s)
 
 
 def fail_looks(until_s: float) -> list[float]:
@@ -200,14 +195,25 @@ def fail_looks(until_s: float) -> list[float]:
     `until_s` (every request of the longest window known). Doubling, not every few seconds: each
     look spends part of the error budget, and a clear failure is clear at the first looks (an
     overload's open requests are over the bound at once), while a failure near the knee needs the
-    evidence of a long window, which a stricter level per look would only delay (with a look every
-    2 s a 40-s window had 25 and judged each at 99.8 %; now 6, each at 99.3 %)."""
+    evidence of a long window, which a stricter level per look would only delay."""
+    return _doubling(FAIL_LOOK_S, until_s)
+
+
+def _doubling(first_s: float, last_s: float) -> list[float]:
     looks = []
-    t = FAIL_LOOK_S
-    while t < until_s - 1e-9:
+    t = first_s
+    while t < last_s - 1e-9:
         looks.append(t)
         t *= 2
-    return looks + [until_s]
+    return looks + [last_s]
+
+
+def look_levels(confidence: float, passes: int, fails: int) -> tuple[float, float]:
+    """(pass, fail) confidence level of each look of a step with `passes` pass looks (extra_looks
+    included) and `fails` failure looks. A wrong pass is possible only where the truth is a failure
+    and a wrong failure only where it is a pass, so each side spends the whole budget over its own
+    looks; the failure side counts run_step's final look at the settled window too."""
+    return look_confidence(confidence, passes), look_confidence(confidence, fails + 1)
 
 
 def look_confidence(confidence: float, looks: int) -> float:
@@ -312,26 +318,21 @@ def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo
     """Look until decided: for a failure at `fail_looks`, for a pass when the requests due in the
     next of `pass_looks` are all known; an undecided step far under every bound at its longest
     window looks on at `extra_looks` (see far_under). Returns (verdict, its confidence level, why it
-    stopped, looks); the verdict's `cut_s` ends the measured window.
-
-    A wrong pass is possible only where the truth is a failure and a wrong failure only where it is
-    a pass, so each side spends the whole error budget over its own looks."""
+    stopped, looks); the verdict's `cut_s` ends the measured window."""
     passes = pass_looks(min_s, max_s)
     extra = extra_looks(max_s)
     # a request's side of every bound is known this long after it was due
     known_after_s = max(limit for *_, limit in latency_bounds(slo)) / 1000.0
     # failure looks judge the longest window's requests; past it they would only repeat themselves
     fails = fail_looks(max_s + known_after_s)
-    pass_confidence = look_confidence(confidence, len(passes) + len(extra))
-    fail_confidence = look_confidence(confidence, len(fails) + 1)  # + run_step's final look at the settled window
+    pass_confidence, fail_confidence = look_levels(confidence, len(passes) + len(extra), len(fails))
     looks = 0
     while True:
         window_end = window_start + passes[0]
         tick(window_end)
         t = now()
         if fails and t >= window_start + fails[0]:
-            while fails and t >= window_start + fails[0]:
-                fails.pop(0)
+            fails = [f for f in fails if window_start + f > t]  # one look for any that came due meanwhile
             finished, open_scheduled, as_of = load.step_so_far()
             looks += 1
             failing = look(finished, open_scheduled, as_of, window_start, window_start + max_s, slo, fail_confidence)

@@ -243,6 +243,14 @@ def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_
     return m2 > 1.1 * m1 and m2 - m1 > max(t_quantile(confidence, df) * se, min_rise_ms)
 
 
+def falling(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_fall_ms: float = 0.0) -> bool:
+    """`rising` with the halves swapped: latency in the window's second half below its first half
+    beyond noise. A burst of arrivals is passing (the queue it built is emptying), so the window
+    is not at steady state either, and its exceedances are one cluster the interval cannot see as
+    one (extremal_index needs the gaps between clusters)."""
+    return rising(latency_ms, BATCHES - 1 - batch_of, confidence, min_fall_ms)
+
+
 # -- scores of a quality pass (loadtest/accuracy.py, reports/quality.py) ------------------------------
 BOOTSTRAP_REPLICATES = 4000
 

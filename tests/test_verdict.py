@@ -238,3 +238,30 @@ def test_a_rise_counts_only_when_it_heads_for_the_bound():
     e2e["end_s"] = e2e["scheduled_s"] + fast / 1000
     verdict = look(e2e, np.zeros(0), 100.0, 0.0, 5.0, Slo(p95_ms=500), 0.99)
     assert not verdict.rising and verdict.decision == PASS
+
+
+def test_a_burst_passing_is_no_failure_yet():
+    """A step at 0.87x a queue's knee once failed at its 2-s look: one second of 1.26x Poisson
+    arrivals built a queue (158 of 362 requests over the 110-ms bound) that had emptied by the
+    look. The exceedances are one cluster, which neither the extremal index nor the slices can
+    see as one in so short a window; latency falling says the window is no steady state. The
+    same latencies in the other order (a queue building) fail at once, as does a server over the
+    bound throughout."""
+    rng = np.random.default_rng(1)
+    n, window_s, slo = 360, 1.7, Slo(p95_ms=110)
+    scheduled = np.sort(rng.uniform(0.0, window_s, n))
+    queue_ms = 60.0 * np.clip((1.25 - scheduled) / 0.25, 0, 1)  # as measured: ~1 s queued, gone by 1.25 s
+    emptying = 55.0 + queue_ms + rng.normal(0, 15, n)
+
+    def judged(latency_ms):
+        s = np.zeros(n, SAMPLE_DTYPE)
+        s["scheduled_s"], s["end_s"] = scheduled, scheduled + latency_ms / 1000
+        s["first_token_s"] = s["end_s"]
+        return look(s, np.zeros(0), window_s + 0.11, 0.0, 30.0, slo, look_confidence(0.95, 7))
+
+    passing = judged(emptying)
+    (p95,) = passing.exceedances
+    assert p95.decision == FAIL and p95.over > 0.3 * n and p95.effective_n == n  # alone, it would fail
+    assert passing.decision == UNDECIDED and "burst passing" in passing.reason
+    assert judged(emptying[::-1].copy()).decision == FAIL
+    assert judged(150.0 + rng.normal(0, 4, n)).decision == FAIL

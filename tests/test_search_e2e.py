@@ -120,8 +120,11 @@ def single_process_c8(stub_server, tmp_path_factory):
     return timed_search(stub_server, tmp_path_factory.mktemp("single-c8"), 8, 50, 150)
 
 
+# (12, 50, 110) was here: near 200 req/s on two shared cores the stub's slots run slower than its
+# 50 ms (30-s steps at 195 req/s had 5.1 % over the bound where the M/D/C queue has p95 79 ms), so
+# the true knee sat ~10 % under the model's and the test failed on the model (CI: -15 %)
 @pytest.mark.slow
-@pytest.mark.parametrize("slots,service_ms,slo_ms", [(8, 50, 150), (12, 50, 110)])
+@pytest.mark.parametrize("slots,service_ms,slo_ms", [(8, 50, 150), (12, 100, 220)])
 def test_search_finds_the_queueing_limit(stub, tmp_path, request, slots, service_ms, slo_ms):
     expected = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
     if slots == 8:
@@ -139,7 +142,7 @@ def test_search_finds_the_queueing_limit(stub, tmp_path, request, slots, service
     assert elapsed_s < 1.5 * measured_s + 60, (elapsed_s, measured_s)
     found = result["max_sustained_rps"]
     # the answer passed with confidence, so it sits at or below the knee: -10 %..+5 % (as the other
-    # knee tests; runs here gave -6.3 % and -6.7 %, and CI once just past -7 %)
+    # knee tests; runs here gave -6.3 % and -6.7 %, and CI once just past -7 %; C=12: -4.3 % twice)
     assert -0.10 <= found / expected - 1 <= 0.05, (found, expected, run.stdout[-3000:])
     assert result["first_failing_rps"] > found
     assert result["latency_at_max"]["p95_ms"] <= slo_ms

@@ -66,6 +66,9 @@ class StubState:
         self.slots: asyncio.Semaphore | None = None
         self.slots_size = 0
         self.last_body: dict | None = None
+        # (wall time it ended, ms) of each moment the event loop ran late: the machine or the loop
+        # held every request back at once, which a test must tell from the queue it models
+        self.stalls: deque[tuple[float, float]] = deque(maxlen=10_000)
 
     def semaphore(self) -> asyncio.Semaphore | None:
         if self.config.slots <= 0:
@@ -261,6 +264,27 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain")
 
 
+STALL_MS = 50.0  # an event loop this late is a stall, not scheduling noise
+WATCH_S = 0.01
+
+
+async def watch_loop(app: web.Application):
+    """Record every stall of the event loop (a tick WATCH_S long that took STALL_MS more)."""
+    state: StubState = app["state"]
+
+    async def watch() -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(WATCH_S)
+            late_ms = (time.perf_counter() - t - WATCH_S) * 1000
+            if late_ms >= STALL_MS:
+                state.stalls.append((time.time(), late_ms))
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+
+
 async def get_stats(request: web.Request) -> web.Response:
     state: StubState = request.app["state"]
     return web.json_response(
@@ -271,6 +295,7 @@ async def get_stats(request: web.Request) -> web.Response:
             "waiting": state.waiting,
             "arrivals": list(state.arrivals),
             "last_body": state.last_body,
+            "stalls": [{"end_s": end_s, "ms": ms} for end_s, ms in state.stalls],
         }
     )
 
@@ -288,6 +313,7 @@ async def reset(request: web.Request) -> web.Response:
     state: StubState = request.app["state"]
     state.arrivals.clear()
     state.completed = state.request_count = 0
+    state.stalls.clear()
     return web.json_response({"ok": True})
 
 
@@ -301,6 +327,7 @@ def make_app(config: StubConfig | None = None) -> web.Application:
     app.router.add_get("/stub/stats", get_stats)
     app.router.add_post("/stub/config", post_config)
     app.router.add_post("/stub/reset", reset)
+    app.cleanup_ctx.append(watch_loop)
     return app
 
 

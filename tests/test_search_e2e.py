@@ -1,6 +1,7 @@
 """The whole search against a server of known capacity, and its exit codes."""
 
 import json
+import signal
 import time
 
 import pytest
@@ -92,13 +93,43 @@ def check_verdict(step):
 
 
 HELD_BACK = "the machine held it back"  # the load generator's own evidence that its schedule slipped
+SERVER_STALL_MS = 100.0  # the stub's event loop this late held every open request back at once
+
+
+def server_stalls(stub, result) -> list[int]:
+    """Steps that did not pass and whose window held a stall of the stub itself (tests/stub_server.py
+    watches its event loop): the machine, not the queue, failed them. Seen here: a 0.92x-knee
+    confirmation failed at its 2-s look when latency jumped by 150 ms for every request at once,
+    with the generator on time (lateness under 6 ms), and the answer fell 10 % under the knee."""
+    stalls = [s["end_s"] for s in stub.stats()["stalls"] if s["ms"] >= SERVER_STALL_MS]
+    return [
+        step["index"]
+        for step in (result or {}).get("steps", [])
+        if not step["passed"] and any(step["warmup_start"] <= t <= step["end"] + 1.0 for t in stalls)
+    ]
+
+
+def test_the_stub_reports_its_own_stalls(stub):
+    """What server_stalls relies on: a stub held still (here by SIGSTOP, as a busy machine would)
+    reports the stall with its end time; a stub running freely reports none."""
+    stub.reset()
+    time.sleep(0.5)
+    assert stub.stats()["stalls"] == []
+    stub.proc.send_signal(signal.SIGSTOP)
+    time.sleep(0.3)
+    stub.proc.send_signal(signal.SIGCONT)
+    resumed = time.time()
+    time.sleep(0.1)
+    (stall,) = stub.stats()["stalls"]
+    assert stall["ms"] >= 250 and abs(stall["end_s"] - resumed) < 0.1, (stall, resumed)
 
 
 def timed_search(stub, tmp_path, slots, service_ms, slo_ms, *extra):
     """One search of the queue; once more if the load generator reports that the machine stalled it
-    (idle itself, requests sent late): such a run is evidence about the machine, not the search. Seen
-    in CI: two half-second stalls in the first step made it marginal and capped the answer at 40 of
-    147 req/s (lateness p99 376 ms with the generator at 8 % CPU)."""
+    (idle itself, requests sent late), or the stub stalled in a step that then failed
+    (server_stalls): such a run is evidence about the machine, not the search. Seen in CI: two
+    half-second stalls in the first step made it marginal and capped the answer at 40 of 147 req/s
+    (lateness p99 376 ms with the generator at 8 % CPU)."""
     for attempt in (1, 2):
         stub.configure(**DEFAULTS)
         stub.reset()
@@ -108,26 +139,31 @@ def timed_search(stub, tmp_path, slots, service_ms, slo_ms, *extra):
         run, result = search(stub, tmp_path / f"attempt-{attempt}", slo_ms, *extra)
         elapsed_s = time.time() - t0
         stalled = [s["index"] for s in (result or {}).get("steps", []) if HELD_BACK in (s.get("warning") or "")]
-        if not stalled:
+        server_stalled = server_stalls(stub, result)
+        if not stalled and not server_stalled:
             break
-        print(f"attempt {attempt}: steps {stalled} were held back by the machine")
+        print(f"attempt {attempt}: steps {stalled} were held back by the machine, {server_stalled} by the stub's")
     return run, result, elapsed_s
+
+
+# 100-ms slots, not 50: near 150-200 req/s on two shared cores the stub runs slower than the queue
+# it models, and the test failed on the model, not the search (C=12, S=50 ms, p95 <= 110 ms: 30-s
+# steps at 195 req/s had 5.1 % over the bound where the M/D/C queue has p95 79 ms, CI found -15 %;
+# C=8, S=50, p95 <= 150: 4.1 % over at 137.5 req/s, model p95 109 ms, answers -6 % to -10.1 %)
+C8 = (8, 100, 300)  # knee 73.8 req/s
 
 
 @pytest.fixture(scope="module")
 def single_process_c8(stub_server, tmp_path_factory):
     """One single-process search of the C=8 server, shared by the tests that check it and compare with it."""
-    return timed_search(stub_server, tmp_path_factory.mktemp("single-c8"), 8, 50, 150)
+    return timed_search(stub_server, tmp_path_factory.mktemp("single-c8"), *C8)
 
 
-# (12, 50, 110) was here: near 200 req/s on two shared cores the stub's slots run slower than its
-# 50 ms (30-s steps at 195 req/s had 5.1 % over the bound where the M/D/C queue has p95 79 ms), so
-# the true knee sat ~10 % under the model's and the test failed on the model (CI: -15 %)
 @pytest.mark.slow
-@pytest.mark.parametrize("slots,service_ms,slo_ms", [(8, 50, 150), (12, 100, 220)])
+@pytest.mark.parametrize("slots,service_ms,slo_ms", [C8, (12, 100, 220)])
 def test_search_finds_the_queueing_limit(stub, tmp_path, request, slots, service_ms, slo_ms):
     expected = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
-    if slots == 8:
+    if (slots, service_ms, slo_ms) == C8:
         run, result, elapsed_s = request.getfixturevalue("single_process_c8")
     else:
         run, result, elapsed_s = timed_search(stub, tmp_path, slots, service_ms, slo_ms)
@@ -199,7 +235,7 @@ HIGH = {"many-slots": 0.05, "few-slots": 0.10}
 @pytest.mark.slow
 def test_search_distributed_agrees(stub, tmp_path, single_process_c8):
     """Two load-generating processes find what one finds, against the same server."""
-    run, result, _ = timed_search(stub, tmp_path, 8, 50, 150, "--processes", "2")
+    run, result, _ = timed_search(stub, tmp_path, *C8, "--processes", "2")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     check_result_schema(result)
     run_dir = max(tmp_path.glob("attempt-*/run"))  # the last attempt's
@@ -213,12 +249,13 @@ def test_search_distributed_agrees(stub, tmp_path, single_process_c8):
 
 @pytest.mark.slow
 def test_start_rate_above_capacity_steps_down_and_finds_it(stub, tmp_path):
-    stub.configure(slots=8, first_delay_ms=50, chunks=1)
-    expected = rate_at_slo(150, 8, 0.05, overhead_s=0.004)
-    run, result = search(stub, tmp_path, 150, "--start-rps", "500")
+    slots, service_ms, slo_ms = C8
+    stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
+    expected = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
+    run, result = search(stub, tmp_path, slo_ms, "--start-rps", "240")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     phases = [(round(s["offered_rps"]), s["phase"], s["passed"]) for s in result["steps"]]
-    assert phases[:3] == [(500, "grow", False), (250, "descend", False), (125, "descend", True)], phases
+    assert phases[:3] == [(240, "grow", False), (120, "descend", False), (60, "descend", True)], phases
     # the answer passed with confidence: at or below the knee (undecided steps count as failed)
     assert -0.10 <= result["max_sustained_rps"] / expected - 1 <= 0.05, (result["max_sustained_rps"], expected)
 

@@ -92,6 +92,11 @@ def check_verdict(step):
         assert step["decision"] == "fail" and not step["passed"]
 
 
+def model_knee(slots: int, service_ms: float, slo_ms: float) -> float:
+    """The stub's steady-state knee under Poisson arrivals: the M/D/C queue with the client's ~4 ms."""
+    return rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
+
+
 HELD_BACK = "the machine held it back"  # the load generator's own evidence that its schedule slipped
 SERVER_STALL_MS = 100.0  # the stub's event loop this late held every open request back at once
 
@@ -105,6 +110,7 @@ def server_stalls(stub, result) -> list[int]:
     return [
         step["index"]
         for step in (result or {}).get("steps", [])
+        # to a second past the window: its last requests finish then, and a stall still holds them
         if not step["passed"] and any(step["warmup_start"] <= t <= step["end"] + 1.0 for t in stalls)
     ]
 
@@ -162,7 +168,7 @@ def single_process_c8(stub_server, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("slots,service_ms,slo_ms", [C8, (12, 100, 220)])
 def test_search_finds_the_queueing_limit(stub, tmp_path, request, slots, service_ms, slo_ms):
-    expected = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
+    expected = model_knee(slots, service_ms, slo_ms)
     if (slots, service_ms, slo_ms) == C8:
         run, result, elapsed_s = request.getfixturevalue("single_process_c8")
     else:
@@ -194,7 +200,7 @@ def test_interval_brackets_the_knee_of_a_queue(stub, tmp_path, setting):
     """Poisson arrivals at an M/D/C queue, the default windows: the answer is near the steady-state
     knee, the interval reaches it, and every verdict agrees with its own counts."""
     slots, service_ms, slo_ms, start = QUEUES[setting]
-    knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
+    knee = model_knee(slots, service_ms, slo_ms)
     stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
     run_dir = tmp_path / "run"
     run = run_locust(
@@ -251,7 +257,7 @@ def test_search_distributed_agrees(stub, tmp_path, single_process_c8):
 def test_start_rate_above_capacity_steps_down_and_finds_it(stub, tmp_path):
     slots, service_ms, slo_ms = C8
     stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
-    expected = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
+    expected = model_knee(slots, service_ms, slo_ms)
     run, result = search(stub, tmp_path, slo_ms, "--start-rps", "240")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     phases = [(round(s["offered_rps"]), s["phase"], s["passed"]) for s in result["steps"]]

@@ -209,7 +209,11 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
     # Like vLLM: headers and the role chunk go out before the first token exists.
     await resp.write(_chunk(model, {"role": "assistant", "content": ""}, created))
     if fault == "stall":
-        await asyncio.sleep(3600)
+        # until the client gives up: vLLM aborts a request whose client went away, and one stalled
+        # for good would count as running forever, so that every later drain waited out its timeout
+        while request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.1)
+        return resp
     if cfg.first_delay_ms:
         await asyncio.sleep(cfg.first_delay_ms / 1000)
     if fault == "no_tokens":

@@ -57,19 +57,18 @@ def server_groups(plan_dir: Path) -> list[int]:
 
 
 def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
-    """The demo profile on a CPU without AVX-512 or AMX (flags injected), each variant searched twice:
-    fp8-kv is skipped in one line before any model load, bf16 and fp32 are served and searched in
-    turn (bf16 fp32 bf16 fp32), and compared from their repeats; the plan succeeds."""
+    """The demo profile on a CPU without AVX-512 or AMX (flags injected): fp8-kv is skipped in one
+    line before any model load, bf16 and fp32 are served and searched in turn and compared, with the
+    quality pass; the plan succeeds. (Repeats and their comparison: test_plan.py, against the stub.)"""
     plan_dir = tmp_path / "plan"
     t0 = time.time()
     run = subprocess.run(
-        # capped at 8 req/s: four whole searches took 13 of the suite's 85 minutes, and what is
-        # checked here is the plan around them (test_plan_interrupted and the stub tests search)
-        [LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), "--repeats", "2", *SHORT]
-        + ["--max-rps", "8"],
+        # capped at 8 req/s: what is checked here is the plan around the searches (test_plan_interrupted_by_ctrl_c
+        # and the stub tests search); each server start costs about a minute on two cores
+        [LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), *SHORT] + ["--max-rps", "8"],
         capture_output=True,
         text=True,
-        timeout=2400,
+        timeout=1800,
         env={**os.environ, FLAGS_ENV: AVX2_ONLY},
     )
     print(f"plan took {time.time() - t0:.0f} s")
@@ -77,29 +76,28 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     skipped = [line for line in run.stdout.splitlines() if "fp8-kv: skipped" in line]
     assert len(skipped) == 1 and "AVX-512 or AMX" in skipped[0], run.stdout[-3000:]
     assert not (plan_dir / "fp8-kv" / "server").exists()  # refused before anything started
-    done = [line.split(":")[1].strip() for line in run.stdout.splitlines() if "(run " in line and ": ok (" in line]
-    assert done == ["bf16 (run 1 of 2)", "fp32 (run 1 of 2)", "bf16 (run 2 of 2)", "fp32 (run 2 of 2)"], done
+    done = [line.split(":")[1].strip() for line in run.stdout.splitlines() if ": ok (" in line]
+    assert done == ["bf16", "fp32"], done
     for variant, dtype in (("bf16", "bfloat16"), ("fp32", "float32")):
-        for k in (1, 2):
-            run_dir = plan_dir / variant / f"run-{k}"
-            cap = json.loads((run_dir / "capacity.json").read_text())
-            assert cap["max_sustained_rps"] > 0, cap
-            assert cap["max_sustained_rps_interval"]["low"] == cap["max_sustained_rps"]
-            assert cap["memory"]["kv_cache_size_tokens"] > 0
-            assert json.loads((run_dir / "server" / "config.json").read_text())["dtype"] == dtype
-            assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()
+        run_dir = plan_dir / variant
+        cap = json.loads((run_dir / "capacity.json").read_text())
+        assert cap["max_sustained_rps"] > 0, cap
+        assert cap["max_sustained_rps_interval"]["low"] == cap["max_sustained_rps"]
+        assert cap["memory"]["kv_cache_size_tokens"] > 0
+        assert json.loads((run_dir / "server" / "config.json").read_text())["dtype"] == dtype
+        assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()
     comparison = json.loads((plan_dir / "comparison.json").read_text())
     by_name = {v["variant"]: v for v in comparison["variants"]}
     assert list(by_name) == ["bf16", "fp32", "fp8-kv"]
     fp32 = by_name["fp32"]
-    assert fp32["repeats"] == 2 and len(fp32["max_sustained_rps_runs"]) == 2 and fp32["max_sustained_rps"] > 0
+    assert fp32["max_sustained_rps"] > 0
     change = fp32["max_sustained_rps_change"]
-    assert change["basis"] == "2 and 2 repeated searches" and change["verdict"] in ("significant", "within noise")
+    assert change["basis"].startswith("one search each") and change["verdict"] in ("significant", "within noise")
     assert by_name["fp8-kv"]["status"].startswith("unsupported: ") and "AVX-512" in by_name["fp8-kv"]["status"]
     assert (plan_dir / "comparison.html").is_file() and (plan_dir / "index.md").is_file()
     assert change["verdict"] in (plan_dir / "comparison.md").read_text()
     assert "unsupported" in (plan_dir / "index.md").read_text()
-    assert "comparison report" in run.stdout and "[plan 1/6 bf16]" in run.stdout
+    assert "comparison report" in run.stdout and "[plan 1/3 bf16]" in run.stdout
     # the quality pass, measured: every prompt answered (twice by the baseline), none right with random
     # weights, so agreement is reported but no share of the baseline's zero accuracy is
     quality = comparison["quality"]
@@ -111,8 +109,9 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_plan_interrupted(tmp_path, sig):
+def test_plan_interrupted_by_ctrl_c_stops_the_server(tmp_path):
+    """Ctrl-C mid-search: the vLLM server and the load generators stopped, the partial run kept
+    (SIGTERM takes the same path: test_plan.py, against the stub)."""
     plan_dir = tmp_path / "plan"
     proc = subprocess.Popen(
         [
@@ -139,7 +138,7 @@ def test_plan_interrupted(tmp_path, sig):
     assert steps.exists(), "no step finished in time"
     time.sleep(2)
     locusts = subprocess.run(["pgrep", "-f", f"run-dir {plan_dir}"], capture_output=True, text=True).stdout.split()
-    proc.send_signal(sig)
+    proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     result = json.loads((plan_dir / "bf16" / "result.json").read_text())

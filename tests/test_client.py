@@ -27,8 +27,13 @@ def test_ttft_and_inter_token_gaps_are_exact(stub):
         ttfts.append((r.first_token_s - r.sent_s) * 1000)
         gaps.extend(r.itl_ms)
     assert len(gaps) == 5 * 19
-    assert all(abs(t - 300) <= 15 for t in ttfts), ttfts
-    assert abs(float(np.median(gaps)) - 20) <= 10 and all(abs(g - 20) <= 10 for g in gaps), gaps
+    # no token is seen before the server sent it (a client timing from too late a point would); the
+    # typical figure is the server's own. Not "every one within 15 ms": on two shared cores one stream
+    # in forty here arrived 15-26 ms late, and one gap in 400 was over 30 ms, stub or client alike
+    assert min(ttfts) >= 298 and abs(float(np.median(ttfts)) - 300) <= 15, ttfts
+    # a client that buffered chunks would see gaps near 0 and 40 ms, not a few stragglers
+    off = [g for g in gaps if abs(g - 20) > 10]
+    assert abs(float(np.median(gaps)) - 20) <= 3 and len(off) <= 0.05 * len(gaps), gaps
 
 
 def test_tokens_come_from_usage(stub):

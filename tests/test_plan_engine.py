@@ -13,6 +13,7 @@ import pytest
 from serving.cpu_support import FLAGS_ENV
 from tests.conftest import REPO
 from tests.engine import AVX2_ONLY, group_alive, needs_engine
+from tests.test_plan import ENDLESS, stop_mid_search
 
 pytestmark = [needs_engine, pytest.mark.engine, pytest.mark.slow]
 LLMCAP = str(Path(sys.executable).with_name("llmcap"))
@@ -31,24 +32,6 @@ SHORT = [
     # at 8 req/s a 16-s window holds the ~110 requests a pass needs at 95 % (at 4 req/s it cannot)
     "--start-rps",
     "8",
-]
-# barely growing and never converging: the search cannot end by itself before the signal, on any machine
-ENDLESS = [
-    "--",
-    "--step-seconds",
-    "4",
-    "--warmup-seconds",
-    "2",
-    "--start-rps",
-    "2",
-    "--min-requests",
-    "4",
-    "--max-step-seconds",
-    "8",
-    "--growth",
-    "1.1",
-    "--precision",
-    "0.001",
 ]
 
 
@@ -131,24 +114,8 @@ def test_plan_interrupted_by_ctrl_c_stops_the_server(tmp_path):
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    steps = plan_dir / "bf16" / "steps.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (steps.exists() and steps.read_text().strip()):
-        time.sleep(1)
-    assert steps.exists(), "no step finished in time"
-    time.sleep(2)
-    locusts = subprocess.run(["pgrep", "-f", f"run-dir {plan_dir}"], capture_output=True, text=True).stdout.split()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out[-2000:] + err[-2000:]
-    result = json.loads((plan_dir / "bf16" / "result.json").read_text())
-    assert result["partial"] is True and result["steps"]
-    assert "PARTIAL RUN" in (plan_dir / "bf16" / "report.md").read_text()
-    assert "INTERRUPTED" in (plan_dir / "index.md").read_text()
-    time.sleep(1)
+    stop_mid_search(proc, plan_dir, "bf16", signal.SIGINT, wait_s=300)
     assert not any(group_alive(g) for g in server_groups(plan_dir)), "a vLLM process was left behind"
-    alive = [p for p in locusts if os.path.exists(f"/proc/{p}")]
-    assert not alive, f"load generators left behind: {alive}"
 
 
 def test_plan_on_transformers_serve(tmp_path):

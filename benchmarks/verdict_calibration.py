@@ -14,8 +14,10 @@ Two measurements:
   meets the SLO), the share of bisection steps (20-s shortest, 40-s longest window, 5-s warm-up
   from an empty queue) that pass, fail and end marginal. A 95 % verdict may pass at most 5 % of
   steps at or above the knee;
-- searches: whole searches with the profile's default windows: the answer's error against the
-  knee, how many land within 5 %, how many intervals contain the knee, and the simulated time.
+- searches: whole searches with the profile's default windows (or `--step-seconds`,
+  `--max-step-seconds`, ...): the answer's error against the knee, how many land within 5 %, how
+  many intervals contain the knee, and the simulated time; beside the answer, a candidate point
+  estimate from all the search's steps (`crossing_estimate`), which llmcap does not report (yet).
 
 `--verdict batch-means-only` judges without counting clusters (theta = 1: the verdict before
 llmcap.confidence counted them), `--verdict autocorrelation` also credits no more independent
@@ -83,69 +85,112 @@ def queue(rate: float, slots: int, service_s: float, seconds: float, rng) -> np.
 
 
 def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_s: float, rng, warmup_s=5.0):
-    """One sequential step as run_step runs it, in simulated time: (decision, seconds it took)."""
+    """One sequential step as run_step runs it, in simulated time: (decision, seconds it took,
+    (over, n) of the p95 bound in the largest window it judged)."""
     passes, extra = pass_looks(min_s, max_s), extra_looks(max_s)
     samples = queue(rate, slots, service_s, warmup_s + (extra or [max_s])[-1] + 10, rng)
     known_after = slo.p95_ms / 1000
     start = warmup_s
     fails = [start + s for s in fail_looks(max_s + known_after)]
     pass_conf, fail_conf = look_levels(0.95, len(passes) + len(extra), len(fails))
-    while True:
-        t = min(fails[0] if fails else math.inf, start + passes[0] + known_after)
+    counted = (0, 0)
+
+    def judge(t: float, end: float, level: float):
+        nonlocal counted
         finished = samples[samples["end_s"] <= t]
         open_scheduled = samples["scheduled_s"][(samples["end_s"] > t) & (samples["scheduled_s"] <= t)]
+        verdict = look(finished, open_scheduled, t, start, end, slo, level)
+        e = verdict.exceedances[0]
+        counted = max(counted, (e.over, e.n), key=lambda c: c[1])
+        return verdict
+
+    while True:
+        t = min(fails[0] if fails else math.inf, start + passes[0] + known_after)
         if fails and t >= fails[0]:
             fails.pop(0)
-            if look(finished, open_scheduled, t, start, start + max_s, slo, fail_conf).decision == FAIL:
-                return "fail", t
+            if judge(t, start + max_s, fail_conf).decision == FAIL:
+                return "fail", t, counted
         if t >= start + passes[0] + known_after:
-            verdict = look(finished, open_scheduled, t, start, start + passes[0], slo, pass_conf)
+            verdict = judge(t, start + passes[0], pass_conf)
             if verdict.decision == PASS:
-                return "pass", t
+                return "pass", t, counted
             if len(passes) == 1:
                 if extra and far_under(verdict):
                     passes = [extra.pop(0)]
                     continue
-                return "marginal", t
+                return "marginal", t, counted
             passes.pop(0)
 
 
 def steps_at(args) -> dict:
-    config, verdict, relative, reps = args
+    config, verdict, relative, reps, windows = args
+    params = SearchParams(**windows)
     slots, service_ms, slo_ms, _ = CONFIGS[config]
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
     rng = np.random.default_rng(int(relative * 1000))
     with _verdict(verdict):
         slo = Slo(p95_ms=slo_ms)
-        found = [step(knee * relative, slots, service_ms / 1000, slo, 20, 40, rng)[0] for _ in range(reps)]
+        bisecting = (2 * params.step_seconds, params.max_step_seconds)  # a bisection step's windows
+        found = [step(knee * relative, slots, service_ms / 1000, slo, *bisecting, rng)[0] for _ in range(reps)]
     return {"relative_rate": relative, **{d: found.count(d) / reps for d in ("pass", "fail", "marginal")}}
 
 
 def search(args) -> dict:
-    config, verdict, seed = args
+    config, verdict, seed, windows = args
     slots, service_ms, slo_ms, start_rps = CONFIGS[config]
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
-    params, slo = SearchParams(start_rps=start_rps), Slo(p95_ms=slo_ms)
+    params, slo = SearchParams(start_rps=start_rps, **windows), Slo(p95_ms=slo_ms)
     rng = np.random.default_rng(seed)
-    rs, failed, seconds = RateSearch(params), [], 0.0
+    rs, failed, seconds, counts = RateSearch(params), [], 0.0, []
     with _verdict(verdict):
         while (nxt := rs.next_step()) is not None:
             rate, phase = nxt
             min_s, max_s = window_seconds(params, slo, rate, phase)
-            decision, took_s = step(rate, slots, service_ms / 1000, slo, min_s, max_s, rng, params.warmup_seconds)
+            decision, took_s, (over, n) = step(
+                rate, slots, service_ms / 1000, slo, min_s, max_s, rng, params.warmup_seconds
+            )
             seconds += took_s + 1.0  # + the drain
             failed += [rate] if decision == "fail" else []
+            counts.append((rate, over, n))
             rs.record(rate, phase, decision == "pass")
     best = rs.best_rps if rs.confirmed else None
     high = min((r for r in failed if best is None or r > best), default=None)
+    estimate = crossing_estimate(counts, 0.05, best, high) if best else None
     return {
         "seed": seed,
         "max_sustained_rps": best,
         "interval_high_rps": high,
         "error": (best or 0.0) / knee - 1,
+        "crossing_estimate_rps": estimate,
+        "crossing_error": (estimate or 0.0) / knee - 1,
+        "steps": counts,
         "covers_knee": best is not None and best <= knee and (high is None or high >= knee),
         "simulated_s": seconds,
     }
+
+
+def crossing_estimate(counts: list, allowed: float, best: float, high: float | None) -> float:
+    """A point estimate of the knee from every step near the answer (a candidate, not llmcap's
+    answer): a weighted least-squares line through logit(fraction over the bound) against
+    log(rate), over the steps between 0.6x and 1.4x the answer, solved for the allowed fraction and
+    kept inside the search's interval [best, high]. Each step weighs by its requests (the inverse
+    of a binomial logit's variance); their correlation widens the estimate's spread, not its centre."""
+    x, y, w = [], [], []
+    for rate, over, n in counts:
+        if 0.6 * best <= rate <= 1.4 * best and n >= 10:
+            p = (over + 0.5) / (n + 1)
+            x.append(math.log(rate))
+            y.append(math.log(p / (1 - p)))
+            w.append(n * p * (1 - p))
+    found = best
+    if len(x) >= 2:
+        xa, ya, wa = np.array(x), np.array(y), np.array(w)
+        xm, ym = np.average(xa, weights=wa), np.average(ya, weights=wa)
+        sxx = float((wa * (xa - xm) ** 2).sum())
+        slope = float((wa * (xa - xm) * (ya - ym)).sum()) / sxx if sxx > 0 else 0.0
+        if slope > 0:
+            found = math.exp(xm + (math.log(allowed / (1 - allowed)) - ym) / slope)
+    return min(max(found, best), high if high is not None else math.inf)
 
 
 def autocorrelation_time(values: np.ndarray) -> float:
@@ -208,20 +253,35 @@ def main() -> None:
         default=search_module.EXTRA_DOUBLINGS,
         help="looks past the longest window for a step far under its bounds (0: none, the method before)",
     )
+    ap.add_argument("--step-seconds", type=float, help="the searches' shortest window (default: the profile's)")
+    ap.add_argument("--max-step-seconds", type=float, help="the searches' longest window (default: the profile's)")
+    ap.add_argument("--confirm-seconds", type=float, help="the confirmation's shortest window (default: the profile's)")
+    ap.add_argument("--warmup-seconds", type=float, help="the searches' lead-in per step (default: the profile's)")
+    ap.add_argument("--precision", type=float, help="the searches' bisection precision (default: the profile's)")
+    ap.add_argument("--no-steps", action="store_true", help="whole searches only")
     args = ap.parse_args()
+    search_settings = ("step_seconds", "max_step_seconds", "confirm_seconds", "warmup_seconds", "precision")
+    windows = {k: v for k in search_settings if (v := getattr(args, k)) is not None}
     slots, service_ms, slo_ms, _ = CONFIGS[args.config]
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
     print(f"{args.config}: C={slots} S={service_ms:g} ms p95 <= {slo_ms:g} ms, knee {knee:.2f} req/s, {args.verdict}")
     with ProcessPoolExecutor(args.parallel, initializer=_set_extra, initargs=(args.extra_doublings,)) as pool:
-        steps = list(pool.map(steps_at, [(args.config, args.verdict, r, args.steps) for r in RATES]))
+        todo = [] if args.no_steps else RATES
+        steps = list(pool.map(steps_at, [(args.config, args.verdict, r, args.steps, windows) for r in todo]))
         for s in steps:
             shares = f"pass {s['pass']:.0%} fail {s['fail']:.0%} marginal {s['marginal']:.0%}"
             print(f"  step at {s['relative_rate']:.2f} x knee: {shares}")
-        searches = list(pool.map(search, [(args.config, args.verdict, 1000 + i) for i in range(args.searches)]))
+        searches = list(
+            pool.map(search, [(args.config, args.verdict, 1000 + i, windows) for i in range(args.searches)])
+        )
     errors = np.array([s["error"] for s in searches])
+    crossing = np.array([s["crossing_error"] for s in searches])
     summary = {
         "searches": len(searches),
         "within_5_percent": int(np.sum(np.abs(errors) <= 0.05)),
+        "crossing_within_5_percent": int(np.sum(np.abs(crossing) <= 0.05)),
+        "crossing_error_median": float(np.median(crossing)),
+        "crossing_error_sd": float(crossing.std()),
         "error_median": float(np.median(errors)),
         "error_min": float(errors.min()),
         "error_max": float(errors.max()),
@@ -233,6 +293,7 @@ def main() -> None:
         "config": args.config,
         "verdict": args.verdict,
         "extra_doublings": args.extra_doublings,
+        "windows": windows,
         "knee_rps": knee,
         "steps": steps,
         "summary": summary,
@@ -240,6 +301,7 @@ def main() -> None:
     out["searches"] = searches
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     name = f"{args.config}-{args.verdict}" + (f"-extra{args.extra_doublings}" if args.extra_doublings != 2 else "")
+    name += "".join(f"-{k.split('_')[0]}{v:g}" for k, v in windows.items())
     path = HERE / "results" / f"verdict-calibration-{name}-{stamp}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"written {path}")

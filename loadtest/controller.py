@@ -199,6 +199,7 @@ def fixed_outcome(step: dict) -> SearchOutcome:
         confirmed=step["passed"],
         generator_bottleneck=step["reason"] if step["generator_bottleneck"] else None,
         mode="fixed",
+        interval_low_rps=step["offered_rps"] if step["passed"] else None,
         confidence=step["confidence"],
     )
 

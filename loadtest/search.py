@@ -11,8 +11,10 @@ the floor `min_rps` fails too, and only then is there "no capacity".
 A step passes or fails only with `confidence` (loadtest/stats.py: look). It measures
 until that is decided: a clear failure stops it within seconds, a clear pass at its
 shortest window, an undecided step measures on to `max_step_seconds` and is then
-"marginal", which the search counts as a failure. The answer comes with an interval:
-the highest rate that passed and the lowest that failed, each with confidence.
+"marginal", which the search counts as a failure. The interval on the maximum is the
+highest rate that passed and the lowest that failed, each with confidence; the answer
+inside it (`knee_estimate`) is where the fraction of requests over each bound, from
+every step near the knee, crosses the fraction the bound allows.
 
 `RateSearch` is the pure decision logic (rates in, verdicts in, next rate out);
 `run_search` drives a `Load` (anything with set_rate / step_so_far / wait_settled /
@@ -134,21 +136,80 @@ class Load(Protocol):
 @dataclasses.dataclass
 class SearchOutcome:
     steps: list[dict]
-    max_sustained_rps: float | None
+    max_sustained_rps: float | None  # the answer: knee_estimate, inside the interval
     first_failing_rps: float | None
     confirmed: bool
     generator_bottleneck: str | None = None
     mode: str = "search"
     # where the true maximum lies: the highest rate that passed and the lowest that failed, each
-    # decided with `confidence` (None: no step failed with confidence)
+    # decided with `confidence` (high None: no step failed with confidence)
+    interval_low_rps: float | None = None
     interval_high_rps: float | None = None
     confidence: float | None = None
+    fit: KneeEstimate | None = None  # how the answer was found inside the interval
 
     @property
     def interval(self) -> dict | None:
         if self.max_sustained_rps is None:
             return None
-        return {"low": self.max_sustained_rps, "high": self.interval_high_rps, "confidence": self.confidence}
+        return {"low": self.interval_low_rps, "high": self.interval_high_rps, "confidence": self.confidence}
+
+
+NEAR_KNEE = (0.6, 1.4)  # the steps knee_estimate fits, as multiples of the interval's low end
+MIN_REQUESTS_TO_FIT = 10  # a step cut shorter than this says little about its fraction over
+
+
+@dataclasses.dataclass
+class KneeEstimate:
+    rps: float
+    fitted: bool  # False: the answer is the interval's low end (too little to fit a line)
+    steps: int  # the steps near the knee it rests on
+    requests: int  # their requests (of the bound whose crossing is the answer)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> KneeEstimate:
+    """The answer inside the interval [low_rps, high_rps]: the rate at which the fraction of
+    requests over each latency bound reaches the fraction the bound allows (5 % for p95), the lowest
+    over the bounds. Per bound, a weighted least-squares line through logit(fraction over) against
+    log(rate), over every step between NEAR_KNEE times the low end (passed, failed and marginal
+    alike), each weighted by its requests (the inverse of a binomial logit's variance; their
+    correlation widens the estimate's spread, not its centre). The low end, a rate that passed,
+    uses only which side of the bound a step fell; this uses how far, from every request measured
+    near the knee, and so lands closer to the true maximum (benchmarks/README.md). Kept inside the
+    interval and at or under the highest rate measured: a line is not a measurement past its data.
+    With too few steps, or fractions that do not rise with the rate, the answer is the low end."""
+    measured = [s for s in steps if s.get("exceedance") and s.get("offered_rps")]
+    near = [s for s in measured if NEAR_KNEE[0] * low_rps <= s["offered_rps"] <= NEAR_KNEE[1] * low_rps]
+    top = max(s["offered_rps"] for s in measured) if measured else low_rps
+    ceiling = min(high_rps if high_rps is not None else math.inf, top)
+    best = KneeEstimate(low_rps, False, 0, 0)
+    for name in sorted({e["name"] for s in near for e in s["exceedance"]}):
+        x, y, w, n = [], [], [], 0
+        allowed = None
+        for s in near:
+            for e in s["exceedance"]:
+                if e["name"] == name and e["n"] >= MIN_REQUESTS_TO_FIT:
+                    p = (e["over"] + 0.5) / (e["n"] + 1)  # never 0 or 1: a logit needs both sides
+                    x.append(math.log(s["offered_rps"]))
+                    y.append(math.log(p / (1 - p)))
+                    w.append(e["n"] * p * (1 - p))
+                    n += e["n"]
+                    allowed = e["allowed_fraction"]
+        if len(set(x)) < 2 or allowed is None:
+            continue
+        xa, ya, wa = np.array(x), np.array(y), np.array(w)
+        xm, ym = np.average(xa, weights=wa), np.average(ya, weights=wa)
+        slope = float((wa * (xa - xm) * (ya - ym)).sum() / (wa * (xa - xm) ** 2).sum())
+        if slope <= 0:
+            continue
+        crossing = math.exp(xm + (math.log(allowed / (1 - allowed)) - ym) / slope)
+        rps = max(low_rps, min(crossing, ceiling))
+        if not best.fitted or rps < best.rps:
+            best = KneeEstimate(rps, True, len(x), n)
+    return best
 
 
 def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) -> tuple[float, float]:
@@ -391,14 +452,19 @@ def run_search(
         failed = [
             s["offered_rps"] for s in steps if s.get("decision") == FAIL and (best is None or s["offered_rps"] > best)
         ]
+        high = min(failed) if failed else None
+        # a bottlenecked run has no server verdict past what passed: nothing to fit
+        fit = knee_estimate(steps, best, high) if best is not None and not bottleneck else None
         return SearchOutcome(
             steps,
-            best,
+            fit.rps if fit else best,
             search.first_failing_rps,
             search.confirmed,
             generator_bottleneck=bottleneck,
-            interval_high_rps=min(failed) if failed else None,
+            interval_low_rps=best,
+            interval_high_rps=high,
             confidence=params.confidence,
+            fit=fit,
         )
 
     while (nxt := search.next_step()) is not None:

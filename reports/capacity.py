@@ -133,6 +133,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "slo": result["slo"],
         "max_sustained_rps": rps,
         "max_sustained_rps_interval": result.get("max_sustained_rps_interval"),
+        "max_sustained_rps_fit": result.get("max_sustained_rps_fit"),
         "first_failing_rps": result.get("first_failing_rps"),
         "generator_bottleneck": result.get("generator_bottleneck"),
         "steps": len(steps),
@@ -142,6 +143,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
     }
     if at:
         out["latency_at_max"] = {k: at.get(k) for k in (*LATENCY_KEYS, "mean_ms")}
+        # measured at the interval's low end (the confirmed rate), which the answer may lie above
+        out["latency_measured_at_rps"] = at.get("offered_rps")
         out["achieved_rps_at_max"] = at.get("achieved_rps")
         out["error_rate_at_max"] = at.get("error_rate")
         out["mean_prompt_tokens"] = at.get("mean_prompt_tokens")

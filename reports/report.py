@@ -49,18 +49,25 @@ def headline_blocks(cap: dict) -> list[tuple]:
     lat = cap.get("latency_at_max") or {}
     mem = cap["memory"]
     interval = cap.get("max_sustained_rps_interval")
+    measured_at = cap.get("latency_measured_at_rps")
+    # latency is measured, not fitted: where the answer lies above the rate that passed, say where
+    at = "at max" if measured_at is None or measured_at == rps else f"at {fmt(measured_at, 1)} req/s (passed)"
     rows = [
-        ["Max sustained rate", f"{fmt(rps, 1)} req/s" if rps else "none found"],
+        [
+            "Max sustained rate",
+            f"{fmt(rps, 1)} req/s{fit_text(cap.get('max_sustained_rps_fit'))}" if rps else "none found",
+        ],
         ["Where the true maximum lies", interval_text(interval)],
         ["SLO held", slo_text],
-        ["First failing rate", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
+        # marginal steps count here: the answer, fitted from their counts, may lie above this rate
+        ["Lowest rate that did not pass (failed or marginal)", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
         [
-            "Latency at max, p50 / p95 / p99",
+            f"Latency {at}, p50 / p95 / p99",
             f"{fmt(lat.get('p50_ms'))} / {fmt(lat.get('p95_ms'))} / {fmt(lat.get('p99_ms'))} ms",
         ],
-        ["TTFT at max, p50 / p95", f"{fmt(lat.get('ttft_p50_ms'))} / {fmt(lat.get('ttft_p95_ms'))} ms"],
+        [f"TTFT {at}, p50 / p95", f"{fmt(lat.get('ttft_p50_ms'))} / {fmt(lat.get('ttft_p95_ms'))} ms"],
         [
-            "Inter-token latency at max, p50 / p95",
+            f"Inter-token latency {at}, p50 / p95",
             f"{fmt(lat.get('itl_p50_ms'), 1)} / {fmt(lat.get('itl_p95_ms'), 1)} ms",
         ],
         ["Requests per day per GPU", fmt(cap.get("requests_per_day_per_gpu"))],
@@ -171,6 +178,16 @@ def session_blocks(cap: dict) -> list[tuple]:
     )
     header = ["turn", "requests", "mean prompt tokens", "p50 ms", "p95 ms", "TTFT p50 ms", "errors"]
     return [("h2", "Sessions"), ("p", text), ("table", header, rows)]
+
+
+def fit_text(fit: dict | None) -> str:
+    """How the answer was found inside its interval (loadtest/search.py: knee_estimate)."""
+    if not fit:
+        return ""
+    if not fit["fitted"]:
+        return " (the highest rate that passed: too few steps near the knee to fit)"
+    basis = f"{fit['requests']:,} requests in {fit['steps']} steps"
+    return f" (where the fraction over the bound crosses the allowed, fitted over {basis})"
 
 
 def interval_text(interval: dict | None) -> str:

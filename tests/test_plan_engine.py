@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,11 +12,11 @@ import pytest
 from serving.cpu_support import FLAGS_ENV
 from tests.conftest import REPO
 from tests.engine import AVX2_ONLY, group_alive, needs_engine
+from tests.test_engines import LLMCAP
 from tests.test_plan import ENDLESS, stop_mid_search
 
 pytestmark = [needs_engine, pytest.mark.engine, pytest.mark.slow]
-LLMCAP = str(Path(sys.executable).with_name("llmcap"))
-SHORT = [
+SHORT_WINDOWS = [
     "--",
     "--step-seconds",
     "4",
@@ -29,6 +28,9 @@ SHORT = [
     "16",
     "--precision",
     "0.3",
+]
+SHORT = [
+    *SHORT_WINDOWS,
     # at 8 req/s a 16-s window holds the ~110 requests a pass needs at 95 % (at 4 req/s it cannot)
     "--start-rps",
     "8",
@@ -72,7 +74,8 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
         run_dir = plan_dir / variant
         cap = json.loads((run_dir / "capacity.json").read_text())
         assert cap["max_sustained_rps"] > 0, cap
-        assert cap["max_sustained_rps_interval"]["low"] == cap["max_sustained_rps"]
+        interval = cap["max_sustained_rps_interval"]
+        assert interval["low"] <= cap["max_sustained_rps"] <= (interval["high"] or cap["max_sustained_rps"])
         assert cap["memory"]["kv_cache_size_tokens"] > 0
         assert json.loads((run_dir / "server" / "config.json").read_text())["dtype"] == dtype
         assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()
@@ -131,7 +134,7 @@ def test_plan_on_transformers_serve(tmp_path):
     plan_dir = tmp_path / "plan"
     profile = REPO / "profiles" / "cpu-tiny-transformers.yaml"
     run = subprocess.run(
-        [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--variants", "bf16", *SHORT, *ONE_EASY_RATE],
+        [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--variants", "bf16", *SHORT_WINDOWS, *ONE_EASY_RATE],
         capture_output=True,
         text=True,
         timeout=1200,

@@ -216,6 +216,28 @@ def test_headline_numbers_from_a_fixture_run(tmp_path):
     assert limit["mbu"] == pytest.approx(222 / limit["bandwidth_ceiling_rps"]) and 0 < limit["mbu"] < 1
 
 
+def test_a_fitted_answer_above_the_rate_that_passed(tmp_path):
+    """The answer inside the interval costs and sizes the fleet; the latency beside it is what was
+    measured at the rate that passed, and the report says both."""
+    run = make_run(tmp_path)
+    data = json.loads((run / "result.json").read_text())
+    data["max_sustained_rps"] = 226.0
+    data["max_sustained_rps_fit"] = {"rps": 226.0, "fitted": True, "steps": 4, "requests": 51234}
+    (run / "result.json").write_text(json.dumps(data))
+    write_report(run)
+    cap = json.loads((run / "capacity.json").read_text())
+    assert cap["max_sustained_rps"] == 226.0 and cap["max_sustained_rps_interval"]["low"] == 222.0
+    assert cap["latency_measured_at_rps"] == 222.0 and cap["latency_at_max"]["p95_ms"] == 640
+    cost = {c["utilization"]: c for c in cap["cost"]}
+    assert cost[1.0]["usd_per_million_requests"] == pytest.approx(2.40 / (226 * 3600) * 1e6)
+    report = (run / "report.md").read_text()
+    assert (
+        "226.0 req/s (where the fraction over the bound crosses the allowed, fitted over 51,234 requests in 4 steps)"
+        in report
+    )
+    assert "Latency at 222.0 req/s (passed), p50 / p95 / p99" in report and "Latency at max" not in report
+
+
 def test_report_files_and_html_escaping(tmp_path):
     run = make_run(tmp_path, name="<script>alert(1)</script>", model="evil<script>alert(2)</script>")
     errors = run / "result.json"

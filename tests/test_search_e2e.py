@@ -74,9 +74,14 @@ def check_result_schema(result):
         assert isinstance(step["passed"], bool) and step["end"] > step["start"]
         check_verdict(step)
     assert set(result["latency_at_max"]) >= {"p50_ms", "p95_ms", "p99_ms", "ttft_p95_ms"}
-    interval = result["max_sustained_rps_interval"]
-    assert interval["low"] == result["max_sustained_rps"] and interval["confidence"] == 0.95
+    interval, answer = result["max_sustained_rps_interval"], result["max_sustained_rps"]
+    assert interval["confidence"] == 0.95
     assert interval["high"] is None or interval["high"] > interval["low"]
+    # the answer is fitted inside the interval, never past a rate measured
+    assert interval["low"] <= answer <= min(interval["high"] or answer, max(s["offered_rps"] for s in result["steps"]))
+    fit = result["max_sustained_rps_fit"]
+    assert fit["rps"] == answer and (fit["fitted"] or answer == interval["low"])
+    assert any(s["offered_rps"] == interval["low"] and s["phase"] == "confirm" and s["passed"] for s in result["steps"])
     if interval["high"] is not None:  # the interval's upper end is a step that failed with confidence
         assert any(s["offered_rps"] == interval["high"] and s["decision"] == "fail" for s in result["steps"])
 

@@ -14,6 +14,7 @@ from loadtest.search import (
     GROW,
     RateSearch,
     SearchParams,
+    knee_estimate,
     requests_to_pass,
     window_seconds,
 )
@@ -101,6 +102,51 @@ def test_window_holds_the_requests_a_pass_needs():
 def test_max_rps_caps_growth_and_is_confirmed():
     s, trail = drive(1000, SearchParams(start_rps=10, growth=3, max_rps=50))
     assert [t[0] for t in trail] == [10, 30, 50, 50] and trail[-1][1] == CONFIRM
+
+
+def curve_steps(knee: float, rates: list, n: int = 20000, slope: float = 12.0, name="p95", allowed=0.05):
+    """Steps whose fraction over the bound follows a logistic curve in log(rate) crossing `allowed`
+    at `knee`, as a queue's does near its knee."""
+    steps = []
+    for rate in rates:
+        logit = math.log(allowed / (1 - allowed)) + slope * math.log(rate / knee)
+        over = round(n / (1 + math.exp(-logit)))
+        exceedance = {"name": name, "allowed_fraction": allowed, "n": n, "over": over}
+        steps.append({"offered_rps": rate, "exceedance": [exceedance]})
+    return steps
+
+
+def test_knee_estimate_finds_where_the_fraction_over_crosses_the_allowed():
+    steps = curve_steps(16.7, [4, 8, 16, 24, 20, 18, 17, 16, 16])
+    # the interval from the verdicts: 16 passed, 18 failed; the answer lies inside, at the crossing
+    assert knee_estimate(steps, 16.0, 18.0).rps == pytest.approx(16.7, rel=0.005)
+    # steps far from the knee (4 and 8 req/s: almost nothing over) are left out of the fit
+    assert knee_estimate([*steps, *curve_steps(16.7, [4, 4, 4], slope=1.0)], 16.0, 18.0).rps == pytest.approx(
+        16.7, rel=0.005
+    )
+
+
+def test_knee_estimate_stays_inside_the_interval_and_the_rates_measured():
+    assert knee_estimate(curve_steps(25.0, [14, 16, 18, 20]), 16.0, 18.0).rps == 18.0  # the curve crosses past high
+    assert knee_estimate(curve_steps(12.0, [12, 14, 16, 18]), 16.0, 18.0).rps == 16.0  # below the rate that passed
+    # no step failed with confidence: not past the highest rate measured
+    assert knee_estimate(curve_steps(30.0, [16, 18, 20]), 16.0, None).rps == 20.0
+
+
+def test_knee_estimate_takes_the_strictest_bound():
+    p95 = curve_steps(17.5, [15, 16, 17, 18, 19])
+    p99 = curve_steps(16.5, [15, 16, 17, 18, 19], name="p99", allowed=0.01)
+    steps = [{**a, "exceedance": a["exceedance"] + b["exceedance"]} for a, b in zip(p95, p99, strict=True)]
+    assert knee_estimate(steps, 16.0, 19.0).rps == pytest.approx(16.5, rel=0.005)
+
+
+def test_knee_estimate_without_a_rising_fraction_is_the_rate_that_passed():
+    assert knee_estimate(curve_steps(16.7, [16]), 16.0, 18.0).rps == 16.0  # one rate: no line
+    falling = curve_steps(16.7, [16, 17, 18], slope=-12.0)
+    assert knee_estimate(falling, 16.0, 18.0).rps == 16.0
+    few = curve_steps(16.7, [16, 17, 18], n=9)  # too few requests a step to fit
+    assert knee_estimate(few, 16.0, 18.0).rps == 16.0
+    assert knee_estimate([], 16.0, None).rps == 16.0
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ Two measurements:
   steps at or above the knee;
 - searches: whole searches with the profile's default windows (or `--step-seconds`,
   `--max-step-seconds`, ...): the answer's error against the knee, how many land within 5 %, how
-  many intervals contain the knee, and the simulated time; beside the answer, a candidate point
-  estimate from all the search's steps (`crossing_estimate`), which llmcap does not report (yet).
+  many intervals contain the knee, and the simulated time. The answer is llmcap's
+  (`knee_estimate`, inside the interval); beside it, the interval's low end (the highest rate
+  that passed with confidence), which was the answer before 2026-11-30.
 
 `--verdict batch-means-only` judges without counting clusters (theta = 1: the verdict before
 llmcap.confidence counted them), `--verdict autocorrelation` also credits no more independent
@@ -52,6 +53,7 @@ from loadtest.search import (  # noqa: E402
     extra_looks,
     fail_looks,
     far_under,
+    knee_estimate,
     look_levels,
     pass_looks,
     window_seconds,
@@ -155,42 +157,22 @@ def search(args) -> dict:
             rs.record(rate, phase, decision == "pass")
     best = rs.best_rps if rs.confirmed else None
     high = min((r for r in failed if best is None or r > best), default=None)
-    estimate = crossing_estimate(counts, 0.05, best, high) if best else None
+    as_run = [
+        {"offered_rps": r, "exceedance": [{"name": "p95", "allowed_fraction": 0.05, "over": over, "n": n}]}
+        for r, over, n in counts
+    ]
+    answer = knee_estimate(as_run, best, high).rps if best else None
     return {
         "seed": seed,
-        "max_sustained_rps": best,
+        "max_sustained_rps": answer,
+        "interval_low_rps": best,
         "interval_high_rps": high,
-        "error": (best or 0.0) / knee - 1,
-        "crossing_estimate_rps": estimate,
-        "crossing_error": (estimate or 0.0) / knee - 1,
-        "steps": counts,
+        "error": (answer or 0.0) / knee - 1,
+        "low_error": (best or 0.0) / knee - 1,
+        "step_counts": counts,  # (rate, over, n) of each step, in the order run
         "covers_knee": best is not None and best <= knee and (high is None or high >= knee),
         "simulated_s": seconds,
     }
-
-
-def crossing_estimate(counts: list, allowed: float, best: float, high: float | None) -> float:
-    """A point estimate of the knee from every step near the answer (a candidate, not llmcap's
-    answer): a weighted least-squares line through logit(fraction over the bound) against
-    log(rate), over the steps between 0.6x and 1.4x the answer, solved for the allowed fraction and
-    kept inside the search's interval [best, high]. Each step weighs by its requests (the inverse
-    of a binomial logit's variance); their correlation widens the estimate's spread, not its centre."""
-    x, y, w = [], [], []
-    for rate, over, n in counts:
-        if 0.6 * best <= rate <= 1.4 * best and n >= 10:
-            p = (over + 0.5) / (n + 1)
-            x.append(math.log(rate))
-            y.append(math.log(p / (1 - p)))
-            w.append(n * p * (1 - p))
-    found = best
-    if len(x) >= 2:
-        xa, ya, wa = np.array(x), np.array(y), np.array(w)
-        xm, ym = np.average(xa, weights=wa), np.average(ya, weights=wa)
-        sxx = float((wa * (xa - xm) ** 2).sum())
-        slope = float((wa * (xa - xm) * (ya - ym)).sum()) / sxx if sxx > 0 else 0.0
-        if slope > 0:
-            found = math.exp(xm + (math.log(allowed / (1 - allowed)) - ym) / slope)
-    return min(max(found, best), high if high is not None else math.inf)
 
 
 def autocorrelation_time(values: np.ndarray) -> float:
@@ -275,13 +257,14 @@ def main() -> None:
             pool.map(search, [(args.config, args.verdict, 1000 + i, windows) for i in range(args.searches)])
         )
     errors = np.array([s["error"] for s in searches])
-    crossing = np.array([s["crossing_error"] for s in searches])
+    low_errors = np.array([s["low_error"] for s in searches])
     summary = {
         "searches": len(searches),
+        "found_none": sum(s["max_sustained_rps"] is None for s in searches),
         "within_5_percent": int(np.sum(np.abs(errors) <= 0.05)),
-        "crossing_within_5_percent": int(np.sum(np.abs(crossing) <= 0.05)),
-        "crossing_error_median": float(np.median(crossing)),
-        "crossing_error_sd": float(crossing.std()),
+        "low_within_5_percent": int(np.sum(np.abs(low_errors) <= 0.05)),
+        "low_error_median": float(np.median(low_errors)),
+        "error_sd": float(errors.std()),
         "error_median": float(np.median(errors)),
         "error_min": float(errors.min()),
         "error_max": float(errors.max()),
@@ -295,7 +278,7 @@ def main() -> None:
         "extra_doublings": args.extra_doublings,
         "windows": windows,
         "knee_rps": knee,
-        "steps": steps,
+        "step_shares": steps,
         "summary": summary,
     }
     out["searches"] = searches

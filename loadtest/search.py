@@ -150,7 +150,7 @@ class SearchOutcome:
 
     @property
     def interval(self) -> dict | None:
-        if self.max_sustained_rps is None:
+        if self.interval_low_rps is None:
             return None
         return {"low": self.interval_low_rps, "high": self.interval_high_rps, "confidence": self.confidence}
 

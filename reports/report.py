@@ -185,7 +185,9 @@ def fit_text(fit: dict | None) -> str:
     if not fit:
         return ""
     if not fit["fitted"]:
-        return " (the highest rate that passed: too few steps near the knee to fit)"
+        # knee_estimate keeps the low end when it has too few rates near the knee to draw a line, or
+        # when their fractions over do not rise with the rate (a machine that drifted mid-search)
+        return " (the highest rate that passed: the steps near the knee fit no rising line)"
     basis = f"{fit['requests']:,} requests in {fit['steps']} steps"
     return f" (where the fraction over the bound crosses the allowed, fitted over {basis})"
 

@@ -238,6 +238,18 @@ def test_a_fitted_answer_above_the_rate_that_passed(tmp_path):
     assert "Latency at 222.0 req/s (passed), p50 / p95 / p99" in report and "Latency at max" not in report
 
 
+def test_an_answer_without_a_fit_is_the_rate_that_passed(tmp_path):
+    run = make_run(tmp_path)
+    data = json.loads((run / "result.json").read_text())
+    data["max_sustained_rps_fit"] = {"rps": 222.0, "fitted": False, "steps": 0, "requests": 0}
+    (run / "result.json").write_text(json.dumps(data))
+    write_report(run)
+    report = (run / "report.md").read_text()
+    unfitted = "222.0 req/s (the highest rate that passed: the steps near the knee fit no rising line)"
+    assert f"| Max sustained rate | {unfitted} |" in report
+    assert "Latency at max" in report and "(passed)" not in report
+
+
 def test_report_files_and_html_escaping(tmp_path):
     run = make_run(tmp_path, name="<script>alert(1)</script>", model="evil<script>alert(2)</script>")
     errors = run / "result.json"

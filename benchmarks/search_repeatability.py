@@ -15,7 +15,8 @@ drift of the machine falls on both alike:
 
 For each method: the rates found, their spread (max/min - 1), the intervals (new), and the wall
 time of each search. Results go to benchmarks/results/search-repeatability-<UTC time>.json.
-Recorded in benchmarks/README.md (2026-11-29: old 36 % spread in 175 s per search, new 20 % in 473 s).
+Recorded in benchmarks/README.md (2026-11-29, AMD: old 36 % spread in 175 s per search, new 20 % in 473 s;
+2026-11-30, Intel, fitted answer: old 53 % in 112 s, new 19 % in 401 s).
 """
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ def search(root: Path, url: str, model: str, seed: int, run_dir: Path) -> dict:
         "max_sustained_rps": result["max_sustained_rps"],
         "interval": result.get("max_sustained_rps_interval"),
         "steps": [
-            (round(s["offered_rps"], 2), s["phase"], s.get("decision") or ("pass" if s["passed"] else "fail"))
+            # the reason says why a step ended as it did: its fraction over, the interval, the bursts
+            (
+                round(s["offered_rps"], 2),
+                s["phase"],
+                s.get("decision") or ("pass" if s["passed"] else "fail"),
+                round(s.get("measured_s", 0.0), 1),
+                s.get("reason"),
+            )
             for s in result["steps"]
         ],
         "wall_s": wall_s,

@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 from llmcap import confidence  # noqa: E402
-from llmcap.confidence import FAIL, PASS  # noqa: E402
+from llmcap.confidence import PASS  # noqa: E402
 from llmcap.profile import SearchParams, Slo  # noqa: E402
 from llmcap.rundir import SAMPLE_DTYPE  # noqa: E402
 from loadtest import search as search_module  # noqa: E402
@@ -56,6 +56,7 @@ from loadtest.search import (  # noqa: E402
     knee_estimate,
     look_levels,
     pass_looks,
+    stops_now,
     window_seconds,
 )
 from loadtest.stats import look  # noqa: E402
@@ -93,7 +94,7 @@ def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_
     samples = queue(rate, slots, service_s, warmup_s + (extra or [max_s])[-1] + 10, rng)
     known_after = slo.p95_ms / 1000
     start = warmup_s
-    fails = [start + s for s in fail_looks(max_s + known_after)]
+    fails = [start + s for s in fail_looks(max_s + known_after, min_s + known_after)]
     pass_conf, fail_conf = look_levels(0.95, len(passes) + len(extra), len(fails))
     counted = (0, 0)
 
@@ -110,7 +111,8 @@ def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_
         t = min(fails[0] if fails else math.inf, start + passes[0] + known_after)
         if fails and t >= fails[0]:
             fails.pop(0)
-            if judge(t, start + max_s, fail_conf).decision == FAIL:
+            failing = judge(t, start + max_s, fail_conf)
+            if stops_now(failing, failing.cut_s - start, min_s):
                 return "fail", t, counted
         if t >= start + passes[0] + known_after:
             verdict = judge(t, start + passes[0], pass_conf)

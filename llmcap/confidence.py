@@ -219,16 +219,16 @@ def batch_index(scheduled_s: np.ndarray, start_s: float, end_s: float) -> np.nda
     return np.clip(((scheduled_s - start_s) / span * BATCHES).astype(int), 0, BATCHES - 1)
 
 
-def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_rise_ms: float = 0.0) -> bool:
-    """Latency in the window's second half above its first half beyond noise, by more than 10 % and
-    by more than `min_rise_ms`: the queue has not reached its steady state, and a pass now would be
-    premature. (A fast server's 3 ms becoming 3.5 ms is 17 % and may be beyond its tiny noise, but it
-    is no queue building toward a 500-ms bound: `look` passes a share of the bound as the minimum.)
-    Compared on the slices' mean latencies (requests known only to be over count at the largest
-    finite latency seen)."""
+def rise_ms(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_rise_ms: float = 0.0) -> float:
+    """How far latency in the window's second half is above its first half, when beyond noise, by
+    more than 10 % and by more than `min_rise_ms`; else 0. Such a rise says the queue has not
+    reached its steady state. (A fast server's 3 ms becoming 3.5 ms is 17 % and may be beyond its
+    tiny noise, but it is no queue building toward a 500-ms bound: `look` passes a share of the
+    bound as the minimum.) Compared on the slices' mean latencies (requests known only to be over
+    count at the largest finite latency seen)."""
     finite = latency_ms[np.isfinite(latency_ms)]
     if not len(finite):
-        return False
+        return 0.0
     values = np.where(np.isfinite(latency_ms), latency_ms, finite.max())
     counts = np.bincount(batch_of, minlength=BATCHES)
     sums = np.bincount(batch_of, weights=values, minlength=BATCHES)
@@ -236,11 +236,17 @@ def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_
     first = [sums[i] / counts[i] for i in range(half) if counts[i]]
     second = [sums[i] / counts[i] for i in range(half, BATCHES) if counts[i]]
     if len(first) < 2 or len(second) < 2:
-        return False
+        return 0.0
     m1, m2 = float(np.mean(first)), float(np.mean(second))
     se = math.sqrt(np.var(first, ddof=1) / len(first) + np.var(second, ddof=1) / len(second))
     df = len(first) + len(second) - 2
-    return m2 > 1.1 * m1 and m2 - m1 > max(t_quantile(confidence, df) * se, min_rise_ms)
+    beyond_noise = m2 > 1.1 * m1 and m2 - m1 > max(t_quantile(confidence, df) * se, min_rise_ms)
+    return m2 - m1 if beyond_noise else 0.0
+
+
+def rising(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_rise_ms: float = 0.0) -> bool:
+    """Latency climbing beyond noise (rise_ms above 0): not at steady state yet."""
+    return rise_ms(latency_ms, batch_of, confidence, min_rise_ms) > 0
 
 
 def falling(latency_ms: np.ndarray, batch_of: np.ndarray, confidence: float, min_fall_ms: float = 0.0) -> bool:

@@ -13,7 +13,18 @@ import math
 
 import numpy as np
 
-from llmcap.confidence import FAIL, PASS, UNDECIDED, Exceedance, batch_index, exceedance, falling, fraction_test, rising
+from llmcap.confidence import (
+    BATCHES,
+    FAIL,
+    PASS,
+    UNDECIDED,
+    Exceedance,
+    batch_index,
+    exceedance,
+    falling,
+    fraction_test,
+    rise_ms,
+)
 from llmcap.profile import Slo
 from llmcap.rundir import ERROR_KINDS, itl_of
 
@@ -22,6 +33,12 @@ __all__ = ["Slo", "summarize_window", "look", "Verdict", "hard_failure", "queue_
 
 def pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def tail(values: np.ndarray, q: float) -> float:
+    """The q-th percentile of values that may hold +inf (requests known only to be over): the
+    nearest sample at or above it, where interpolating between two infinities has no value."""
+    return float(np.percentile(values, q, method="higher"))
 
 
 def _mean(values: np.ndarray) -> float:
@@ -93,8 +110,11 @@ class Verdict:
     decision: str  # pass / fail / undecided
     reason: str
     exceedances: list[Exceedance]
-    rising: bool  # latency still climbing: not at steady state yet
+    rising: bool  # latency still climbing toward the bound: not at steady state yet
     cut_s: float  # the requests due in [start, cut_s) were judged
+    # a failure worth stopping for before the step's minimum window: requests failing, latency
+    # climbing toward the bound, or none of the judged requests answered (all open past the bound)
+    overload: bool = False
 
 
 def latency_bounds(slo: Slo) -> list[tuple[str, str, float, float]]:
@@ -138,9 +158,15 @@ def look(
     for name, kind, quantile, limit in bounds:
         values, batch_of = (e2e_ms, batches) if kind == "e2e" else (ttft_ms, ttft_batches)
         judged.append(exceedance(name, limit, quantile, values, batch_of, confidence))
-    # a rise that matters is one toward the bound: 5 % of it (25 ms for a 500-ms p95), not a fast
-    # server's jitter (CI: 3.0 -> 3.5 ms held a step undecided, so failed, at a tenth of its capacity)
-    still_rising = rising(e2e_ms, batches, confidence, RISE_SHARE * slo.p95_ms)
+    # a rise that matters heads for the bound: it is 5 % of the bound or more (25 ms for a 500-ms
+    # p95), not a fast server's jitter (CI: 3.0 -> 3.5 ms held a step undecided, so failed, at a
+    # tenth of its capacity), and the second half's p95 would cross the bound if the climb went on
+    # for one more window (twice the rise between the halves' means: the CPU demo's fp32 step at
+    # 3 req/s, p95 276 ms and none over 500, was held undecided, so failed, by a rise)
+    rise = rise_ms(e2e_ms, batches, confidence, RISE_SHARE * slo.p95_ms)
+    second_half = e2e_ms[batches >= BATCHES // 2]
+    still_rising = bool(rise > 0 and len(second_half) and tail(second_half, 95) + 2 * rise > slo.p95_ms)
+    overload = still_rising or (len(late) > 0 and len(done) == 0)
     # errors only fail a look early; whether a finished step had too many is hard_failure's point check
     answered = finished[(finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut)]
     errors = fraction_test(
@@ -153,7 +179,7 @@ def look(
     )
     if errors.decision == FAIL:
         reason = f"error rate {errors.fraction:.1%} > {slo.max_error_rate:.1%} ({errors.over} of {errors.n} failed)"
-        return Verdict(FAIL, reason, judged, still_rising, cut)
+        return Verdict(FAIL, reason, judged, still_rising, cut, overload=True)
     failing = [e for e in judged if e.decision == FAIL]
     # a burst passing is no steady state: seen at a 2-s look, 190 req/s at 0.87x a queue's knee
     # failed "with 99.3 % confidence" on one second of 1.26x arrivals (tests/test_verdict.py)
@@ -161,7 +187,7 @@ def look(
         why = f"latency falling (a burst passing: no steady state yet); {_over(failing[0], 'above')}"
         return Verdict(UNDECIDED, why, judged, still_rising, cut)
     if failing:
-        return Verdict(FAIL, _over(failing[0], "above"), judged, still_rising, cut)
+        return Verdict(FAIL, _over(failing[0], "above"), judged, still_rising, cut, overload)
     if all(e.decision == PASS for e in judged) and not still_rising:
         e = judged[0]
         return Verdict(PASS, _over(e, "below"), judged, still_rising, cut)

@@ -426,11 +426,11 @@ def stops_now(failing, judged_s: float, min_s: float) -> bool:
     """Whether a failure look's verdict, on `judged_s` seconds of the window, stops the step. Judged
     on less than the minimum window, a failure stops it only when it is an overload (a queue
     building, requests failing: see look), the case the early looks exist for, since every second
-    more of it is queue to drain. Over the bound but steady,
-    a short window cannot tell a server that is slow at this rate from a slow spell of the machine
-    (the CPU demo once failed bf16 at 4 req/s on 7 of 8 requests in 3 s, then 1 req/s on 6 of 6,
-    and ended with no capacity): it costs no queue to measure on, and the slices of a minimum
-    window are long enough to see a spell as one."""
+    more of it is queue to drain. Over the bound but steady, a short window cannot tell a server
+    that is slow at this rate from a slow spell of the machine (the CPU demo once failed bf16 at
+    4 req/s on 7 of 8 requests in 3 s, then 1 req/s on 6 of 6, and ended with no capacity): it
+    costs no queue to measure on, and the slices of a minimum window are long enough to see a
+    spell as one."""
     return failing.decision == FAIL and (failing.overload or judged_s >= min_s - 1e-6)
 
 

@@ -31,14 +31,11 @@ from llmcap.rundir import ERROR_KINDS, itl_of
 __all__ = ["Slo", "summarize_window", "look", "Verdict", "hard_failure", "queue_grew", "generator_check", "pct"]
 
 
-def pct(values: np.ndarray, q: float) -> float:
-    return float(np.percentile(values, q)) if len(values) else float("nan")
-
-
-def tail(values: np.ndarray, q: float) -> float:
-    """The q-th percentile of values that may hold +inf (requests known only to be over): the
-    nearest sample at or above it, where interpolating between two infinities has no value."""
-    return float(np.percentile(values, q, method="higher"))
+def pct(values: np.ndarray, q: float, method: str = "linear") -> float:
+    """The q-th percentile, exact over the raw samples. method="higher" for values that may hold +inf
+    (requests known only to be over): the nearest sample at or above it, where interpolating between
+    two infinities has no value."""
+    return float(np.percentile(values, q, method=method)) if len(values) else float("nan")
 
 
 def _mean(values: np.ndarray) -> float:
@@ -165,7 +162,7 @@ def look(
     # 3 req/s, p95 276 ms and none over 500, was held undecided, so failed, by a rise)
     rise = rise_ms(e2e_ms, batches, confidence, RISE_SHARE * slo.p95_ms)
     second_half = e2e_ms[batches >= BATCHES // 2]
-    still_rising = bool(rise > 0 and len(second_half) and tail(second_half, 95) + 2 * rise > slo.p95_ms)
+    still_rising = bool(rise > 0 and len(second_half) and pct(second_half, 95, "higher") + 2 * rise > slo.p95_ms)
     overload = still_rising or (len(late) > 0 and len(done) == 0)
     # errors only fail a look early; whether a finished step had too many is hard_failure's point check
     answered = finished[(finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from llmcap.rundir import ERROR_KINDS, itl_of
 __all__ = ["Slo", "summarize_window", "look", "Verdict", "hard_failure", "queue_grew", "generator_check", "pct"]
 
 
-def pct(values: np.ndarray, q: float, method: str = "linear") -> float:
+def pct(values: np.ndarray, q: float, method: Literal["linear", "higher"] = "linear") -> float:
     """The q-th percentile, exact over the raw samples. method="higher" for values that may hold +inf
     (requests known only to be over): the nearest sample at or above it, where interpolating between
     two infinities has no value."""

@@ -96,7 +96,7 @@ def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_
     start = warmup_s
     fails = [start + s for s in fail_looks(max_s + known_after, min_s + known_after)]
     pass_conf, fail_conf = look_levels(0.95, len(passes) + len(extra), len(fails))
-    counted = (0, 0)
+    counted = (0, 0, 0.0)
 
     def judge(t: float, end: float, level: float):
         nonlocal counted
@@ -104,7 +104,7 @@ def step(rate: float, slots: int, service_s: float, slo: Slo, min_s: float, max_
         open_scheduled = samples["scheduled_s"][(samples["end_s"] > t) & (samples["scheduled_s"] <= t)]
         verdict = look(finished, open_scheduled, t, start, end, slo, level)
         e = verdict.exceedances[0]
-        counted = max(counted, (e.over, e.n), key=lambda c: c[1])
+        counted = max(counted, (e.over, e.n, e.effective_n), key=lambda c: c[1])
         return verdict
 
     while True:
@@ -150,19 +150,25 @@ def search(args) -> dict:
         while (nxt := rs.next_step()) is not None:
             rate, phase = nxt
             min_s, max_s = window_seconds(params, slo, rate, phase)
-            decision, took_s, (over, n) = step(
+            decision, took_s, (over, n, effective_n) = step(
                 rate, slots, service_ms / 1000, slo, min_s, max_s, rng, params.warmup_seconds
             )
             seconds += took_s + 1.0  # + the drain
             failed += [rate] if decision == "fail" else []
-            counts.append((rate, over, n))
+            counts.append((rate, over, n, effective_n))
             rs.record(rate, phase, decision == "pass")
     best = rs.best_rps if rs.confirmed else None
     high = min((r for r in failed if best is None or r > best), default=None)
     as_run = [
-        {"offered_rps": r, "exceedance": [{"name": "p95", "allowed_fraction": 0.05, "over": over, "n": n}]}
-        for r, over, n in counts
+        {
+            "offered_rps": r,
+            "exceedance": [{"name": "p95", "allowed_fraction": 0.05, "over": o, "n": n, "effective_n": e}],
+        }
+        for r, o, n, e in counts
     ]
+    if not FIT_EFFECTIVE:
+        for measured in as_run:
+            del measured["exceedance"][0]["effective_n"]
     answer = knee_estimate(as_run, best, high).rps if best else None
     return {
         "seed": seed,
@@ -171,7 +177,7 @@ def search(args) -> dict:
         "interval_high_rps": high,
         "error": (answer or 0.0) / knee - 1,
         "low_error": (best or 0.0) / knee - 1,
-        "step_counts": counts,  # (rate, over, n) of each step, in the order run
+        "step_counts": counts,  # (rate, over, n, effective n) of each step, in the order run
         "covers_knee": best is not None and best <= knee and (high is None or high >= knee),
         "simulated_s": seconds,
     }
@@ -220,8 +226,13 @@ class _verdict:
             self.patch.stop()
 
 
-def _set_extra(doublings: int) -> None:
+FIT_EFFECTIVE = True  # knee_estimate weighs each step by its independent requests; False: by all of them
+
+
+def _set_extra(doublings: int, fit_effective: bool = True) -> None:
+    global FIT_EFFECTIVE
     search_module.EXTRA_DOUBLINGS = doublings  # read at each call (extra_looks, window_seconds)
+    FIT_EFFECTIVE = fit_effective
 
 
 def main() -> None:
@@ -237,6 +248,11 @@ def main() -> None:
         default=search_module.EXTRA_DOUBLINGS,
         help="looks past the longest window for a step far under its bounds (0: none, the method before)",
     )
+    ap.add_argument(
+        "--fit-all-requests",
+        action="store_true",
+        help="knee_estimate weighs a step by all its requests, not its independent ones (the method before)",
+    )
     ap.add_argument("--step-seconds", type=float, help="the searches' shortest window (default: the profile's)")
     ap.add_argument("--max-step-seconds", type=float, help="the searches' longest window (default: the profile's)")
     ap.add_argument("--confirm-seconds", type=float, help="the confirmation's shortest window (default: the profile's)")
@@ -249,7 +265,9 @@ def main() -> None:
     slots, service_ms, slo_ms, _ = CONFIGS[args.config]
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
     print(f"{args.config}: C={slots} S={service_ms:g} ms p95 <= {slo_ms:g} ms, knee {knee:.2f} req/s, {args.verdict}")
-    with ProcessPoolExecutor(args.parallel, initializer=_set_extra, initargs=(args.extra_doublings,)) as pool:
+    with ProcessPoolExecutor(
+        args.parallel, initializer=_set_extra, initargs=(args.extra_doublings, not args.fit_all_requests)
+    ) as pool:
         todo = [] if args.no_steps else RATES
         steps = list(pool.map(steps_at, [(args.config, args.verdict, r, args.steps, windows) for r in todo]))
         for s in steps:
@@ -278,6 +296,7 @@ def main() -> None:
         "config": args.config,
         "verdict": args.verdict,
         "extra_doublings": args.extra_doublings,
+        "fit_weights": "all requests" if args.fit_all_requests else "independent requests",
         "windows": windows,
         "knee_rps": knee,
         "step_shares": steps,
@@ -286,6 +305,7 @@ def main() -> None:
     out["searches"] = searches
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     name = f"{args.config}-{args.verdict}" + (f"-extra{args.extra_doublings}" if args.extra_doublings != 2 else "")
+    name += "-fitall" if args.fit_all_requests else ""
     name += "".join(f"-{k.split('_')[0]}{v:g}" for k, v in windows.items())
     path = HERE / "results" / f"verdict-calibration-{name}-{stamp}.json"
     path.write_text(json.dumps(out, indent=1))

@@ -175,8 +175,10 @@ def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> 
     requests over each latency bound reaches the fraction the bound allows (5 % for p95), the lowest
     over the bounds. Per bound, a weighted least-squares line through logit(fraction over) against
     log(rate), over every step between NEAR_KNEE times the low end (passed, failed and marginal
-    alike), each weighted by its requests (the inverse of a binomial logit's variance; their
-    correlation widens the estimate's spread, not its centre). The low end, a rate that passed,
+    alike), each weighted by the inverse of its logit's variance, n_eff p (1 - p), with n_eff its
+    independent requests (effective_n: a step whose slow requests came in one burst says little,
+    however many requests it held; weighted by all of them, such steps near the knee pulled the
+    few-slot answers down to 13 % under it, benchmarks/README.md). The low end, a rate that passed,
     uses only which side of the bound a step fell; this uses how far, from every request measured
     near the knee, and so lands closer to the true maximum (benchmarks/README.md). Kept inside the
     interval and at or under the highest rate measured: a line is not a measurement past its data.
@@ -195,7 +197,7 @@ def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> 
                     p = (e["over"] + 0.5) / (e["n"] + 1)  # never 0 or 1: a logit needs both sides
                     x.append(math.log(s["offered_rps"]))
                     y.append(math.log(p / (1 - p)))
-                    w.append(e["n"] * p * (1 - p))
+                    w.append(e.get("effective_n", e["n"]) * p * (1 - p))
                     n += e["n"]
                     allowed = e["allowed_fraction"]
         if len(set(x)) < 2 or allowed is None:

@@ -126,6 +126,19 @@ def test_knee_estimate_finds_where_the_fraction_over_crosses_the_allowed():
     )
 
 
+def test_knee_estimate_weighs_a_step_by_its_independent_requests():
+    """A step of 20,000 requests with 15 % over the bound, all in a few bursts (worth 100
+    independent requests), beside steps of 2,000 that follow the curve: weighted by its requests it
+    would outweigh them all and drag the answer to the interval's low end; weighted by its
+    independent ones, the answer stays at the crossing."""
+    steps = curve_steps(16.7, [15, 16, 17, 18], n=2000)
+    burst = {"name": "p95", "allowed_fraction": 0.05, "n": 20000, "over": 3000, "effective_n": 100}
+    estimate = knee_estimate([*steps, {"offered_rps": 16.5, "exceedance": [burst]}], 15.0, 18.0)
+    assert estimate.rps == pytest.approx(16.7, rel=0.01) and estimate.steps == 5
+    as_if_independent = {**burst, "effective_n": burst["n"]}
+    assert knee_estimate([*steps, {"offered_rps": 16.5, "exceedance": [as_if_independent]}], 15.0, 18.0).rps < 15.5
+
+
 def test_knee_estimate_stays_inside_the_interval_and_the_rates_measured():
     assert knee_estimate(curve_steps(25.0, [14, 16, 18, 20]), 16.0, 18.0).rps == 18.0  # the curve crosses past high
     assert knee_estimate(curve_steps(12.0, [12, 14, 16, 18]), 16.0, 18.0).rps == 16.0  # below the rate that passed

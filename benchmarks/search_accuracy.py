@@ -61,8 +61,10 @@ def one_search(slots: int, service_ms: float, slo_ms: float, start_rps: float, s
         "exit_code": run.returncode,
         "max_sustained_rps": result["max_sustained_rps"],
         "interval": result.get("max_sustained_rps_interval"),
+        # with each step's exceedance counts, a change to the fitted answer can be replayed on them
         "steps": [
-            (round(s["offered_rps"], 3), s["phase"], s.get("decision"), round(s["measured_s"], 1)) for s in steps
+            (round(s["offered_rps"], 3), s["phase"], s.get("decision"), round(s["measured_s"], 1), s.get("exceedance"))
+            for s in steps
         ],
         "wall_s": wall_s,
     }

@@ -68,13 +68,15 @@ def search(root: Path, url: str, model: str, seed: int, run_dir: Path) -> dict:
         "max_sustained_rps": result["max_sustained_rps"],
         "interval": result.get("max_sustained_rps_interval"),
         "steps": [
-            # the reason says why a step ended as it did: its fraction over, the interval, the bursts
+            # the reason says why a step ended as it did: its fraction over, the interval, the bursts;
+            # the exceedance counts (new method) let a change to the fitted answer be replayed on them
             (
                 round(s["offered_rps"], 2),
                 s["phase"],
                 s.get("decision") or ("pass" if s["passed"] else "fail"),
                 round(s.get("measured_s", 0.0), 1),
                 s.get("reason"),
+                s.get("exceedance"),
             )
             for s in result["steps"]
         ],

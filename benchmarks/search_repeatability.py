@@ -102,6 +102,10 @@ def main() -> None:
     ap.add_argument("--old-commit", default="185e549")
     ap.add_argument("--new-commit", default="HEAD")
     args = ap.parse_args()
+    # resolved once: a commit made while the benchmark runs must not be recorded as the one it ran
+    args.new_commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", args.new_commit], capture_output=True, text=True, check=True
+    ).stdout.strip()
     profile = load_profile(REPO / PROFILE)
     # the server as the old method knew it: without the prefix cache, which the old method's
     # unmarked replay would have hit whole (both methods meet the same server)
@@ -137,9 +141,7 @@ def write(path: Path, args: argparse.Namespace, runs: dict[str, list[dict]]) -> 
         "profile": PROFILE,
         "variant": "bf16",
         "old_commit": args.old_commit,
-        "new_commit": subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", args.new_commit], capture_output=True, text=True
-        ).stdout.strip(),
+        "new_commit": args.new_commit,
         "machine": {
             "cpu_model": cpu_model(),
             "cores": len(os.sched_getaffinity(0)),

@@ -162,13 +162,13 @@ def search(args) -> dict:
     as_run = [
         {
             "offered_rps": r,
-            "exceedance": [{"name": "p95", "allowed_fraction": 0.05, "over": o, "n": n, "effective_n": e}],
+            # weighed by all its requests (the method before): as if every one were independent
+            "exceedance": [
+                {"name": "p95", "allowed_fraction": 0.05, "over": o, "n": n, "effective_n": e if FIT_EFFECTIVE else n}
+            ],
         }
         for r, o, n, e in counts
     ]
-    if not FIT_EFFECTIVE:
-        for measured in as_run:
-            del measured["exceedance"][0]["effective_n"]
     answer = knee_estimate(as_run, best, high).rps if best else None
     return {
         "seed": seed,
@@ -229,7 +229,7 @@ class _verdict:
 FIT_EFFECTIVE = True  # knee_estimate weighs each step by its independent requests; False: by all of them
 
 
-def _set_extra(doublings: int, fit_effective: bool = True) -> None:
+def _configure_worker(doublings: int, fit_effective: bool = True) -> None:
     global FIT_EFFECTIVE
     search_module.EXTRA_DOUBLINGS = doublings  # read at each call (extra_looks, window_seconds)
     FIT_EFFECTIVE = fit_effective
@@ -266,7 +266,7 @@ def main() -> None:
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
     print(f"{args.config}: C={slots} S={service_ms:g} ms p95 <= {slo_ms:g} ms, knee {knee:.2f} req/s, {args.verdict}")
     with ProcessPoolExecutor(
-        args.parallel, initializer=_set_extra, initargs=(args.extra_doublings, not args.fit_all_requests)
+        args.parallel, initializer=_configure_worker, initargs=(args.extra_doublings, not args.fit_all_requests)
     ) as pool:
         todo = [] if args.no_steps else RATES
         steps = list(pool.map(steps_at, [(args.config, args.verdict, r, args.steps, windows) for r in todo]))

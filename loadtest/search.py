@@ -197,7 +197,7 @@ def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> 
                     p = (e["over"] + 0.5) / (e["n"] + 1)  # never 0 or 1: a logit needs both sides
                     x.append(math.log(s["offered_rps"]))
                     y.append(math.log(p / (1 - p)))
-                    w.append(e.get("effective_n", e["n"]) * p * (1 - p))
+                    w.append(e["effective_n"] * p * (1 - p))
                     n += e["n"]
                     allowed = e["allowed_fraction"]
         if len(set(x)) < 2 or allowed is None:

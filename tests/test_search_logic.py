@@ -111,7 +111,7 @@ def curve_steps(knee: float, rates: list, n: int = 20000, slope: float = 12.0, n
     for rate in rates:
         logit = math.log(allowed / (1 - allowed)) + slope * math.log(rate / knee)
         over = round(n / (1 + math.exp(-logit)))
-        exceedance = {"name": name, "allowed_fraction": allowed, "n": n, "over": over}
+        exceedance = {"name": name, "allowed_fraction": allowed, "n": n, "over": over, "effective_n": n}
         steps.append({"offered_rps": rate, "exceedance": [exceedance]})
     return steps
 

@@ -145,7 +145,7 @@ def search(args) -> dict:
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
     params, slo = SearchParams(start_rps=start_rps, **windows), Slo(p95_ms=slo_ms)
     rng = np.random.default_rng(seed)
-    rs, failed, seconds, counts = RateSearch(params), [], 0.0, []
+    rs, failed, seconds, counts, decisions = RateSearch(params), [], 0.0, [], []
     with _verdict(verdict):
         while (nxt := rs.next_step()) is not None:
             rate, phase = nxt
@@ -156,18 +156,20 @@ def search(args) -> dict:
             seconds += took_s + 1.0  # + the drain
             failed += [rate] if decision == "fail" else []
             counts.append((rate, over, n, effective_n))
+            decisions.append(decision)
             rs.record(rate, phase, decision == "pass")
     best = rs.best_rps if rs.confirmed else None
     high = min((r for r in failed if best is None or r > best), default=None)
     as_run = [
         {
             "offered_rps": r,
+            "decision": d,
             # weighed by all its requests (the method before): as if every one were independent
             "exceedance": [
                 {"name": "p95", "allowed_fraction": 0.05, "over": o, "n": n, "effective_n": e if FIT_EFFECTIVE else n}
             ],
         }
-        for r, o, n, e in counts
+        for (r, o, n, e), d in zip(counts, decisions, strict=True)
     ]
     answer = knee_estimate(as_run, best, high).rps if best else None
     return {

@@ -140,10 +140,41 @@ def test_knee_estimate_weighs_a_step_by_its_independent_requests():
 
 
 def test_knee_estimate_stays_inside_the_interval_and_the_rates_measured():
-    assert knee_estimate(curve_steps(25.0, [14, 16, 18, 20]), 16.0, 18.0).rps == 18.0  # the curve crosses past high
+    # the curve crosses past high, which failed: the answer is the highest rate measured under it
+    assert knee_estimate(curve_steps(25.0, [14, 16, 18, 20]), 16.0, 18.0).rps == 16.0
+    marginal_at_17 = [
+        {**s, "decision": "marginal"} if s["offered_rps"] == 17 else s for s in curve_steps(25.0, [16, 17, 18])
+    ]
+    assert knee_estimate(marginal_at_17, 16.0, 18.0).rps == 17.0  # marginal held, past the rate that passed
     assert knee_estimate(curve_steps(12.0, [12, 14, 16, 18]), 16.0, 18.0).rps == 16.0  # below the rate that passed
     # no step failed with confidence: not past the highest rate measured
     assert knee_estimate(curve_steps(30.0, [16, 18, 20]), 16.0, None).rps == 20.0
+
+
+def test_knee_estimate_never_answers_a_rate_that_failed():
+    """A many-slot stub search (knee 154.25 req/s, seed 8 of
+    results/search-accuracy-many-slots-20261130T221917Z.json): 160 failed 585 of 585 in 3.4 s,
+    150 ended marginal with 3.9 % over in bursts, 145 and 147.5 passed with none over. The line
+    crosses the allowed 5 % near 163; the answer is 150, the highest rate that held, not the 160
+    that failed."""
+
+    def step(rate, decision, over, n, effective_n):
+        e = {"name": "p95", "allowed_fraction": 0.05, "n": n, "over": over, "effective_n": effective_n}
+        return {"offered_rps": rate, "decision": decision, "exceedance": [e]}
+
+    steps = [
+        step(40.0, "pass", 0, 414, 414),
+        step(80.0, "pass", 0, 818, 818),
+        step(160.0, "fail", 585, 585, 82.8),
+        step(120.0, "pass", 0, 2365, 2365),
+        step(140.0, "pass", 0, 2829, 2829),
+        step(150.0, "marginal", 232, 5937, 60.8),
+        step(145.0, "pass", 0, 2931, 2931),
+        step(147.5, "pass", 0, 2880, 2880),
+        step(147.5, "pass", 0, 2893, 2893),
+    ]
+    estimate = knee_estimate(steps, 147.5, 160.0)
+    assert estimate.fitted and estimate.rps == 150.0
 
 
 def test_knee_estimate_takes_the_strictest_bound():

@@ -145,7 +145,7 @@ def search(args) -> dict:
     knee = rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=OVERHEAD_S)
     params, slo = SearchParams(start_rps=start_rps, **windows), Slo(p95_ms=slo_ms)
     rng = np.random.default_rng(seed)
-    rs, failed, seconds, counts, decisions = RateSearch(params), [], 0.0, [], []
+    rs, seconds, counts, decisions = RateSearch(params), 0.0, [], []
     with _verdict(verdict):
         while (nxt := rs.next_step()) is not None:
             rate, phase = nxt
@@ -154,11 +154,11 @@ def search(args) -> dict:
                 rate, slots, service_ms / 1000, slo, min_s, max_s, rng, params.warmup_seconds
             )
             seconds += took_s + 1.0  # + the drain
-            failed += [rate] if decision == "fail" else []
             counts.append((rate, over, n, effective_n))
             decisions.append(decision)
             rs.record(rate, phase, decision == "pass")
     best = rs.best_rps if rs.confirmed else None
+    failed = (r for (r, *_), d in zip(counts, decisions, strict=True) if d == "fail")
     high = min((r for r in failed if best is None or r > best), default=None)
     as_run = [
         {

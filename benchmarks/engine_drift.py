@@ -13,7 +13,8 @@ with nothing changed but the clock:
 
 No method can repeat its answer more closely than the thing measured holds still: if the saturated
 throughput moves by X % within the hour, a search that finds the knee accurately will too.
-Results go to benchmarks/results/engine-drift-<UTC time>.json, recorded in benchmarks/README.md.
+Results go to benchmarks/results/engine-drift-<UTC time>.json, recorded in benchmarks/README.md
+(2026-12-01, AMD EPYC: saturated throughput 96-139 req/s over 40 minutes, 8.8 % standard deviation).
 """
 
 from __future__ import annotations

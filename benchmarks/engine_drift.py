@@ -50,7 +50,10 @@ def measure(url: str, model: str, mode: list[str], seed: int, run_dir: Path) -> 
     cmd = [LOCUST, "-f", str(REPO / "loadtest" / "text2sql.py"), "--headless", "--only-summary", "-H", url]
     cmd += ["--llmcap-profile", str(REPO / PROFILE), "--model", model, "--run-dir", str(run_dir)]
     cmd += ["--no-report", "--seed", str(seed), *mode]
-    subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    # the exit status says whether the SLO held, which is data here, not an error
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    if not (run_dir / "result.json").exists():
+        raise SystemExit(f"locust wrote no result.json (exit {run.returncode}): {run.stderr.strip()[-500:]}")
     (step,) = json.loads((run_dir / "result.json").read_text())["steps"]
     return step
 

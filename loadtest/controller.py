@@ -10,7 +10,7 @@ from llmcap.errors import ExitCode
 from llmcap.log import get_logger
 from llmcap.rundir import TELEMETRY_DIR, append_step, read_samples
 from loadtest import console
-from loadtest.clock import now
+from loadtest.clock import REAL, Clock, now
 from loadtest.closed_loop import run_levels
 from loadtest.result import write_result
 from loadtest.run_state import RunState, state_of
@@ -26,6 +26,8 @@ CONCURRENCY_MESSAGE = "llmcap_concurrency"
 
 class RunnerLoad:
     """The controller's handle on the load, local or distributed (see search.Load)."""
+
+    clock: Clock = REAL
 
     def __init__(self, environment):
         self.state: RunState = state_of(environment)
@@ -78,16 +80,16 @@ class RunnerLoad:
         return self.state.collector.step_so_far()
 
     def wait_settled(self, before_s: float, timeout_s: float) -> None:
-        deadline = now() + timeout_s
-        while not self.state.collector.settled(before_s) and now() < deadline:
+        deadline = self.clock.now() + timeout_s
+        while not self.state.collector.settled(before_s) and self.clock.now() < deadline:
             self.keep_split()
-            gevent.sleep(0.2)
+            self.clock.sleep(0.2)
 
     def drain(self, timeout_s: float) -> None:
-        deadline = now() + timeout_s
+        deadline = self.clock.now() + timeout_s
         metrics_url = self.state.settings.metrics_url
-        while now() < deadline:
-            gevent.sleep(0.3)
+        while self.clock.now() < deadline:
+            self.clock.sleep(0.3)
             if self.state.collector.in_flight() == 0 and server_queue_empty(metrics_url):
                 return
 

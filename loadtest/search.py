@@ -18,7 +18,9 @@ every step near the knee, crosses the fraction the bound allows.
 
 `RateSearch` is the pure decision logic (rates in, verdicts in, next rate out);
 `run_search` drives a `Load` (anything with set_rate / step_so_far / wait_settled /
-drain / window) through the steps. docs/statistics.md explains the statistics.
+drain / window, and the clock it runs on) through the steps: the real one over Locust
+(loadtest/controller.py) or a simulated one in virtual time (loadtest/simulated.py).
+docs/statistics.md explains the statistics.
 """
 
 from __future__ import annotations
@@ -28,12 +30,11 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-import gevent
 import numpy as np
 
 from llmcap.confidence import FAIL, PASS, UNDECIDED
 from llmcap.profile import SearchParams
-from loadtest.clock import now
+from loadtest.clock import Clock
 from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
 
 GROW, DESCEND, BISECT, CONFIRM = "grow", "descend", "bisect", "confirm"
@@ -120,6 +121,8 @@ class RateSearch:
 
 
 class Load(Protocol):
+    clock: Clock  # the time every step reads and waits on (real, or virtual in a simulation)
+
     def set_rate(self, rate_rps: float) -> None: ...  # open loop (0 stops issuing, a closed loop too)
     def set_concurrency(self, n: int) -> None: ...  # closed loop: n requests kept open
     def discard_queued(self) -> None: ...  # drop tickets no user has taken (the pool was exhausted)
@@ -321,7 +324,8 @@ def run_step(
     rate whatever the server makes of it: `rate_rps` is ignored and the step's offered rate is the
     one measured).
     """
-    started = now()
+    clock = load.clock
+    started = clock.now()
     window_start = started + warmup_s
     load.begin_step(window_start)
     if concurrency is not None:
@@ -336,9 +340,9 @@ def run_step(
 
     if phase in ("fixed", CLOSED):
         window_end = window_start + max_s
-        while now() < window_end:
+        while clock.now() < window_end:
             tick(window_end)
-            gevent.sleep(min(1.0, max(0.0, window_end - now())))
+            clock.sleep(min(1.0, max(0.0, window_end - clock.now())))
         load.set_rate(0)  # a fixed run sends for exactly its duration
         verdict, used_confidence, stopped, looks = None, confidence, "fixed duration", 1
     else:
@@ -401,10 +405,11 @@ def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo
     fails = fail_looks(max_s + known_after_s, min_s + known_after_s)
     pass_confidence, fail_confidence = look_levels(confidence, len(passes) + len(extra), len(fails))
     looks = 0
+    clock = load.clock
     while True:
         window_end = window_start + passes[0]
         tick(window_end)
-        t = now()
+        t = clock.now()
         if fails and t >= window_start + fails[0]:
             fails = [f for f in fails if window_start + f > t]  # one look for any that came due meanwhile
             finished, open_scheduled, as_of = load.step_so_far()
@@ -428,7 +433,7 @@ def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo
                 passes.pop(0)
                 continue
         wake = min(window_start + (fails[0] if fails else math.inf), window_start + passes[0] + known_after_s)
-        gevent.sleep(min(1.0, max(0.1, wake - now())))
+        clock.sleep(min(1.0, max(0.1, wake - clock.now())))
 
 
 def stops_now(failing, judged_s: float, min_s: float) -> bool:

@@ -121,7 +121,8 @@ class RateSearch:
 
 
 class Load(Protocol):
-    clock: Clock  # the time every step reads and waits on (real, or virtual in a simulation)
+    @property
+    def clock(self) -> Clock: ...  # the time every step reads and waits on (real, or virtual in a simulation)
 
     def set_rate(self, rate_rps: float) -> None: ...  # open loop (0 stops issuing, a closed loop too)
     def set_concurrency(self, n: int) -> None: ...  # closed loop: n requests kept open

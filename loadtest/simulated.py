@@ -30,10 +30,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from llmcap.profile import SearchParams, Slo
 from llmcap.rundir import ERROR_CODE, SAMPLE_DTYPE
 from llmcap.traces import ArrivalTrace
 from loadtest.arrivals import interarrival_gaps
 from loadtest.clock import VirtualClock
+from loadtest.search import SearchOutcome, run_search
 
 DRAIN_POLL_S = 0.3  # as RunnerLoad.drain polls
 
@@ -231,3 +233,58 @@ class SimulatedLoad:
         s["status"] = np.where(s["error"] == 0, 200, 0)
         s["prompt_tokens"], s["completion_tokens"] = 64, 16
         return s
+
+
+def simulate_search(
+    server: Server,
+    params: SearchParams,
+    slo: Slo,
+    seed: int,
+    arrival: str = "poisson",
+    trace: ArrivalTrace | None = None,
+    request_timeout_s: float = 60.0,
+) -> tuple[SearchOutcome, float]:
+    """One shipped search (`run_search`) of `server` in virtual time: (its outcome, the simulated
+    seconds it took). The seed sets the arrivals, the service draws and the server's wandering."""
+    load = SimulatedLoad(dataclasses.replace(server, seed=seed), arrival, trace, seed=seed)
+    outcome = run_search(load, params, slo, request_timeout_s)
+    return outcome, load.clock.now()
+
+
+def fraction_over(
+    server: Server, rate_rps: float, bound_s: float, n: int, seed: int = 0, arrival: str = "poisson", trace=None
+) -> float:
+    """The long-run fraction of `n` requests at `rate_rps` that take longer than `bound_s` or fail
+    (`bound_s` infinite: the fraction that fail)."""
+    gaps = interarrival_gaps(rate_rps, arrival, random.Random(seed), trace)
+    queue, t, over = Queue(dataclasses.replace(server, seed=seed), seed), 0.0, 0
+    warmup = n // 20
+    for i in range(n + warmup):
+        t += next(gaps)
+        _, end, error = queue.admit(t)
+        if i >= warmup and (error or end - t > bound_s):
+            over += 1
+    return over / n
+
+
+def knee_rps(
+    server: Server,
+    bound_s: float,
+    allowed_fraction: float,
+    n: int,
+    low_rps: float,
+    high_rps: float,
+    seed: int = 0,
+    arrival: str = "poisson",
+    trace=None,
+    iterations: int = 12,
+) -> float:
+    """The true knee: the rate at which the long-run fraction over `bound_s` (from `n` requests,
+    the same draws at every rate) crosses `allowed_fraction`, by bisection inside [low, high]."""
+    for _ in range(iterations):
+        mid = (low_rps + high_rps) / 2
+        if fraction_over(server, mid, bound_s, n, seed, arrival, trace) <= allowed_fraction:
+            low_rps = mid
+        else:
+            high_rps = mid
+    return (low_rps + high_rps) / 2

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
+from llmcap.profile import SearchParams, Slo
 from llmcap.rundir import read_samples
+from loadtest.simulated import Server, simulate_search
 from tests.conftest import DEFAULTS, run_locust
-from tests.queueing import rate_at_slo
 
 FAST = [
     "--start-rps",
@@ -99,11 +100,6 @@ def check_verdict(step):
         assert step["decision"] == "fail" and not step["passed"]
 
 
-def model_knee(slots: int, service_ms: float, slo_ms: float) -> float:
-    """The stub's steady-state knee under Poisson arrivals: the M/D/C queue with the client's ~4 ms."""
-    return rate_at_slo(slo_ms, slots, service_ms / 1000, overhead_s=0.004)
-
-
 HELD_BACK = "the machine held it back"  # the load generator's own evidence that its schedule slipped
 SERVER_STALL_MS = 100.0  # the stub's event loop this late held every open request back at once
 
@@ -172,79 +168,34 @@ def single_process_c8(stub_server, tmp_path_factory):
     return timed_search(stub_server, tmp_path_factory.mktemp("single-c8"), *C8)
 
 
+def simulated_range(slots: int, service_ms: float, slo_ms: float) -> tuple[float, float]:
+    """Where the same search of the same server lands in virtual time (tests/test_search_sim.py):
+    the lowest and highest of 20 seeded answers, widened by the bisection's precision, since one
+    more draw falls outside the range of 20 one time in ten."""
+    server, params = Server(slots, service_ms / 1000), SearchParams(**SIM_FAST)
+    answers = [simulate_search(server, params, Slo(p95_ms=slo_ms), seed)[0].max_sustained_rps for seed in range(20)]
+    precision = SIM_FAST["precision"]
+    return min(answers) * (1 - precision), max(answers) * (1 + precision)
+
+
+SIM_FAST = {k.lstrip("-").replace("-", "_"): float(v) for k, v in zip(FAST[0:-2:2], FAST[1:-2:2], strict=True)}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("slots,service_ms,slo_ms", [C8, (12, 100, 220)])
-def test_search_finds_the_queueing_limit(stub, tmp_path, request, slots, service_ms, slo_ms):
-    expected = model_knee(slots, service_ms, slo_ms)
-    if (slots, service_ms, slo_ms) == C8:
-        run, result, elapsed_s = request.getfixturevalue("single_process_c8")
-    else:
-        run, result, elapsed_s = timed_search(stub, tmp_path, slots, service_ms, slo_ms)
-    print(
-        f"search C={slots} S={service_ms} ms SLO {slo_ms} ms: found {result and result['max_sustained_rps']}, "
-        f"M/D/C {expected:.1f} req/s, {elapsed_s:.0f} s"
-    )
+def test_a_real_search_lands_where_the_simulated_ones_do(single_process_c8):
+    """The real-time driver, over Locust and the stub, against the virtual-clock one on the same
+    M/D/C server: the statistics of the search are tested in simulation, so the two must agree."""
+    run, result, elapsed_s = single_process_c8
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     check_result_schema(result)
     # relative to this machine: the steps' own windows, plus drains and start-up (not a fixed figure)
     measured_s = sum(step["end"] - step["warmup_start"] for step in result["steps"])
     assert elapsed_s < 1.5 * measured_s + 60, (elapsed_s, measured_s)
+    low, high = simulated_range(*C8)
     found = result["max_sustained_rps"]
-    # -10 %..+5 %, as the other knee tests (the rate that passed, the answer before it was fitted, gave
-    # -6.3 % and -6.7 % here, and in CI once just past -7 %; C=12: -4.3 % twice)
-    assert -0.10 <= found / expected - 1 <= 0.05, (found, expected, run.stdout[-3000:])
-    # the bisection's lowest rate not passed lies above the rate that passed (the fitted answer may not:
-    # a marginal step is not a failure with confidence)
-    assert result["first_failing_rps"] > result["max_sustained_rps_interval"]["low"]
-    assert result["latency_at_max"]["p95_ms"] <= slo_ms
-
-
-# the two settings of benchmarks/search_accuracy.py (which repeats each ten times)
-QUEUES = {"many-slots": (16, 100, 300, 40), "few-slots": (4, 200, 600, 4)}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("setting", QUEUES)
-def test_interval_brackets_the_knee_of_a_queue(stub, tmp_path, setting):
-    """Poisson arrivals at an M/D/C queue, the default windows: the answer is near the steady-state
-    knee, the interval reaches it, and every verdict agrees with its own counts."""
-    slots, service_ms, slo_ms, start = QUEUES[setting]
-    knee = model_knee(slots, service_ms, slo_ms)
-    stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
-    run_dir = tmp_path / "run"
-    run = run_locust(
-        "loadtest/text2sql.py",
-        stub.url,
-        "--run-dir",
-        str(run_dir),
-        "--slo-p95-ms",
-        str(slo_ms),
-        "--start-rps",
-        str(start),
-        "--max-concurrency",
-        "600",
-        timeout_s=1500,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    result = json.loads((run_dir / "result.json").read_text())
-    check_result_schema(result)
-    found, interval = result["max_sustained_rps"], result["max_sustained_rps_interval"]
-    print(f"{setting}: found {found} req/s, interval {interval}, knee {knee:.2f}")
-    assert LOW[setting] <= found / knee - 1 <= HIGH[setting], (found, knee, run.stdout[-3000:])
-    # the interval reaches the knee, to within the same bounds: one interval holds the knee only most
-    # of the time (nine searches of ten against the stub, 48 and 54 of 60 simulated: benchmarks/README.md,
-    # where that rate is measured); CI once saw a quiet 40-s window pass 18.0 req/s, 7.5 % above the
-    # few-slot knee, with 4 of 676 requests over the bound
-    assert interval["low"] <= knee * (1 + HIGH[setting])
-    assert interval["high"] is None or interval["high"] >= knee * (1 + LOW[setting])
-
-
-# generous bounds: near a slowly swinging queue's knee a pass needs much evidence, and the fitted
-# answer has little above the rate that passed to fit when the steps there fell on a slow spell: ten
-# searches against the stub landed at -8.2 %..+7.5 % (few slots) and -6.0 %..-1.0 % (many), sixty
-# simulated ones at -13.4 %..+5.5 % and -4.4 %..+3.7 % (benchmarks/README.md)
-LOW = {"many-slots": -0.12, "few-slots": -0.20}
-HIGH = {"many-slots": 0.05, "few-slots": 0.10}
+    print(f"real search C8: {found} req/s, simulated {low:.1f}..{high:.1f}, {elapsed_s:.0f} s")
+    assert low <= found <= high, (found, low, high, run.stdout[-3000:])
+    assert result["latency_at_max"]["p95_ms"] <= C8[2]
 
 
 @pytest.mark.slow
@@ -267,19 +218,6 @@ def test_search_distributed_agrees(stub, tmp_path, single_process_c8):
         single["max_sustained_rps"],
         distributed["max_sustained_rps"],
     )
-
-
-@pytest.mark.slow
-def test_start_rate_above_capacity_steps_down_and_finds_it(stub, tmp_path):
-    slots, service_ms, slo_ms = C8
-    stub.configure(slots=slots, first_delay_ms=service_ms, chunks=1)
-    expected = model_knee(slots, service_ms, slo_ms)
-    run, result = search(stub, tmp_path, slo_ms, "--start-rps", "240")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    phases = [(round(s["offered_rps"]), s["phase"], s["passed"]) for s in result["steps"]]
-    assert phases[:3] == [(240, "grow", False), (120, "descend", False), (60, "descend", True)], phases
-    # as the other knee tests: the rate that passed sits at or below the knee, the fit near it
-    assert -0.10 <= result["max_sustained_rps"] / expected - 1 <= 0.05, (result["max_sustained_rps"], expected)
 
 
 def test_server_failing_everything_exits_3(stub, tmp_path):

@@ -11,8 +11,6 @@ from llmcap.errors import BadInput
 from llmcap.traces import read_arrivals
 from loadtest.arrivals import trace_gaps
 from tests.conftest import REPO, run_locust
-from tests.queueing import rate_at_slo
-from tests.test_search_e2e import HIGH, LOW
 
 BURSTS = REPO / "examples" / "traces" / "bursts-per-second.csv"
 
@@ -129,45 +127,3 @@ def test_the_server_sees_the_traces_shape(stub, tmp_path):
     assert chi2 < 180  # 99.9th percentile of 120 degrees of freedom: 174
     spike = seen[50:53].mean() / seen[:15].mean()  # the 3x spike of trace seconds 50-53: bins 50-52 at 2x
     assert spike > 2, spike
-
-
-SLOTS, SERVICE_MS, SLO_MS = 8, 50, 150
-
-
-@pytest.mark.slow
-def test_the_search_over_a_traces_scale_finds_the_queues_limit_under_it(stub, tmp_path):
-    """A two-second period of 40 then 120 requests a second (mean 80), searched over its scale against
-    the stub as an M/D/C queue: the answer against the knee under that trace, simulated from the same
-    arrival code, within the Poisson search's tolerance for a queue whose slow spells are long (the
-    few-slot setting of tests/test_search_e2e.py: its bursts, like these, make a confident pass near
-    the knee take longer than a step has)."""
-    (tmp_path / "pulse.csv").write_text("requests\n40\n120\n")
-    trace = read_arrivals(tmp_path / "pulse.csv")
-
-    def arrivals_at(rate_rps: float) -> np.ndarray:
-        return arrival_times(trace, rate_rps, 60000, seed=1)
-
-    knee = rate_at_slo(SLO_MS, SLOTS, SERVICE_MS / 1000, overhead_s=0.004, arrivals_at=arrivals_at, iterations=16)
-    poisson_knee = rate_at_slo(SLO_MS, SLOTS, SERVICE_MS / 1000, overhead_s=0.004)
-    stub.configure(slots=SLOTS, first_delay_ms=SERVICE_MS, chunks=1)
-    run = run_locust(
-        "loadtest/text2sql.py",
-        stub.url,
-        "--arrival",
-        "trace",
-        "--trace",
-        str(tmp_path / "pulse.csv"),
-        "--slo-p95-ms",
-        str(SLO_MS),
-        "--start-rps",
-        "20",
-        "--run-dir",
-        str(tmp_path / "run"),
-        timeout_s=900,
-    )
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
-    found = result["max_sustained_rps"]
-    print(f"trace search: found {found} req/s, knee under the trace {knee:.1f}, under Poisson {poisson_knee:.1f}")
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert knee < 0.97 * poisson_knee  # the bursts cost capacity: the test would not tell them apart otherwise
-    assert LOW["few-slots"] <= found / knee - 1 <= HIGH["few-slots"], (found, knee)

@@ -8,12 +8,16 @@ knee under Poisson arrivals is computed (tests/queueing.py: the rate at which th
 meets the SLO), repeated full searches with the profile's defaults, each with its own arrival
 seed and a fresh server. For each: the maximum sustained rate found, its error against the
 knee, its interval and whether the interval contains the knee, the steps and the wall time.
+With `--simulate N`, N searches of the same server and settings run beside them in virtual time
+(loadtest/simulated.py, the shipped search): each real answer's place among the simulated ones says
+whether the real-time driver and the simulator agree (inside their 5-95 % range).
 Results go to benchmarks/results/search-accuracy-<config>-<UTC time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -25,9 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
+from llmcap.profile import SearchParams, Slo  # noqa: E402
+from loadtest.simulated import Server, simulate_search  # noqa: E402
 from serving.cpu_support import cpu_model  # noqa: E402
 from tests.conftest import LOCUST, start_stub, stop_process  # noqa: E402
 from tests.queueing import rate_at_slo  # noqa: E402
@@ -36,6 +44,7 @@ from tests.queueing import rate_at_slo  # noqa: E402
 CONFIGS = {
     "many-slots": (16, 100.0, 300.0, 40.0),
     "few-slots": (4, 200.0, 600.0, 4.0),
+    "c8": (8, 100.0, 300.0, 40.0),  # tests/test_search_e2e.py's real search (with its short windows)
 }
 STUB_OVERHEAD_S = 0.004  # the stub's own time per request on top of S (as the tests count it)
 
@@ -70,6 +79,17 @@ def one_search(slots: int, service_ms: float, slo_ms: float, start_rps: float, s
     }
 
 
+def simulated(slots: int, service_ms: float, slo_ms: float, start_rps: float, extra: list[str], n: int) -> dict:
+    """n searches of the same queue and settings in virtual time: their answers and 5-95 % range."""
+    fields = {f.name for f in dataclasses.fields(SearchParams)}
+    pairs = {k.lstrip("-").replace("-", "_"): v for k, v in zip(extra[::2], extra[1::2], strict=False)}
+    params = SearchParams(start_rps=start_rps, **{k: float(v) for k, v in pairs.items() if k in fields})
+    server, slo = Server(slots, service_ms / 1000, overhead_s=STUB_OVERHEAD_S), Slo(p95_ms=slo_ms)
+    answers = sorted(simulate_search(server, params, slo, seed)[0].max_sustained_rps or 0.0 for seed in range(n))
+    low, high = (float(np.quantile(answers, q)) for q in (0.05, 0.95))
+    return {"searches": n, "answers": answers, "p5": low, "p95": high}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=CONFIGS, required=True)
@@ -77,6 +97,7 @@ def main() -> None:
     ap.add_argument(
         "--parallel", type=int, default=1, help="searches at once, each with its own stub (light loads: 2 fit 2 cores)"
     )
+    ap.add_argument("--simulate", type=int, default=0, help="as many simulated searches of the same, to compare")
     ap.add_argument("extra", nargs="*", help="more Locust arguments for every search (after --)")
     args = ap.parse_args()
     slots, service_ms, slo_ms, start_rps = CONFIGS[args.config]
@@ -117,6 +138,15 @@ def main() -> None:
         "covers_knee": sum(r["covers_knee"] for r in runs),
         "wall_s_median": sorted(r["wall_s"] for r in runs)[len(runs) // 2],
     }
+    if args.simulate:
+        sim = simulated(slots, service_ms, slo_ms, start_rps, args.extra, args.simulate)
+        for r in runs:
+            r["inside_simulated_5_95"] = (
+                bool(r["max_sustained_rps"]) and sim["p5"] <= r["max_sustained_rps"] <= sim["p95"]
+            )
+        summary["simulated"] = sim
+        summary["inside_simulated_5_95"] = sum(r["inside_simulated_5_95"] for r in runs)
+        print(f"simulated: 5-95 % {sim['p5']:.2f}..{sim['p95']:.2f} req/s of {sim['answers']}")
     print(f"summary: {summary}")
     out = HERE / "results" / f"search-accuracy-{args.config}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(

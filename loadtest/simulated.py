@@ -138,14 +138,11 @@ class SimulatedLoad:
         self.next_due = math.inf
         self.users: list[float] = []  # closed loop: when each of the N users sends next
         self.step_first = 0  # the first request of the current step
-        self.done_to = -math.inf  # requests due up to here are in the lists
-        self.events: list[tuple[float, str, float]] = []  # (time, action, value): what the search did
 
     # --- the Load protocol ------------------------------------------------------------------
 
     def set_rate(self, rate_rps: float) -> None:
         t = self._advance()
-        self.events.append((t, "rate", rate_rps))
         self.users = []  # a closed loop ends too
         self.rate_rps = rate_rps
         if rate_rps > 0:
@@ -156,18 +153,16 @@ class SimulatedLoad:
 
     def set_concurrency(self, n: int) -> None:
         t = self._advance()
-        self.events.append((t, "concurrency", n))
         self.gaps, self.next_due, self.rate_rps = iter(()), math.inf, 0.0
         self.users = [t] * n
         self._advance()
 
     def discard_queued(self) -> None:
-        self.events.append((self.clock.now(), "discard", 0))  # the generator keeps no backlog
+        pass  # the generator keeps no backlog: every request is sent when due
 
     def begin_step(self, window_start_s: float) -> None:
         self._advance()
         self.step_first = len(self.due)
-        self.events.append((self.clock.now(), "begin_step", window_start_s))
 
     def step_so_far(self):
         t = self._advance()
@@ -181,7 +176,6 @@ class SimulatedLoad:
         ends = self.end[self.step_first : last]
         target = min(max(ends, default=t), t + timeout_s)
         self.clock.sleep(target - t)
-        self.events.append((self.clock.now(), "settled", before_s))
 
     def drain(self, timeout_s: float) -> None:
         deadline = self.clock.now() + timeout_s
@@ -190,7 +184,6 @@ class SimulatedLoad:
             t = self._advance()
             if max(self.end[self.step_first :], default=-math.inf) <= t:
                 break
-        self.events.append((self.clock.now(), "drained", 0))
 
     def window(self):
         t = self._advance()
@@ -214,7 +207,6 @@ class SimulatedLoad:
             due = self.users[0]
             end = self._admit(due)
             heapq.heapreplace(self.users, end)  # the user sends its next request at once
-        self.done_to = t
         return t
 
     def _admit(self, due_s: float) -> float:

@@ -72,7 +72,8 @@ class Queue:
         self.server = server
         self.free = [-math.inf] * server.slots
         self.starts: collections.deque[float] = collections.deque()  # of requests not yet started
-        self.rng = random.Random(seed)
+        # a stream of its own: seeded like the arrivals, exponential service would repeat their gaps
+        self.rng = random.Random(f"service {seed}")
         if server.service_cv > 0:
             self.shape = 1.0 / server.service_cv**2
 

@@ -133,24 +133,53 @@ CPU_SERVER_BLOCK = 32
 
 def pytest_collection_modifyitems(items):
     """The tests on the shared CPU server run last, one after another: it starts once (each start
-    costs minutes: three processes import vLLM and compile the model), and an idle server never sits
-    beside another test's timing."""
+    costs minutes: three processes import vLLM and compile the model). They count as engine tests,
+    which scripts/test.sh never runs beside a realtime one."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "cpu_server" in fixtures:
+            item.add_marker(pytest.mark.engine)
+        if "stub" in fixtures or "stub_server" in fixtures:
+            item.add_marker(pytest.mark.stub)
     items.sort(key=lambda item: "cpu_server" in getattr(item, "fixturenames", ()))
+
+
+MISSING = ("not installed", "not present")  # what a skip for a missing engine, browser or dataset says
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skip for a missing part fails: CI installs everything, so such a skip would
+    hide a check. A skip because this machine cannot run a variant stays a skip."""
+    outcome = yield
+    report = outcome.get_result()
+    missing = report.skipped and not hasattr(report, "wasxfail") and any(m in str(report.longrepr) for m in MISSING)
+    if os.environ.get("CI") == "true" and missing:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: a part is missing, so this check did not run: {report.longrepr}"
+
+
+TOOLS_PROFILE = REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml"
 
 
 @pytest.fixture(scope="session")
 def cpu_server(tmp_path_factory):
-    """A bf16 tiny-model vLLM CPU server for the tests that only need a server to talk to (started
-    once, for the tests pytest_collection_modifyitems puts at the end)."""
+    """One bf16 tiny-model vLLM CPU server for every test that only needs a server to talk to (started
+    once, for the tests pytest_collection_modifyitems puts at the end): the demo profile, with the tool
+    calling and context length of smart_home's profile so that its task test is served here too."""
+    from llmcap.profile import load_profile
     from serving.launcher import Server
     from tests.engine import cpu_profile, engine_available
 
     if not engine_available():
         pytest.skip("vLLM CPU engine not installed (scripts/install-cpu-engine.sh)")
     profile = cpu_profile()
+    tools = load_profile(TOOLS_PROFILE).serving
+    profile.serving.max_model_len = tools.max_model_len
     # the CPU attention's smallest block: its default, 128, is longer than text2sql's questions, and
     # test_prefix_cache counts the cache's hits in whole blocks
-    profile.serving.extra_args = [*profile.serving.extra_args, "--block-size", str(CPU_SERVER_BLOCK)]
+    extra = [*tools.extra_args, "--block-size", str(CPU_SERVER_BLOCK)]
+    profile.serving.extra_args = [*profile.serving.extra_args, *extra]
     server = Server(profile, "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())
     server.start()
     yield server

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from llmcap.rundir import read_samples
-from tests.conftest import SHARED, run_locust
-from tests.engine import needs_engine
+from tests.conftest import SHARED, TOOLS_PROFILE, run_locust
 
 pytestmark = pytest.mark.engine
 
@@ -80,27 +79,19 @@ def needs_shared(relative: str):
     return pytest.mark.skipif(not (SHARED / relative).exists(), reason=f"../shared/{relative} not present")
 
 
-@needs_engine
 @needs_shared("datasets/smart_home/test.jsonl")
-def test_function_calling_task_on_the_engine(tmp_path):
-    # served as its profile says (auto tool choice, hermes parser); tools are sent in the request and
-    # rendered by the chat template, so the tool schemas dominate the prompt
-    from llmcap.profile import load_profile
-    from llmcap.tiny_model import ensure_tiny_model
-    from serving.launcher import Server
-    from tests.conftest import REPO, free_port
-
-    profile = load_profile(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml")
-    ensure_tiny_model(profile)  # on a fresh clone no earlier test has built it (the shared server's tests run last)
-    with Server(profile, "bf16", tmp_path / "server", port=free_port()) as server:
-        samples = _task_run(
-            server,
-            tmp_path,
-            "loadtest/smart_home.py",
-            SHARED / "datasets/smart_home/test.jsonl",
-            "--llmcap-profile",
-            str(REPO / "profiles" / "tasks" / "smart_home-cpu-tiny.yaml"),
-        )
+def test_function_calling_task_on_the_engine(cpu_server, tmp_path):
+    # the shared server takes its profile's serving flags (auto tool choice, hermes parser, context);
+    # tools are sent in the request and rendered by the chat template, so the tool schemas dominate the prompt
+    assert {"--enable-auto-tool-choice", "hermes"} <= set(cpu_server.command), cpu_server.command
+    samples = _task_run(
+        cpu_server,
+        tmp_path,
+        "loadtest/smart_home.py",
+        SHARED / "datasets/smart_home/test.jsonl",
+        "--llmcap-profile",
+        str(TOOLS_PROFILE),
+    )
     assert 700 <= np.median(samples["prompt_tokens"]) <= 2000, np.median(samples["prompt_tokens"])
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from llmcap.rundir import read_samples
 from serving.cpu_support import FLAGS_ENV
 from tests.conftest import REPO
 from tests.engine import AVX2_ONLY, group_alive, needs_engine
 from tests.test_engines import LLMCAP
 from tests.test_plan import ENDLESS, stop_mid_search
+from tests.test_serving_engine import check_recorded
 
 pytestmark = [needs_engine, pytest.mark.engine, pytest.mark.slow]
 SHORT_WINDOWS = [
@@ -51,7 +53,8 @@ def server_groups(plan_dir: Path) -> list[int]:
 def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     """The demo profile on a CPU without AVX-512 or AMX (flags injected): fp8-kv is skipped in one
     line before any model load, bf16 and fp32 are served and searched in turn and compared, with the
-    quality pass; the plan succeeds. (Repeats and their comparison: test_plan.py, against the stub.)"""
+    quality pass; the plan succeeds. (Repeats and their comparison: test_plan.py, against the stub.)
+    Its own servers: launching each variant in turn and stopping it is what plan does."""
     plan_dir = tmp_path / "plan"
     t0 = time.time()
     run = subprocess.run(
@@ -77,7 +80,13 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
         interval = cap["max_sustained_rps_interval"]
         assert interval["low"] <= cap["max_sustained_rps"] <= (interval["high"] or cap["max_sustained_rps"])
         assert cap["memory"]["kv_cache_size_tokens"] > 0
-        assert json.loads((run_dir / "server" / "config.json").read_text())["dtype"] == dtype
+        config = json.loads((run_dir / "server" / "config.json").read_text())
+        assert config["dtype"] == dtype
+        check_recorded(config, ("auto", dtype))
+        ok = read_samples(run_dir)[0]
+        ok = ok[ok["error"] == 0]
+        # answered in full and streamed (the profile's 30 tokens, ignore_eos)
+        assert len(ok) and (ok["completion_tokens"] == 30).all() and (ok["itl_count"] > 0).all()
         assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()
     comparison = json.loads((plan_dir / "comparison.json").read_text())
     by_name = {v["variant"]: v for v in comparison["variants"]}
@@ -104,7 +113,8 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
 
 def test_plan_interrupted_by_ctrl_c_stops_the_server(tmp_path):
     """Ctrl-C mid-search: the vLLM server and the load generators stopped, the partial run kept
-    (SIGTERM takes the same path: test_plan.py, against the stub)."""
+    (SIGTERM takes the same path: test_plan.py, against the stub). Its own server: the plan launches
+    the one it must stop."""
     plan_dir = tmp_path / "plan"
     proc = subprocess.Popen(
         [
@@ -130,7 +140,8 @@ def test_plan_interrupted_by_ctrl_c_stops_the_server(tmp_path):
 
 def test_plan_on_transformers_serve(tmp_path):
     """The second engine through the same machinery: `transformers serve` (continuous batching) on the
-    CPU with the tiny model, its fixed-length answers sent as its own generation_config, no /metrics."""
+    CPU with the tiny model, its fixed-length answers sent as its own generation_config, no /metrics.
+    Its own server: another engine, launched by the plan."""
     plan_dir = tmp_path / "plan"
     profile = REPO / "profiles" / "cpu-tiny-transformers.yaml"
     run = subprocess.run(

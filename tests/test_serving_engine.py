@@ -24,34 +24,45 @@ BODY = json.dumps(
 ).encode()
 
 
-@pytest.mark.parametrize(
-    "variant,cache_dtype",
-    [
-        ("bf16", ("auto", "bfloat16")),
-        ("fp32", ("auto", "float32")),
-        pytest.param("fp8-kv", ("fp8",), marks=needs_cpu_support({"kv_cache_dtype": "fp8"})),
-    ],
-)
-def test_variant_starts_answers_records_and_stops(tmp_path, variant, cache_dtype):
-    profile = cpu_profile()
-    server = Server(profile, variant, tmp_path, port=free_port())
-    with server:
-        r = ChatClient(server.url).stream(BODY)
-        assert r.error == 0, r.message
-        assert r.completion_tokens == 12 and r.prompt_tokens > 5
-        # a chunk per token that decodes to text (byte-level pieces of a random model may not)
-        assert 5 <= len(r.itl_ms) <= 11
-        config = json.loads((tmp_path / "server" / "config.json").read_text())
-        pgid = server.proc.pid
+def check_answer(url: str) -> None:
+    r = ChatClient(url).stream(BODY)
+    assert r.error == 0, r.message
+    assert r.completion_tokens == 12 and r.prompt_tokens > 5
+    # a chunk per token that decodes to text (byte-level pieces of a random model may not)
+    assert 5 <= len(r.itl_ms) <= 11
+
+
+def check_recorded(config: dict, cache_dtype: tuple[str, ...]) -> None:
+    """What a started server records of itself (server/config.json), for the variant's KV cache dtype."""
     assert config["kv_cache_dtype"] in cache_dtype, config
     assert config["command"][0].endswith("python") and "--port" in config["command"]
     assert config["cache_config"].get("cache_dtype") in cache_dtype
     assert config["vllm_version"]
+
+
+def test_the_shared_server_answers_and_records_what_it_runs(cpu_server):
+    """bf16 as the launcher starts it (the shared server). Its stop, and fp32 started, answering,
+    recorded and stopped, are checked where a plan launches both (test_plan_engine.py)."""
+    check_answer(cpu_server.url)
+    check_recorded(json.loads((cpu_server.run_dir / "server" / "config.json").read_text()), ("auto", "bfloat16"))
+
+
+@needs_cpu_support({"kv_cache_dtype": "fp8"})
+@pytest.mark.slow
+def test_fp8_kv_starts_answers_records_and_stops(tmp_path):
+    """Its own server: an FP8 KV cache is a flag no other test serves with."""
+    server = Server(cpu_profile(), "fp8-kv", tmp_path, port=free_port())
+    with server:
+        check_answer(server.url)
+        config = json.loads((tmp_path / "server" / "config.json").read_text())
+        pgid = server.proc.pid
+    check_recorded(config, ("fp8",))
     time.sleep(0.5)
     assert server.proc.poll() is not None and not group_alive(pgid), "a server process was left behind"
 
 
 def test_bad_model_path_fails_fast_with_the_reason(tmp_path):
+    """Its own start, which must fail: a server that cannot load its model."""
     profile = cpu_profile()
     profile.model.id = str(tmp_path / "no-such-model")
     t0 = time.time()
@@ -62,6 +73,7 @@ def test_bad_model_path_fails_fast_with_the_reason(tmp_path):
 
 
 def test_busy_port_fails_at_once(tmp_path):
+    """Refused before vLLM starts: no server process at all."""
     import socket
 
     profile = cpu_profile()

@@ -12,11 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import websocket
 
 from tests.conftest import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(not CHROMIUM, reason="Chromium not installed (scripts/install-browser.sh)")
 # as the machine's notes say: without the background-networking flags Chromium's own connections are
 # refused by a closed network, many at a time
 FLAGS = [

@@ -157,6 +157,7 @@ def test_a_reference_the_scorer_cannot_read_is_named_by_record(tmp_path):
     assert len(lines) == 1 and f"{dataset}: record 2: cannot score it" in lines[0], run.stderr
 
 
+@pytest.mark.slow
 def test_plan_scores_each_variant_beside_its_speed(stub, tmp_path):
     """Two variants on one external server: the baseline answers twice (its noise floor), the other
     once; the comparison shows accuracy, agreement and the gate beside the rates."""

@@ -7,6 +7,8 @@ from llmcap.rundir import ERROR_KINDS
 from loadtest.client import ChatClient
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.realtime  # timing against the wall clock: run alone (scripts/test.sh)
+
 BODY = (
     b'{"model":"stub-model","stream":true,"stream_options":{"include_usage":true},"max_tokens":30,'
     b'"messages":[{"role":"user","content":"' + b"x" * 400 + b'"}]}'

@@ -39,6 +39,7 @@ def same(real, virtual) -> bool:
     )
 
 
+@pytest.mark.realtime
 def test_real_and_virtual_clocks_drive_the_same_search():
     virtual, v_outcome = events(VirtualClock(5000.0))
     real, r_outcome = events(REAL)

@@ -12,6 +12,8 @@ from loadtest.closed_loop import parse_levels
 from tests.conftest import REPO, run_locust
 from tests.test_engines import LLMCAP, write_profile
 
+pytestmark = pytest.mark.realtime  # timing against the wall clock: run alone (scripts/test.sh)
+
 SLOTS, SERVICE_S = 4, 0.2
 
 
@@ -66,6 +68,7 @@ def closed_run(stub, tmp_path, levels: str, *extra: str) -> dict:
     return json.loads((tmp_path / "run" / "result.json").read_text())
 
 
+@pytest.mark.slow
 def test_throughput_is_slots_over_service_time_at_and_past_the_slots(stub, tmp_path):
     result = closed_run(stub, tmp_path, "2,4,8")
     assert result["mode"] == "concurrency" and result["max_sustained_rps"] is None
@@ -98,6 +101,7 @@ def test_concurrency_and_a_fixed_rate_are_two_modes(stub, tmp_path):
     assert "--rps and --concurrency" in run.stderr
 
 
+@pytest.mark.slow
 def test_plan_sweeps_the_closed_loop_after_the_search_and_compares_both_views(stub, tmp_path):
     """`llmcap plan --concurrency`: on the same server, after its search; the comparison shows the
     closed loop's levels beside the sustained rate."""

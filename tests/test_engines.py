@@ -123,6 +123,7 @@ def write_profile(path: Path, **serving) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_plan_on_an_external_server(stub, tmp_path):
     """Nothing launched or stopped: the search runs against the URL and the record says so."""
     stub.configure(chunks=4)

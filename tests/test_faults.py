@@ -56,6 +56,7 @@ def test_fault_is_counted_and_kept(stub, tmp_path, settings, kind):
     assert "FAIL" in report and "error rate" in report
 
 
+@pytest.mark.stub  # its own stub, killed and restarted
 def test_server_killed_and_restarted_mid_run(tmp_path):
     stub = start_stub("--chunks", "5")
     port = stub.port

@@ -5,9 +5,12 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from llmcap.rundir import read_samples
 from tests.conftest import run_locust
+
+pytestmark = pytest.mark.realtime  # timing against the wall clock: run alone (scripts/test.sh)
 
 
 def ks_exponential(gaps: np.ndarray, rate: float) -> float:

@@ -8,8 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 from tests.test_engines import LLMCAP, write_profile
+
+pytestmark = pytest.mark.slow  # each a plan of searches on the stub
 
 # barely growing and never converging: the search cannot end by itself before the signal, on any machine
 ENDLESS = [

@@ -13,7 +13,7 @@ from reports.compare import write_comparison
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
 from reports.flops import HARDWARE, KNOWN, bandwidth_limit, compute_limit, flops_per_request, kv_bytes_per_token
 from reports.report import write_report
-from tests.browser import CHROMIUM, FLAGS
+from tests.browser import CHROMIUM, FLAGS, needs_browser
 
 GIB = 2**30
 
@@ -324,7 +324,8 @@ def test_repeated_searches_give_median_spread_and_welch_interval(tmp_path):
     assert data["variants"][1]["max_sustained_rps_change"]["verdict"] == "within noise"
 
 
-@pytest.mark.skipif(not CHROMIUM, reason="Chromium not installed (apt-get install chromium)")
+@needs_browser
+@pytest.mark.browser
 def test_html_opens_in_headless_chromium_without_errors(tmp_path):
     run = make_run(tmp_path)
     write_report(run)

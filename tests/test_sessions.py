@@ -12,6 +12,7 @@ from tests.engine import needs_engine
 from tests.test_prefix_cache import counters
 
 
+@pytest.mark.realtime
 def test_turns_carry_the_conversation_at_the_rate_of_requests(stub, tmp_path):
     stub.configure(first_delay_ms=20, chunks=5)
     run = run_locust(
@@ -54,6 +55,7 @@ def test_sessions_and_a_closed_loop_are_not_mixed(stub, tmp_path):
 
 @needs_engine
 @pytest.mark.engine
+@pytest.mark.slow
 def test_later_turns_are_served_from_the_prefix_cache(cpu_server, tmp_path):
     before = counters(cpu_server.url)
     run = run_locust(

@@ -54,6 +54,7 @@ def test_a_server_without_a_tokenizer_endpoint_is_named(stub, tmp_path):
 
 @needs_engine
 @pytest.mark.engine
+@pytest.mark.slow
 def test_the_server_counts_the_drawn_lengths(cpu_server, tmp_path):
     """On the real CPU engine (the tiny model's tokenizer): the prompt tokens vLLM reports in `usage`
     have the requested mean within 2 % and about its spread; every completion has exactly its drawn

@@ -98,6 +98,7 @@ def test_counts_are_a_poisson_process_with_the_traces_rate_in_each_bin():
     assert float((((seen * 2 - flat) ** 2) / flat).sum()) > 1000
 
 
+@pytest.mark.realtime
 def test_the_server_sees_the_traces_shape(stub, tmp_path):
     """Arrivals at the stub per half second follow the trace played twice as fast, within Poisson noise."""
     trace = read_arrivals(BURSTS)

@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 
-from tests.browser import CHROMIUM, Browser
+from tests.browser import Browser, needs_browser
 from tests.conftest import LOCUST, REPO, free_port, stop_process, wait_http
 
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Chromium not installed (scripts/install-browser.sh)")
+pytestmark = [needs_browser, pytest.mark.browser, pytest.mark.slow]
 
 
 def status(url: str) -> dict:

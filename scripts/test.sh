@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # Install everything (tool, vLLM CPU engine, a headless browser for the HTML report test), check the
-# code (ruff lint and format, mypy), and run the whole test suite in four pytest runs: while the engine
+# code (ruff lint and format, mypy), and run the whole test suite in two pytest runs: while the engine
 # and the browser install, the tests that need neither, nor the stub server, nor the wall clock; then
-# the engine's tests (CPU-bound, the server niced) beside the stub's untimed ones (mostly waiting);
-# then the wall-clock tests alone. A failure anywhere fails the script. Arguments go to every run;
-# with a -m of yours, one run after the installs instead.
+# the rest. A failure anywhere fails the script. Arguments go to both runs (a -m of yours replaces the split).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AFTER_INSTALLS="engine or browser or stub or realtime"  # pytest markers (pyproject.toml)
-BESIDE_ENGINE="(stub or browser) and not (engine or realtime)"
 
 finished() {  # wait for a background install ($1, pid $2) and show its log; its failure fails the script
   wait "$2" || { cat "$logs/$1.log"; echo "$1 install failed" >&2; return 1; }
@@ -17,18 +14,6 @@ finished() {  # wait for a background install ($1, pid $2) and show its log; its
 
 run_tests() {  # a selection with no tests in it (pytest's exit 5) is no failure
   .venv/bin/python -m pytest -q -ra --durations=25 "$@" || [ $? = 5 ]
-}
-
-side_by_side() {  # two selections at once, each in its own temp folder; both logs shown, either failure fails
-  run_tests -m "$1" --basetemp "$logs/tmp-a" "${@:3}" >"$logs/a.log" 2>&1 &
-  local a=$!
-  run_tests -m "$2" --basetemp "$logs/tmp-b" "${@:3}" >"$logs/b.log" 2>&1 &
-  local b=$! status=0
-  wait "$a" || status=1
-  wait "$b" || status=1
-  echo "--- $1"; cat "$logs/a.log"
-  echo "--- $2"; cat "$logs/b.log"
-  return "$status"
 }
 
 bash scripts/setup.sh
@@ -45,17 +30,9 @@ echo "checking the code: ruff, ruff format, mypy (the engine and the browser ins
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-if [[ " $* " == *" -m "* ]]; then  # your own selection: one run, once everything is installed
-  if [ -n "$engine" ]; then finished engine "$engine"; fi
-  finished browser "$browser"
-  run_tests "$@"
-  exit
-fi
 echo "tests beside the installs: not ($AFTER_INSTALLS)"
 run_tests -m "not ($AFTER_INSTALLS)" "$@"
 if [ -n "$engine" ]; then finished engine "$engine"; fi
 finished browser "$browser"
-echo "tests after the installs, two runs at once: engine | $BESIDE_ENGINE"
-side_by_side engine "$BESIDE_ENGINE" "$@"
-echo "tests on the wall clock, alone: realtime and not engine"
-run_tests -m "realtime and not engine" "$@"
+echo "tests after the installs: $AFTER_INSTALLS"
+run_tests -m "$AFTER_INSTALLS" "$@"

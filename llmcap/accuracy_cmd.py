@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from llmcap.confidence import interval_label
 from llmcap.errors import ExitCode
 from llmcap.log import get_logger
 from llmcap.profile import Profile, load_profile
@@ -53,12 +54,12 @@ def score_answers(profile: Profile, url: str, model: str | None, run_dir: Path, 
 
 
 def describe(summary: dict) -> str:
-    """ "exact_match 42.0 % (21 of 50 prompts; 95 % interval 28.0-56.0 %)" and the failures."""
+    """ "exact_match 42.0 % (21 of 50 prompts; 28.1-56.8 %, exact interval, covers at least 95 %)" and the failures."""
     n, interval = summary["n"], summary["interval"]
     right = round(summary["accuracy"] * n) if summary["accuracy"] is not None else 0
     text = (
         f"{summary['metric']} {_percent(summary['accuracy'])} ({right} of {n} prompts; "
-        f"95 % interval {_percent(interval['low'])}-{_percent(interval['high'])})"
+        f"{_percent(interval['low'])}-{_percent(interval['high'])}, {interval_label(interval)})"
     )
     return text + (f", {summary['errors']} requests failed (scored as wrong)" if summary["errors"] else "")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcap.confidence import bootstrap_mean_interval
+from llmcap.confidence import share_interval
 from llmcap.profile import AccuracySettings
 from loadtest.datasets import DatasetError, Task
 from loadtest.dialect import takes_tool_choice, template_fields
@@ -129,14 +129,13 @@ def summarize(rows: list[dict], task: Task) -> dict:
     metrics = metric_names(task, rows[0]["reference"]) if rows else []
     main = metrics[0] if metrics else "accuracy"
     values = main_scores(rows, main)
-    low, high = bootstrap_mean_interval(values)
     return {
         "task": task.name,
         "n": len(rows),
         "errors": sum(1 for r in rows if r.get("error")),
         "metric": main,
         "accuracy": float(values.mean()) if len(values) else None,
-        "interval": {"low": low, "high": high, "confidence": 0.95},
+        "interval": share_interval(values),
         "metrics": {m: float(main_scores(rows, m).mean()) for m in metrics},
         "stores_text": True,
     }

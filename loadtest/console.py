@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from llmcap.confidence import interval_label
 from llmcap.rundir import write_progress
 from loadtest.clock import now
 
@@ -93,13 +94,12 @@ def final_lines(outcome, settings) -> list[str]:
 
 
 def interval_text(interval: dict | None) -> str:
-    """'95 % interval 30.0-34.0 req/s': passed with that confidence at the low end, failed at the high."""
+    """'interval 30.0-34.0 req/s (each end decided at 95 %; held the true maximum in ...)'."""
     if not interval:
         return "no interval"
     level = f"{interval['confidence'] * 100:g} %"
-    if interval.get("high") is None:
-        return f"{level} interval {interval['low']:.1f} req/s and up (no rate failed with {level} confidence)"
-    return f"{level} interval {interval['low']:.1f}-{interval['high']:.1f} req/s"
+    high = f"-{interval['high']:.1f} req/s" if interval.get("high") is not None else " req/s and up (no rate failed)"
+    return f"interval {interval['low']:.1f}{high} (each end decided at {level}; {interval_label(interval)})"
 
 
 LIVE_S = 5.0  # what "now" means for a live figure

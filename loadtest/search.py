@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llmcap.confidence import FAIL, PASS, UNDECIDED
+from llmcap.confidence import FAIL, PASS, SEARCH_INTERVAL_COVERAGE, UNDECIDED
 from llmcap.profile import SearchParams
 from loadtest.clock import Clock
 from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
@@ -156,7 +156,12 @@ class SearchOutcome:
     def interval(self) -> dict | None:
         if self.interval_low_rps is None:
             return None
-        return {"low": self.interval_low_rps, "high": self.interval_high_rps, "confidence": self.confidence}
+        return {
+            "low": self.interval_low_rps,
+            "high": self.interval_high_rps,
+            "confidence": self.confidence,  # each end's verdict; the interval's coverage is the label's
+            "label": SEARCH_INTERVAL_COVERAGE.label,
+        }
 
 
 NEAR_KNEE = (0.6, 1.4)  # the steps knee_estimate fits, as multiples of the interval's low end

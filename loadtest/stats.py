@@ -200,7 +200,7 @@ def look(
 
 def _over(e: Exceedance, relation: str) -> str:
     return (
-        f"{e.name}: {e.over} of {e.n} over {e.limit_ms:g} ms ({e.fraction:.1%}, {e.confidence:.1%} interval "
+        f"{e.name}: {e.over} of {e.n} over {e.limit_ms:g} ms ({e.fraction:.1%}, nominal {e.confidence:.1%} interval "
         f"{e.low:.1%}-{e.high:.1%}{_clustered(e)}), {relation} the allowed {e.allowed_fraction:.0%}"
         if e.n
         else f"{e.name}: no finished request to judge"

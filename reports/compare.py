@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcap.confidence import t_quantile
+from llmcap.confidence import SEARCH_INTERVAL_COVERAGE, interval_label, t_quantile
 from llmcap.rundir import CLOSED_LOOP_DIR, read_accuracy, read_result
 from reports import plots
 from reports.capacity import capacity, stand_in_banner
@@ -91,6 +91,7 @@ def rate_change(runs: list[dict], base_runs: list[dict]) -> dict | None:
             half = 0.0
         low, high, level = math.exp(diff - half) - 1, math.exp(diff + half) - 1, confidence
         basis = f"{len(a)} and {len(b)} repeated searches"
+        label = f"nominal {level * 100:g} % (Welch t over the repeats), coverage not measured"
     else:
         ia = (runs[0].get("max_sustained_rps_interval") or {}) if len(a) == 1 else {}
         ib = (base_runs[0].get("max_sustained_rps_interval") or {}) if len(b) == 1 else {}
@@ -99,12 +100,16 @@ def rate_change(runs: list[dict], base_runs: list[dict]) -> dict | None:
         low = low_a / high_b - 1 if high_b else -1.0  # no failing rate of the baseline: no floor
         high = high_a / low_b - 1 if high_a else None
         level, basis = 1 - 2 * (1 - confidence), "one search each: their pass and fail rates"
+        label = f"nominal {level * 100:g} %, were each search's interval right; one search's interval " + (
+            SEARCH_INTERVAL_COVERAGE.label
+        )
     significant = low > 0 or (high is not None and high < 0)
     return {
         "change": point,
         "low": low,
         "high": high,
         "confidence": level,
+        "label": label,
         "basis": basis,
         "verdict": "significant" if significant else "within noise",
     }
@@ -176,7 +181,7 @@ def rate_text(row: dict) -> str:
     interval = row.get("max_sustained_rps_interval")
     if interval:
         high = fmt(interval["high"], 1) if interval.get("high") is not None else "∞"
-        return f"{rps} ({interval['confidence'] * 100:g} %: {fmt(interval['low'], 1)}–{high})"
+        return f"{rps} ({fmt(interval['low'], 1)}–{high})"
     return rps
 
 
@@ -268,7 +273,7 @@ def write_comparison(
             (
                 "note",
                 f"How sure: a change is 'significant' when its interval excludes zero, 'within noise' when not. "
-                f"Intervals from {c['basis']}, at {c['confidence'] * 100:g} % or more. A single search's interval "
+                f"Intervals from {c['basis']}: {interval_label(c)}. A single search's interval "
                 "runs from the highest rate that passed with confidence to the lowest that failed with confidence; "
                 "`llmcap plan --repeats N` narrows a comparison with repeated, interleaved searches.",
             )
@@ -423,7 +428,8 @@ def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> lis
         "Agreement: the share of prompts answered identically to the baseline / scored the same; the "
         "baseline's own row compares its two passes, the noise floor (the engine batches differently "
         "from one pass to the next). The gate passes a variant whose accuracy reaches its threshold of "
-        "the baseline's (MLPerf Inference's 99 %); 'sure' says whether the paired 95 % interval agrees."
+        "the baseline's (MLPerf Inference's 99 %); 'sure' says whether the interval on the share of the baseline's "
+        "agrees: a paired bootstrap over the prompts, nominal 95 %, its coverage not measured."
     ]
     if stand_in:
         notes.append("A stand-in model with random weights answers nothing right: its accuracy is near zero by design.")
@@ -433,7 +439,7 @@ def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> lis
             "table",
             [
                 "variant",
-                f"{metric} (95 % interval)",
+                f"{metric} ({'; '.join(sorted({interval_label(q['interval']) for q in found.values()}))})",
                 "of the baseline's (interval)",
                 "identical / same score as the baseline",
                 "quality gate",

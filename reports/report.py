@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmcap.confidence import interval_label
 from llmcap.rundir import read_accuracy
 from reports import plots
 from reports.capacity import stand_in_banner, write_capacity
@@ -195,11 +196,13 @@ def fit_text(fit: dict | None) -> str:
 def interval_text(interval: dict | None) -> str:
     if not interval:
         return "–"
+    low, high = fmt(interval["low"], 1), interval.get("high")
+    if high is None:
+        span, ends = f"{low} req/s and up", f"passed at {low} req/s, no rate failed"
+    else:
+        span, ends = f"{low}–{fmt(high, 1)} req/s", f"passed at {low} req/s, failed at {fmt(high, 1)}"
     level = f"{interval['confidence'] * 100:g} %"
-    low = f"passed with {level} confidence at {fmt(interval['low'], 1)} req/s"
-    if interval.get("high") is None:
-        return f"{low}; no rate failed with {level} confidence"
-    return f"{fmt(interval['low'], 1)}–{fmt(interval['high'], 1)} req/s ({low}, failed at {fmt(interval['high'], 1)})"
+    return f"{span} ({ends}, each decided at {level}; {interval_label(interval)})"
 
 
 def verdict_text(step: dict) -> str:
@@ -414,8 +417,9 @@ def answers_blocks(run_dir: Path) -> list[tuple]:
     _, q = found
     others = ", ".join(f"{name} {pct(value, 1)}" for name, value in list(q["metrics"].items())[1:])
     text = (
-        f"{q['metric']} {pct(q['accuracy'], 1)} (95 % interval {pct(q['interval']['low'], 1)}–"
-        f"{pct(q['interval']['high'], 1)}) over {q['n']} prompts of the dataset, each answered once at "
+        f"{q['metric']} {pct(q['accuracy'], 1)} ({pct(q['interval']['low'], 1)}–"
+        f"{pct(q['interval']['high'], 1)}, {interval_label(q['interval'])}) over {q['n']} prompts of the dataset, "
+        "each answered once at "
         f"temperature 0 and scored against its reference answer"
         + (f"; {others}" if others else "")
         + (f"; {q['errors']} requests failed and count as wrong" if q["errors"] else "")

@@ -184,6 +184,8 @@ def test_plan_scores_each_variant_beside_its_speed(stub, tmp_path):
     assert quality["b"]["relative"]["relative"] == 1.0 and quality["b"]["gate"]["verdict"] == "pass"
     assert quality["b"]["gate"]["threshold"] == 0.95  # the profile's
     assert quality["b"]["agreement"]["identical"] == 1.0
-    assert "exact_match 50.0 % (95 % interval" in (plan_dir / "b" / "report.md").read_text()
+    # 2 of 4 right: the exact interval, 6.8-93.2 %, labelled by its guaranteed coverage
+    exact = "exact_match 50.0 % (6.8 %–93.2 %, exact interval, covers at least 95 %)"
+    assert exact in (plan_dir / "b" / "report.md").read_text()
     md = (plan_dir / "comparison.md").read_text()
     assert "## Answers" in md and "pass (sure: yes)" in md and "50.0 %" in md

@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from llmcap.confidence import SEARCH_INTERVAL_COVERAGE as COVERAGE
 from llmcap.confidence import t_quantile
 from reports.capacity import capacity
 from reports.compare import write_comparison
@@ -152,7 +153,7 @@ def make_run(
         "mode": "search",
         "partial": False,
         "max_sustained_rps": rps,
-        "max_sustained_rps_interval": {"low": rps, "high": high, "confidence": 0.95},
+        "max_sustained_rps_interval": {"low": rps, "high": high, "confidence": 0.95, "label": COVERAGE.label},
         "first_failing_rps": 229.0,
         "generator_bottleneck": None,
         "slo": {"p95_ms": 1000, "p99_ms": None, "ttft_p95_ms": None, "max_error_rate": 0.01},
@@ -192,7 +193,8 @@ def test_weight_bits_follow_the_served_dtype():
 def test_headline_numbers_from_a_fixture_run(tmp_path):
     cap = capacity(make_run(tmp_path))
     assert cap["max_sustained_rps"] == 222.0 and cap["first_failing_rps"] == 229.0
-    assert cap["max_sustained_rps_interval"] == {"low": 222.0, "high": 229.0, "confidence": 0.95}
+    interval = {"low": 222.0, "high": 229.0, "confidence": 0.95, "label": COVERAGE.label}
+    assert cap["max_sustained_rps_interval"] == interval
     assert cap["latency_at_max"]["p50_ms"] == 390 and cap["latency_at_max"]["p95_ms"] == 640
     assert cap["latency_at_max"]["p99_ms"] == 870
     assert cap["requests_per_day_per_gpu"] == 222 * 86400
@@ -264,7 +266,9 @@ def test_report_files_and_html_escaping(tmp_path):
     assert page.count('src="data:image/png;base64,') == 2 and 'src="http' not in page
     md = (run / "report.md").read_text()
     assert "$3.00" in md
-    assert "222.0–229.0 req/s (passed with 95 % confidence at 222.0 req/s, failed at 229.0)" in md
+    # the interval's label is the coverage the simulated searches measured, not its ends' 95 %
+    ends = "222.0–229.0 req/s (passed at 222.0 req/s, failed at 229.0, each decided at 95 %; "
+    assert ends + COVERAGE.label + ")" in md and "held the true maximum in" in COVERAGE.label
 
 
 def test_compare_fp8_against_bf16(tmp_path):
@@ -284,7 +288,7 @@ def test_compare_fp8_against_bf16(tmp_path):
     for f in ("comparison.md", "comparison.html", "comparison.json", "latency_vs_rate.png"):
         assert (tmp_path / "cmp" / f).is_file()
     md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "+15 % (+11 % to +18 %), significant" in md and "255.3 (95 %: 255.3–262.0)" in md
+    assert "+15 % (+11 % to +18 %), significant" in md and "255.3 (255.3–262.0)" in md
 
 
 def test_overlapping_intervals_are_within_noise(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llmcap.confidence import SEARCH_INTERVAL_COVERAGE, Coverage
 from llmcap.profile import SearchParams, Slo
 from llmcap.traces import ArrivalTrace, read_arrivals
 from loadtest.search import BISECT, DESCEND, GROW, SearchOutcome, run_step, window_seconds
@@ -149,6 +150,16 @@ def test_the_interval_holds_the_knee_as_often_as_its_label_says():
     total = len(SETTINGS) * len(SEEDS)
     # 95 % claimed: at or above 90 % of the searches, binomial noise allowing
     assert held >= 0.90 * total, f"{held} of {total}"
+
+
+@pytest.mark.slow
+def test_the_printed_coverage_is_the_measured_one():
+    """Every interval the search prints carries SEARCH_INTERVAL_COVERAGE's label: it must be what
+    these searches measure now, over all the settings and on the wandering server."""
+    held = sum(coverage(s) for s in SETTINGS.values())
+    wandering = sum(covers(o, true_knee(WANDERING)) for o, _ in searches(WANDERING))
+    measured = Coverage(held, len(SETTINGS) * len(SEEDS), wandering, len(SEEDS), SEARCH_INTERVAL_COVERAGE.hardest)
+    assert measured == SEARCH_INTERVAL_COVERAGE, f"measured {measured}"
 
 
 @pytest.mark.xfail(strict=True, reason="issue 37: a search sees a few minutes of a server that wanders by the minute")

@@ -178,7 +178,8 @@ def cpu_server(tmp_path_factory):
     profile.serving.max_model_len = tools.max_model_len
     # the CPU attention's smallest block: its default, 128, is longer than text2sql's questions, and
     # test_prefix_cache counts the cache's hits in whole blocks
-    extra = [*tools.extra_args, "--block-size", str(CPU_SERVER_BLOCK)]
+    extra = [a for a in tools.extra_args if a not in profile.serving.extra_args]
+    extra += ["--block-size", str(CPU_SERVER_BLOCK)]
     profile.serving.extra_args = [*profile.serving.extra_args, *extra]
     server = Server(profile, "bf16", tmp_path_factory.mktemp("cpu-server"), port=free_port())
     server.start()

@@ -28,14 +28,6 @@ needs_engine = pytest.mark.skipif(
 )
 
 
-def needs_cpu_support(variant_args: dict):
-    """Skip, with the CPU's own reason, a test of a variant this CPU cannot serve (it runs where it can)."""
-    from serving.cpu_support import unsupported_reason
-
-    reason = unsupported_reason(variant_args)
-    return pytest.mark.skipif(reason is not None, reason=f"this CPU cannot: {reason}")
-
-
 def cpu_profile():
     from llmcap.tiny_model import ensure_tiny_model
 

@@ -8,7 +8,7 @@ import pytest
 from loadtest.client import ChatClient
 from serving.launcher import Server, ServerError
 from tests.conftest import free_port
-from tests.engine import cpu_profile, group_alive, needs_cpu_support, needs_engine
+from tests.engine import cpu_profile, needs_engine
 
 pytestmark = [needs_engine, pytest.mark.engine]
 
@@ -45,20 +45,6 @@ def test_the_shared_server_answers_and_records_what_it_runs(cpu_server):
     recorded and stopped, are checked where a plan launches both (test_plan_engine.py)."""
     check_answer(cpu_server.url)
     check_recorded(json.loads((cpu_server.run_dir / "server" / "config.json").read_text()), ("auto", "bfloat16"))
-
-
-@needs_cpu_support({"kv_cache_dtype": "fp8"})
-@pytest.mark.slow
-def test_fp8_kv_starts_answers_records_and_stops(tmp_path):
-    """Its own server: an FP8 KV cache is a flag no other test serves with."""
-    server = Server(cpu_profile(), "fp8-kv", tmp_path, port=free_port())
-    with server:
-        check_answer(server.url)
-        config = json.loads((tmp_path / "server" / "config.json").read_text())
-        pgid = server.proc.pid
-    check_recorded(config, ("fp8",))
-    time.sleep(0.5)
-    assert server.proc.poll() is not None and not group_alive(pgid), "a server process was left behind"
 
 
 def test_bad_model_path_fails_fast_with_the_reason(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from llmcap.rundir import read_samples
 from serving.cpu_support import FLAGS_ENV, unsupported_reason
 from tests.conftest import REPO
-from tests.engine import AVX2_ONLY, group_alive, needs_engine
+from tests.engine import AVX2_ONLY, CPU_PROFILE, group_alive, needs_engine
 from tests.test_engines import LLMCAP
 from tests.test_plan import ENDLESS, stop_mid_search
 from tests.test_serving_engine import check_recorded
@@ -31,24 +31,20 @@ SHORT_WINDOWS = [
     "--precision",
     "0.3",
 ]
-SHORT = [
-    *SHORT_WINDOWS,
-    # at 8 req/s a 16-s window holds the ~110 requests a pass needs at 95 % (at 4 req/s it cannot)
-    "--start-rps",
-    "8",
-]
+# far under the engine's knee (near 70 req/s), and quick to pass: a pass at 95 % needs ~110 requests,
+# 7 s at 16 req/s, 14 s at 8 (at 4 req/s a 16-s window cannot hold them)
+QUICK_RPS = "16"
+SHORT = [*SHORT_WINDOWS, "--start-rps", QUICK_RPS]
 
 
 # The transformers test checks the engine's path through plan, not its capacity: one rate it holds
-# under a loose bound, in about two minutes. (Its own tail reached 470-700 ms at any rate from 0.5 to
-# 4 req/s in CI here, so the profile's bound was raised from 500 to 1500 ms after a search under 500
-# found no rate at all.)
-ONE_EASY_RATE = ["--slo-p95-ms", "2000", "--start-rps", "3", "--max-rps", "3"]
+# under a loose bound. (Its own tail reached 470-700 ms at any rate from 0.5 to 4 req/s in CI once,
+# so the bound is 2000 ms; at 8 req/s its two steps take 14 s each, 48 s in all, where 3 req/s took 130.)
+ONE_EASY_RATE = ["--slo-p95-ms", "2000", "--start-rps", "8", "--max-rps", "8"]
 
 
-# the engine holds 16 req/s far under the bound: the first step passes within seconds (at ENDLESS's
-# 2 req/s it is undecided for 32 s)
-QUICK_FIRST_STEP = ["--start-rps", "16"]
+# the first step passes within seconds (at ENDLESS's 2 req/s it is undecided for 32 s)
+QUICK_FIRST_STEP = ["--start-rps", QUICK_RPS]
 
 
 def server_groups(plan_dir: Path) -> list[int]:
@@ -63,9 +59,9 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     plan_dir = tmp_path / "plan"
     t0 = time.time()
     run = subprocess.run(
-        # capped at 8 req/s: what is checked here is the plan around the searches (test_plan_interrupted_by_ctrl_c
-        # and the stub tests search); each server start costs about a minute on two cores
-        [LLMCAP, "plan", str(REPO / "profiles" / "cpu-tiny.yaml"), "--out", str(plan_dir), *SHORT] + ["--max-rps", "8"],
+        # capped at the start rate: what is checked here is the plan around the searches (the stub tests
+        # search); each server start costs half a minute on two cores
+        [LLMCAP, "plan", str(CPU_PROFILE), "--out", str(plan_dir), *SHORT, "--max-rps", QUICK_RPS],
         capture_output=True,
         text=True,
         timeout=1800,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,13 @@ def _free_port(start: int) -> int:
     while not port_is_free("127.0.0.1", port):
         port += 1
     return port
+
+
+def _any_free_port() -> int:
+    """A port the OS picks: two plans on one machine never race for the same one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Progress:
@@ -166,7 +174,7 @@ def run_variant(
             *(["--server-pid", str(server.proc.pid)] if server.proc else []),
         ]
         if gpu_present():
-            exporter_port = _free_port(9400)
+            exporter_port = _any_free_port()
             exporter = subprocess.Popen(
                 [sys.executable, "-m", "llmcap.cli", "gpu-exporter", "--port", str(exporter_port)],
                 stdout=subprocess.DEVNULL,
@@ -174,7 +182,7 @@ def run_variant(
             )
             locust_cmd += ["--gpu-metrics-url", f"http://127.0.0.1:{exporter_port}/metrics"]
         if processes > 1:
-            master_port = str(_free_port(5557))  # two plans on one machine must not share Locust's port
+            master_port = str(_any_free_port())
             locust_cmd += [
                 "--processes",
                 str(processes),

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install everything (tool, vLLM CPU engine, a headless browser for the HTML report test), check the
-# code (ruff lint and format, mypy), and run the whole test suite in two pytest runs: while the engine
-# and the browser install, the tests that need neither, nor the stub server, nor the wall clock; then
-# the rest. A failure anywhere fails the script. Arguments go to both runs (a -m of yours replaces the split).
+# code (ruff lint and format, mypy), and run the whole test suite: while the engine and the browser
+# install, the tests that need neither, nor the stub server, nor the wall clock; then the stub's and
+# the browser's untimed tests in two halves at once (they mostly wait); then the engine's tests alone
+# (CPU-bound); then the wall-clock tests alone. A failure anywhere fails the script. Arguments go to
+# every run; with a -m of yours, one run after the installs instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AFTER_INSTALLS="engine or browser or stub or realtime"  # pytest markers (pyproject.toml)
+WAITING="(stub or browser) and not (engine or realtime)"
 
 finished() {  # wait for a background install ($1, pid $2) and show its log; its failure fails the script
   wait "$2" || { cat "$logs/$1.log"; echo "$1 install failed" >&2; return 1; }
@@ -14,6 +17,16 @@ finished() {  # wait for a background install ($1, pid $2) and show its log; its
 
 run_tests() {  # a selection with no tests in it (pytest's exit 5) is no failure
   .venv/bin/python -m pytest -q -ra --durations=25 "$@" || [ $? = 5 ]
+}
+
+two_halves() {  # the selection $1 as two shards at once (tests/shard.py); both logs shown, either failure fails
+  run_tests -m "$1" --shard 1/2 --basetemp "$logs/tmp-1" "${@:2}" >"$logs/half-1.log" 2>&1 &
+  local first=$! status=0
+  run_tests -m "$1" --shard 2/2 --basetemp "$logs/tmp-2" "${@:2}" >"$logs/half-2.log" 2>&1 || status=1
+  wait "$first" || status=1
+  echo "--- half 1"; cat "$logs/half-1.log"
+  echo "--- half 2"; cat "$logs/half-2.log"
+  return "$status"
 }
 
 bash scripts/setup.sh
@@ -30,9 +43,19 @@ echo "checking the code: ruff, ruff format, mypy (the engine and the browser ins
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+if [[ " $* " == *" -m "* ]]; then  # your own selection: one run, once everything is installed
+  if [ -n "$engine" ]; then finished engine "$engine"; fi
+  finished browser "$browser"
+  run_tests "$@"
+  exit
+fi
 echo "tests beside the installs: not ($AFTER_INSTALLS)"
 run_tests -m "not ($AFTER_INSTALLS)" "$@"
 if [ -n "$engine" ]; then finished engine "$engine"; fi
 finished browser "$browser"
-echo "tests after the installs: $AFTER_INSTALLS"
-run_tests -m "$AFTER_INSTALLS" "$@"
+echo "tests after the installs, in two halves at once: $WAITING"
+two_halves "$WAITING" "$@"
+echo "the engine's tests, alone: engine"
+run_tests -m engine "$@"
+echo "tests on the wall clock, alone: realtime and not engine"
+run_tests -m "realtime and not engine" "$@"

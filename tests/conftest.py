@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.shard"]
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 PY = sys.executable

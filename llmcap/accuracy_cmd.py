@@ -87,7 +87,7 @@ def cmd_accuracy(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("accuracy", help="score one variant's answers against the dataset's references")
-    p.add_argument("profile")
-    p.add_argument("--variant", required=True)
+    p.add_argument("profile", help="profile YAML (its dataset, model and serving.variants)")
+    p.add_argument("--variant", required=True, help="the variant of serving.variants to serve and score")
     p.add_argument("--run-dir", help="where the answers go (default runs/accuracy-<profile>-<variant>)")
     p.set_defaults(func=cmd_accuracy)

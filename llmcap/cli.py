@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from llmcap.errors import ExitCode, LlmcapError, ProfileError
@@ -78,20 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmcap", description="Load testing and capacity planning for self-hosted LLMs on vLLM"
     )
+    parser.add_argument("--version", action="version", version=f"llmcap {version('llmcap')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="start vLLM for one variant of a profile and wait")
-    p.add_argument("profile")
-    p.add_argument("--variant", required=True)
-    p.add_argument("--port", type=int)
-    p.add_argument("--run-dir")
+    p.add_argument("profile", help="profile YAML (model, serving and its variants)")
+    p.add_argument("--variant", required=True, help="which of serving.variants to serve")
+    p.add_argument("--port", type=int, help="port to listen on (default serving.port)")
+    p.add_argument("--run-dir", help="where the server's log and config go (default runs/serve-<profile>-<variant>)")
     p.add_argument("--dry-run", action="store_true", help="print the command, start nothing")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("tiny-model", help="build the tiny random-weight Qwen3 for the CPU engine")
     p.add_argument("dir", nargs="?", help="output directory (default: the profile's model.id)")
     p.add_argument("--profile", help="train the tokenizer on this profile's prompts")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--shape", choices=("tiny", "qwen3-4b"), default="tiny", help="qwen3-4b: Qwen3-4B's architecture")
     p.add_argument("--fp8-out", help="also write a copy with FP8 weights here (needs a GPU)")
     p.add_argument("--python", help="the Python that has torch and transformers (default: the engine venv's)")

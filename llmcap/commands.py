@@ -60,20 +60,26 @@ def cmd_cost(args) -> int:
 
 def register_reports(sub) -> None:
     p = sub.add_parser("report", help="write the capacity report of a run directory")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a load test's run directory (it holds result.json)")
     p.add_argument("--prices", help="hosted-API price table (default profiles/hosted_prices.yaml)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="compare runs of one profile with different variants")
-    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("run_dirs", nargs="+", help="run directories; the first is the baseline")
     p.add_argument("--out", help="output directory (default ./comparison)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("cost", help="$ per million requests for a rate and a GPU price")
-    p.add_argument("--rps", type=float, required=True)
+    p.add_argument("--rps", type=float, required=True, help="sustained requests per second of one replica")
     p.add_argument("--gpu-hourly", type=float, required=True, help="$ per GPU-hour")
-    p.add_argument("--gpus", type=int, default=1)
-    p.add_argument("--utilization", type=float, nargs="+", default=[1.0, 0.5, 0.1])
+    p.add_argument("--gpus", type=int, default=1, help="GPUs one replica uses (default 1)")
+    p.add_argument(
+        "--utilization",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.5, 0.1],
+        help="share of the hour the replica is busy, one or more (default 1 0.5 0.1)",
+    )
     p.set_defaults(func=cmd_cost)
 
 
@@ -101,4 +107,10 @@ def register_accuracy(sub) -> None:
     register(sub)
 
 
-REGISTER: list = [register_reports, register_plan, register_exporter, register_inspect, register_accuracy]
+def register_run(sub) -> None:
+    from llmcap.run_cmd import register
+
+    register(sub)
+
+
+REGISTER: list = [register_run, register_reports, register_plan, register_exporter, register_inspect, register_accuracy]

@@ -10,10 +10,10 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    OK = 0  # a sustained rate was found and confirmed, or a fixed-rate run finished
+    OK = 0  # a sustained rate was found and confirmed, or a fixed-rate run did not fail its SLO
     FAILED = 1  # anything else: a server that would not start, a bug
     BAD_INPUT = 2  # a profile, dataset, argument or server address that cannot be used
-    NO_CAPACITY = 3  # even the search's floor rate fails the SLO
+    NO_CAPACITY = 3  # even the search's floor rate fails the SLO, or a fixed rate failed it with confidence
     GENERATOR_BOTTLENECK = 4  # the load generator could not keep its schedule: no server verdict
     INTERRUPTED = 130  # Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it)
 

@@ -116,7 +116,7 @@ def cmd_inspect(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="a profile's dataset: prompt count and length distribution")
-    p.add_argument("profile")
+    p.add_argument("profile", help="profile YAML whose dataset to inspect")
     p.add_argument("--no-tokens", action="store_true", help="characters only (do not load the tokenizer)")
     p.add_argument("--json", help="also write the numbers to this file")
     p.set_defaults(func=cmd_inspect)

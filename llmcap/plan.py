@@ -418,7 +418,7 @@ def cmd_plan(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("plan", help="serve each variant, search its capacity, and compare them")
-    p.add_argument("profile")
+    p.add_argument("profile", help="profile YAML: the model, its variants, the dataset, the SLO")
     p.add_argument("--variants", help="comma-separated subset, e.g. bf16,fp8 (default: all in the profile)")
     p.add_argument("--out", help="plan directory (default plans/<UTC time>-<profile name>)")
     p.add_argument("--processes", type=int, default=1, help="load-generating processes (Locust --processes)")

@@ -23,16 +23,63 @@ import yaml
 from llmcap.errors import ProfileError
 from llmcap.traces import read_arrivals, read_counts
 
-__all__ = ["ProfileError", "Profile", "load_profile", "Slo", "SearchParams", "ARRIVAL_KINDS", "cli_settings"]
+__all__ = [
+    "ProfileError",
+    "Profile",
+    "load_profile",
+    "Slo",
+    "SearchParams",
+    "ARRIVAL_KINDS",
+    "cli_settings",
+    "Range",
+    "out_of_range",
+]
 
 ARRIVAL_KINDS = ("poisson", "poisson-blocked", "constant", "trace")
 DEVICES = ("gpu", "cpu")
 ENGINES = ("vllm", "transformers", "external")
 
 
-def setting(default: Any, help: str, flag: str | None = None, choices: tuple | None = None):
-    """A profile field: its default (written once, here), what it means, and its Locust argument."""
-    meta = {"help": help, "flag": flag, "choices": choices}
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The numbers a setting may take: `low` and `high` (None: no end), each end included or not."""
+
+    low: float | None = None
+    high: float | None = None
+    low_included: bool = True
+    high_included: bool = True
+
+    def holds(self, value: float) -> bool:
+        low_ok = self.low is None or value > self.low or (self.low_included and value == self.low)
+        return low_ok and (self.high is None or value < self.high or (self.high_included and value == self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>=' if self.low_included else '>'} {self.low:g}"
+        assert self.low is not None
+        return f"in {'[' if self.low_included else '('}{self.low:g}, {self.high:g}{']' if self.high_included else ')'}"
+
+
+POSITIVE = Range(0, low_included=False)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+SHARE = Range(0, 1, low_included=False)  # a utilization, a ratio: (0, 1]
+FRACTION = Range(0, 1)  # an error rate: [0, 1]
+PORT = Range(1, 65535)
+
+
+def out_of_range(name: str, value, valid: Range | None) -> str | None:
+    """Why `value` cannot be the setting `name` (one line), or None when it can."""
+    if valid is None or value is None or isinstance(value, bool) or valid.holds(value):
+        return None
+    kind = "an integer" if isinstance(value, int) else "a number"
+    return f"{name}: expected {kind} {valid}, got {value!r}"
+
+
+def setting(default: Any, help: str, flag: str | None = None, choices: tuple | None = None, valid: Range | None = None):
+    """A profile field: its default (written once, here), what it means, its Locust argument, and the
+    range its numbers must lie in (checked before any load)."""
+    meta = {"help": help, "flag": flag, "choices": choices, "valid": valid}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -42,7 +89,9 @@ def setting(default: Any, help: str, flag: str | None = None, choices: tuple | N
 class DatasetSettings:
     task: str = setting("text2sql", "the task template (loadtest/<task>.py)")
     path: str | None = setting(None, "dataset file (default: the task's shipped example)", "--dataset")
-    sample: int | None = setting(None, "use a seeded random sample of this many records", "--sample")
+    sample: int | None = setting(
+        None, "use a seeded random sample of this many records", "--sample", valid=AT_LEAST_ONE
+    )
 
 
 @dataclasses.dataclass
@@ -59,9 +108,9 @@ class Variant:
     dtype: str | None = setting(None, "--dtype")
     quantization: str | None = setting(None, "--quantization")
     kv_cache_dtype: str | None = setting(None, "--kv-cache-dtype")
-    max_model_len: int | None = setting(None, "--max-model-len")
-    gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization")
-    max_num_seqs: int | None = setting(None, "--max-num-seqs")
+    max_model_len: int | None = setting(None, "--max-model-len", valid=AT_LEAST_ONE)
+    gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization", valid=SHARE)
+    max_num_seqs: int | None = setting(None, "--max-num-seqs", valid=AT_LEAST_ONE)
     enable_prefix_caching: bool | None = setting(None, "--enable-prefix-caching (true) or --no-enable-prefix-caching")
     extra_args: list = setting([], "more vLLM arguments, verbatim")
 
@@ -78,27 +127,31 @@ class ServingSettings:
     device: str = setting("gpu", "cpu: vLLM's CPU build, whose limits are checked before start", choices=DEVICES)
     python: str | None = setting(None, "the engine's own interpreter; none: the `vllm` console script")
     host: str = setting("127.0.0.1", "where the server listens")
-    port: int = setting(8000, "where the server listens (plan picks the next free port)")
-    max_model_len: int | None = setting(None, "--max-model-len")
-    gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization")
-    max_num_seqs: int | None = setting(None, "--max-num-seqs")
+    port: int = setting(8000, "where the server listens (plan picks the next free port)", valid=PORT)
+    max_model_len: int | None = setting(None, "--max-model-len", valid=AT_LEAST_ONE)
+    gpu_memory_utilization: float | None = setting(None, "--gpu-memory-utilization", valid=SHARE)
+    max_num_seqs: int | None = setting(None, "--max-num-seqs", valid=AT_LEAST_ONE)
     enable_prefix_caching: bool | None = setting(
         None, "vLLM's prefix cache: none keeps vLLM's default (on, as deployed); false turns it off"
     )
     extra_args: list = setting([], "more vLLM arguments, verbatim")
     env: dict = setting({}, "environment for the server")
     nice: int = setting(0, "lower the server's CPU priority (client and server sharing cores)")
-    startup_timeout_s: float = setting(900.0, "fail if not healthy by then")
+    startup_timeout_s: float = setting(900.0, "fail if not healthy by then", valid=POSITIVE)
     variants: dict = setting({}, "name -> Variant")
 
 
 @dataclasses.dataclass
 class RequestSettings:
-    max_tokens: int = setting(64, "max_tokens per request", "--max-tokens")
-    min_tokens: int | None = setting(None, "vLLM min_tokens (fixed output length with --ignore-eos)", "--min-tokens")
-    temperature: float = setting(0.0, "sampling temperature", "--temperature")
+    max_tokens: int = setting(64, "max_tokens per request", "--max-tokens", valid=AT_LEAST_ONE)
+    min_tokens: int | None = setting(
+        None, "vLLM min_tokens (fixed output length with --ignore-eos)", "--min-tokens", valid=NON_NEGATIVE
+    )
+    temperature: float = setting(0.0, "sampling temperature", "--temperature", valid=NON_NEGATIVE)
     ignore_eos: bool = setting(False, "vLLM ignore_eos: always generate max_tokens", "--ignore-eos")
-    timeout_s: float = setting(60.0, "a request open this long fails with 'timeout'", "--request-timeout-s")
+    timeout_s: float = setting(
+        60.0, "a request open this long fails with 'timeout'", "--request-timeout-s", valid=POSITIVE
+    )
     api_key_env: str | None = setting(None, "environment variable that holds the API key", "--api-key-env")
     tool_choice: str | None = setting(
         None, "function-calling tasks: auto, required or none (default: the task's)", "--tool-choice"
@@ -115,11 +168,13 @@ class RequestSettings:
 
 @dataclasses.dataclass
 class Slo:
-    p95_ms: float = setting(1000.0, "SLO: end-to-end p95 (ms)", "--slo-p95-ms")
-    p99_ms: float | None = setting(None, "SLO: end-to-end p99 (ms)", "--slo-p99-ms")
-    ttft_p95_ms: float | None = setting(None, "SLO: time-to-first-token p95 (ms)", "--slo-ttft-p95-ms")
-    max_error_rate: float = setting(0.01, "SLO: highest failed fraction", "--max-error-rate")
-    min_achieved_ratio: float = setting(0.95, "a step must complete this fraction of its arrivals in its window")
+    p95_ms: float = setting(1000.0, "SLO: end-to-end p95 (ms)", "--slo-p95-ms", valid=POSITIVE)
+    p99_ms: float | None = setting(None, "SLO: end-to-end p99 (ms)", "--slo-p99-ms", valid=POSITIVE)
+    ttft_p95_ms: float | None = setting(None, "SLO: time-to-first-token p95 (ms)", "--slo-ttft-p95-ms", valid=POSITIVE)
+    max_error_rate: float = setting(0.01, "SLO: highest failed fraction", "--max-error-rate", valid=FRACTION)
+    min_achieved_ratio: float = setting(
+        0.95, "a step must complete this fraction of its arrivals in its window", valid=SHARE
+    )
 
     def describe(self) -> str:
         parts = [f"p95 <= {self.p95_ms:g} ms"]
@@ -133,42 +188,60 @@ class Slo:
 
 @dataclasses.dataclass
 class SearchParams:
-    start_rps: float = setting(1.0, "search: first rate (a hint: a failing start rate steps down)", "--start-rps")
-    growth: float = setting(2.0, "search: rate multiplier until a step fails", "--growth")
-    precision: float = setting(0.03, "search: stop bisecting when (fail-pass)/pass <= this", "--precision")
+    start_rps: float = setting(
+        1.0, "search: first rate (a hint: a failing start rate steps down)", "--start-rps", valid=POSITIVE
+    )
+    growth: float = setting(
+        2.0, "search: rate multiplier until a step fails", "--growth", valid=Range(1, low_included=False)
+    )
+    precision: float = setting(
+        0.03, "search: stop bisecting when (fail-pass)/pass <= this", "--precision", valid=POSITIVE
+    )
     step_seconds: float = setting(
         10.0,
         "search: a step's shortest measured window (a clear verdict ends it here; twice this when bisecting)",
         "--step-seconds",
+        valid=POSITIVE,
     )
     max_step_seconds: float = setting(
         40.0,
         "search: an undecided step measures on, up to this window; still undecided, it is 'marginal' "
         "and counts as failed",
         "--max-step-seconds",
+        valid=POSITIVE,
     )
-    warmup_seconds: float = setting(5.0, "search: unmeasured lead-in per step", "--warmup-seconds")
+    warmup_seconds: float = setting(5.0, "search: unmeasured lead-in per step", "--warmup-seconds", valid=NON_NEGATIVE)
     confirm_seconds: float = setting(
-        20.0, "search: shortest window of the confirmation step at the best rate", "--confirm-seconds"
+        20.0,
+        "search: shortest window of the confirmation step at the best rate",
+        "--confirm-seconds",
+        valid=POSITIVE,
     )
     confidence: float = setting(
-        0.95, "search: how sure a step's pass or fail must be (and the interval's level)", "--confidence"
+        0.95,
+        "search: how sure a step's pass or fail must be (and the interval's level)",
+        "--confidence",
+        valid=Range(0.5, 1, high_included=False),
     )
-    max_rps: float | None = setting(None, "search: never offer more than this", "--max-rps")
+    max_rps: float | None = setting(None, "search: never offer more than this", "--max-rps", valid=POSITIVE)
     min_rps: float | None = setting(
         None,
         "search: when the start rate fails, step down to this rate before "
         "concluding 'no capacity' (default start rate / 16)",
         "--min-rps",
+        valid=POSITIVE,
     )
     min_requests: int | None = setting(
         None,
         "search: a step's shortest window holds at least this many arrivals (default: as many as a pass "
         "needs with none over the bound, e.g. 90 for a p95 bound at 95 % with the default windows)",
         "--min-requests",
+        valid=AT_LEAST_ONE,
     )
-    max_steps: int = setting(30, "search: give up after this many steps")
-    max_lateness_ms: float = setting(50.0, "load generator self-check: lateness p99 bound", "--max-lateness-ms")
+    max_steps: int = setting(30, "search: give up after this many steps", valid=AT_LEAST_ONE)
+    max_lateness_ms: float = setting(
+        50.0, "load generator self-check: lateness p99 bound", "--max-lateness-ms", valid=POSITIVE
+    )
     arrival: str = setting("poisson", "arrival process", "--arrival", choices=ARRIVAL_KINDS)
     trace: str | None = setting(
         None,
@@ -177,29 +250,33 @@ class SearchParams:
         "--trace",
     )
     seed: int = setting(0, "seed for arrivals and prompt order", "--seed")
-    max_concurrency: int = setting(1024, "users (open requests) across all processes", "--max-concurrency")
+    max_concurrency: int = setting(
+        1024, "users (open requests) across all processes", "--max-concurrency", valid=AT_LEAST_ONE
+    )
 
 
 @dataclasses.dataclass
 class CostSettings:
     gpu: str = setting("H100-SXM", "key into the GPU table in reports/flops.py")
-    gpus_per_replica: int = setting(1, "GPUs one server uses")
-    usd_per_gpu_hour: float = setting(2.40, "price of one GPU-hour")
+    gpus_per_replica: int = setting(1, "GPUs one server uses", valid=AT_LEAST_ONE)
+    usd_per_gpu_hour: float = setting(2.40, "price of one GPU-hour", valid=NON_NEGATIVE)
     utilizations: list = setting([1.0, 0.5, 0.1], "utilizations to report cost at")
     hosted_prices: str | None = setting(None, "hosted-API price table (default profiles/hosted_prices.yaml)")
 
 
 @dataclasses.dataclass
 class TrafficSettings:
-    peak_rps: float | None = setting(None, "forecast: the busiest rate the fleet must hold (req/s)")
+    peak_rps: float | None = setting(None, "forecast: the busiest rate the fleet must hold (req/s)", valid=NON_NEGATIVE)
     average_rps: float | None = setting(
-        None, "forecast: the month's mean rate (req/s; default: the trace's, else the peak)"
+        None, "forecast: the month's mean rate (req/s; default: the trace's, else the peak)", valid=NON_NEGATIVE
     )
     trace: str | None = setting(
         None, "forecast: requests per minute, one per line (or CSV with a 'requests' column), e.g. a day"
     )
-    target_utilization: float = setting(0.8, "load a replica to this share of its max sustained rate at peak")
-    spare_replicas: int = setting(1, "replicas beyond what the peak needs (1: N+1)")
+    target_utilization: float = setting(
+        0.8, "load a replica to this share of its max sustained rate at peak", valid=SHARE
+    )
+    spare_replicas: int = setting(1, "replicas beyond what the peak needs (1: N+1)", valid=NON_NEGATIVE)
 
     def given(self) -> bool:
         return self.peak_rps is not None or self.trace is not None
@@ -208,10 +285,18 @@ class TrafficSettings:
 @dataclasses.dataclass
 class AccuracySettings:
     enabled: bool = setting(True, "plan: score each variant's answers before its rate search")
-    max_tokens: int = setting(256, "max_tokens of a scored answer (it ends at the model's own stop, not ignore_eos)")
-    concurrency: int = setting(4, "requests in flight during the pass (low: the answers, not the speed, are measured)")
-    sample: int | None = setting(None, "score a seeded random sample of this many records (default: all)")
-    threshold: float = setting(0.99, "the gate: a variant's accuracy must reach this share of the baseline's")
+    max_tokens: int = setting(
+        256, "max_tokens of a scored answer (it ends at the model's own stop, not ignore_eos)", valid=AT_LEAST_ONE
+    )
+    concurrency: int = setting(
+        4, "requests in flight during the pass (low: the answers, not the speed, are measured)", valid=AT_LEAST_ONE
+    )
+    sample: int | None = setting(
+        None, "score a seeded random sample of this many records (default: all)", valid=AT_LEAST_ONE
+    )
+    threshold: float = setting(
+        0.99, "the gate: a variant's accuracy must reach this share of the baseline's", valid=SHARE
+    )
 
 
 @dataclasses.dataclass
@@ -225,11 +310,14 @@ class SyntheticSettings:
     output_tokens: str = setting(
         "fixed:64", "task synthetic: generated tokens per request (same forms; exact: ignore_eos)", "--output-tokens"
     )
-    prompts: int = setting(100, "task synthetic: distinct prompts built at start, then cycled", "--synthetic-prompts")
+    prompts: int = setting(
+        100, "task synthetic: distinct prompts built at start, then cycled", "--synthetic-prompts", valid=AT_LEAST_ONE
+    )
     shared_prefix_tokens: int = setting(
         0,
         "task synthetic: tokens of a system prompt every request shares (the prefix cache's part)",
         "--shared-prefix-tokens",
+        valid=NON_NEGATIVE,
     )
 
 
@@ -240,9 +328,13 @@ class SessionSettings:
         "requests per conversation: each turn appends the previous answer and the next prompt's question "
         "(1: single requests); the rate stays requests/s, sessions start at rate / turns",
         "--turns",
+        valid=AT_LEAST_ONE,
     )
     think_seconds: float = setting(
-        0.0, "mean pause between an answer and the next turn (exponential; 0: at once)", "--think-seconds"
+        0.0,
+        "mean pause between an answer and the next turn (exponential; 0: at once)",
+        "--think-seconds",
+        valid=NON_NEGATIVE,
     )
 
 
@@ -272,19 +364,30 @@ def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
 
 
-def cli_settings():
-    """(section, field name, type, help, flag, choices) of every setting a Locust argument overrides."""
+class CliSetting(typing.NamedTuple):
+    """A setting a Locust argument overrides: where it lives in the profile, and its argument."""
+
+    section: str
+    name: str
+    kind: type
+    help: str
+    flag: str
+    choices: tuple | None
+    valid: Range | None
+    default: Any
+
+
+def cli_settings() -> typing.Iterator[CliSetting]:
     for section, cls in _section_classes().items():
         hints = _hints(cls)
         for f in dataclasses.fields(cls):
             if f.metadata.get("flag"):
-                yield (
-                    section,
-                    f.name,
-                    _base_type(hints[f.name]),
-                    f.metadata["help"],
-                    f.metadata["flag"],
-                    f.metadata.get("choices"),
+                factory = f.default_factory
+                default = factory() if callable(factory) else f.default
+                meta = f.metadata
+                kind = _base_type(hints[f.name])
+                yield CliSetting(
+                    section, f.name, kind, meta["help"], meta["flag"], meta["choices"], meta["valid"], default
                 )
 
 
@@ -359,6 +462,9 @@ def _build(where: str, cls, data, path: str):
             values[key] = _build(where, hint, data.get(key), sub)
         elif key in data:
             values[key] = _check(where, sub, data[key], hint, f.metadata.get("choices"))
+            why = out_of_range(sub, values[key], f.metadata.get("valid"))
+            if why:
+                raise ProfileError(f"{where}: {why}")
     return cls(**values)
 
 
@@ -401,16 +507,9 @@ def load_profile(path: str | Path) -> Profile:
     if profile.serving.url and not profile.serving.url.startswith(("http://", "https://")):
         raise ProfileError(f"{path}: serving.url: expected http://HOST:PORT, got {profile.serving.url!r}")
     for i, u in enumerate(profile.cost.utilizations):
-        if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
-            raise ProfileError(f"{path}: cost.utilizations[{i}]: expected a number in (0, 1], got {u!r}")
+        if isinstance(u, bool) or not isinstance(u, (int, float)) or not SHARE.holds(u):
+            raise ProfileError(f"{path}: cost.utilizations[{i}]: expected a number {SHARE}, got {u!r}")
     traffic = profile.traffic
-    if not 0 < traffic.target_utilization <= 1:
-        raise ProfileError(f"{path}: traffic.target_utilization: expected a number in (0, 1]")
-    if traffic.spare_replicas < 0:
-        raise ProfileError(f"{path}: traffic.spare_replicas: expected 0 or more")
-    for key in ("peak_rps", "average_rps"):
-        if (getattr(traffic, key) or 0) < 0:
-            raise ProfileError(f"{path}: traffic.{key}: expected a rate of 0 or more")
     base = path.resolve().parent
     profile.file, profile.dir = str(path), str(base)
     if profile.search.trace:

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
 import numpy as np
 
-from llmcap.confidence import interval_label
-from llmcap.rundir import write_progress
+from llmcap.confidence import FAIL, PASS, interval_label
+from llmcap.rundir import read_result, write_progress
 from loadtest.clock import now
+
+_lines_to_stderr = False  # --result-json: stdout holds the JSON alone
+
+
+def send_lines_to_stderr() -> None:
+    global _lines_to_stderr
+    _lines_to_stderr = True
 
 
 def _p(line: str) -> None:
-    sys.stdout.write(line + "\n")
+    out = sys.stderr if _lines_to_stderr else sys.stdout
+    out.write(line + "\n")
+    out.flush()
+
+
+def result_json(run_dir) -> None:
+    """result.json as one line on stdout, for a CI step to read."""
+    result = read_result(run_dir)
+    sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
 
 
@@ -74,7 +90,7 @@ def final_lines(outcome, settings) -> list[str]:
             "Add processes (--processes N, or --master/--worker on more hosts) and run again."
         ]
     if outcome.mode == "fixed":
-        return [f"llmcap: fixed-rate run done; results in {settings.run_dir}/result.json"]
+        return [f"llmcap: {fixed_verdict(outcome.steps[-1], settings)}; results in {settings.run_dir}/result.json"]
     if outcome.mode == "concurrency":
         return [
             f"llmcap: concurrency {step['concurrency']:>4}: {step['achieved_rps']:.2f} req/s, "
@@ -91,6 +107,19 @@ def final_lines(outcome, settings) -> list[str]:
     rate = lowest["offered_rps"] if lowest else settings.search.start_rps
     why = f": {lowest['reason']}" if lowest else ""
     return [f"llmcap: no sustained rate: even {rate:.3g} req/s fails the SLO{why}"]
+
+
+def fixed_verdict(step: dict, settings) -> str:
+    """A fixed-rate run's answer and the exit status it ends with (loadtest/controller.py)."""
+    rate = f"{settings.rps:g} req/s for {settings.duration:g} s"
+    level = f"{step['confidence'] * 100:g} %"
+    if step["decision"] == FAIL:
+        return f"{rate}: the SLO failed (exit 3): {step['reason']}"
+    if step["decision"] == PASS:
+        return f"{rate}: the SLO held at {level} confidence: {step['reason']}"
+    return (
+        f"{rate}: undecided at {level}, neither held nor failed (exit 0; a longer --duration decides): {step['reason']}"
+    )
 
 
 def interval_text(interval: dict | None) -> str:

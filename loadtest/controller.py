@@ -6,6 +6,7 @@ from __future__ import annotations
 import gevent
 from locust.runners import MasterRunner
 
+from llmcap.confidence import FAIL
 from llmcap.errors import ExitCode
 from llmcap.log import get_logger
 from llmcap.rundir import TELEMETRY_DIR, append_step, read_samples
@@ -168,6 +169,8 @@ def control(environment) -> None:
         write_result(settings, outcome, started, partial=False)
         state.outcome = outcome
         console.final(outcome, settings)
+        if settings.result_json:
+            console.result_json(settings.run_dir)
         if environment.web_ui is not None and settings.write_report:
             # the web UI stays up after the run: its tab links the report now, not at quit
             write_report_once(state)
@@ -209,6 +212,8 @@ def fixed_outcome(step: dict) -> SearchOutcome:
 def exit_code_of(outcome: SearchOutcome) -> ExitCode:
     if outcome.generator_bottleneck:
         return ExitCode.GENERATOR_BOTTLENECK
-    if outcome.mode in ("fixed", "concurrency"):
+    if outcome.mode == "fixed":  # a CI gate: only a failure decided with confidence fails it
+        return ExitCode.NO_CAPACITY if outcome.steps[-1]["decision"] == FAIL else ExitCode.OK
+    if outcome.mode == "concurrency":
         return ExitCode.OK
     return ExitCode.OK if outcome.max_sustained_rps else ExitCode.NO_CAPACITY

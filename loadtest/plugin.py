@@ -68,6 +68,9 @@ def _on_init(environment, **_kw):
     task = _task_of(environment.user_classes)
     if environment.parsed_options is None or task is None:
         return
+    if not environment.parsed_options.locust_stats:
+        # a quiet console: llmcap's step and live lines, not Locust's table of approximate percentiles
+        environment.parsed_options.only_summary = True
     state = state_of(environment)
     is_worker = isinstance(runner, WorkerRunner)
     if is_worker:
@@ -84,7 +87,10 @@ def _on_init(environment, **_kw):
             raise BadInput("no host: pass -H http://HOST:PORT (the OpenAI-compatible server)")
         if not task.generated:
             prompts = load_prompts(
-                task, settings.profile.dataset.path, seed=settings.search.seed, sample=settings.profile.dataset.sample
+                task,
+                settings.profile.dataset.path,
+                seed=settings.search.seed,
+                sample=settings.profile.dataset.sample,
             )
         engine = settings.profile.serving.engine
         model = resolve_model(settings.host, settings.model, api_key(settings), lists_served_model(engine))
@@ -98,6 +104,8 @@ def _on_init(environment, **_kw):
     except BadInput as e:
         fail(str(e), e.exit_code, quiet=is_worker)
     settings.profile.model.served_name = model
+    if settings.result_json and not is_worker:
+        console.send_lines_to_stderr()
     state.settings, state.prompts = settings, prompts
     state.bodies = build_bodies(prompts, model, settings.request, settings.profile.serving.engine)
 
@@ -228,6 +236,8 @@ def _on_quitting(environment, **_kw):
                 state.process.stop()
             write_result(state.settings, None, None, partial=True)
             log.warning(f"interrupted; partial results in {state.settings.run_dir}")
+            if state.settings.result_json:
+                console.result_json(state.settings.run_dir)
             state.exit_code = state.exit_code or ExitCode.FAILED
         state.collector.writer.close()
         if state.settings.write_report:

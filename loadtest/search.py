@@ -373,7 +373,8 @@ def run_step(
         decision, reason = FAIL, hard
     elif decision == UNDECIDED:
         decision = MARGINAL
-        reason = f"undecided after {window_end - window_start:.0f} s, counted as failed: {final.reason}"
+        counted = "" if phase == "fixed" else ", counted as failed"  # a fixed run is no search step
+        reason = f"undecided after {window_end - window_start:.0f} s{counted}: {final.reason}"
     cpu_percent = load.cpu_percent(window_start, window_end)
     bottleneck, warning = generator_check(summary, max_lateness_ms, cpu_percent)
     step = {

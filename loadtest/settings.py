@@ -14,44 +14,75 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llmcap.profile import Profile, ProfileError, RequestSettings, SearchParams, Slo, cli_settings, load_profile
+from llmcap.profile import (
+    AT_LEAST_ONE,
+    POSITIVE,
+    Profile,
+    ProfileError,
+    RequestSettings,
+    SearchParams,
+    Slo,
+    cli_settings,
+    load_profile,
+    out_of_range,
+)
 from llmcap.traces import ArrivalTrace, read_arrivals
 from loadtest.closed_loop import parse_levels
 from loadtest.dialect import exports_metrics
 from loadtest.search import RateSearch
 
-# (argument, type, help): options of one run, with no profile counterpart
+# (argument, type, help, valid range): options of one run, with no profile counterpart
 RUN_OPTIONS = [
-    ("--llmcap-profile", str, "llmcap profile YAML (slo, search, request, model, dataset)"),
-    ("--run-dir", str, "where samples and results go (default runs/<UTC time>-<name>)"),
-    ("--rps", float, "fixed-rate mode: offer this many requests/s (no search)"),
-    ("--duration", float, "fixed-rate mode, or each closed-loop level: seconds to measure (default 60)"),
+    ("--llmcap-profile", str, "llmcap profile YAML (slo, search, request, model, dataset)", None),
+    ("--run-dir", str, "where samples and results go (default runs/<UTC time>-<name>)", None),
+    (
+        "--rps",
+        float,
+        "fixed-rate mode: offer this many requests/s (no search); exit 3 when the SLO fails with confidence",
+        POSITIVE,
+    ),
+    ("--duration", float, "fixed-rate mode, or each closed-loop level: seconds to measure (default 60)", POSITIVE),
     (
         "--concurrency",
         str,
         "closed loop: keep N requests open instead of a rate (no search); a list sweeps, e.g. 1,4,16,64",
+        None,
     ),
-    ("--metrics-url", str, "vLLM /metrics URL for drain checks and telemetry (default HOST/metrics)"),
-    ("--gpu-metrics-url", str, "GPU exporter /metrics URL (llmcap gpu-exporter or DCGM)"),
-    ("--server-pid", int, "the server's PID, when it runs on this machine (GPU memory of its process tree)"),
-    ("--store-text", bool, "also store prompt text with the samples (off: counts and a hash only)"),
-    ("--no-report", bool, "do not write the report at the end"),
+    ("--metrics-url", str, "vLLM /metrics URL for drain checks and telemetry (default HOST/metrics)", None),
+    ("--gpu-metrics-url", str, "GPU exporter /metrics URL (llmcap gpu-exporter or DCGM)", None),
+    (
+        "--server-pid",
+        int,
+        "the server's PID, when it runs on this machine (GPU memory of its process tree)",
+        AT_LEAST_ONE,
+    ),
+    ("--store-text", bool, "also store prompt text with the samples (off: counts and a hash only)", None),
+    ("--no-report", bool, "do not write the report at the end", None),
+    (
+        "--locust-stats",
+        bool,
+        "also print Locust's stats table every 2 s (its percentiles are approximate; llmcap's are exact)",
+        None,
+    ),
+    ("--result-json", bool, "print the final result as one JSON object on stdout (Locust's --json: its stats)", None),
 ]
 DEFAULT_DURATION_S = 60.0
 
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("llmcap")
-    for flag, kind, help_ in RUN_OPTIONS:
+    for flag, kind, help_, _valid in RUN_OPTIONS:
+        help_ = help_.replace("%", "%%")  # argparse formats help text
         if kind is bool:
             group.add_argument(flag, action="store_true", default=None, help=help_)
         else:
             group.add_argument(flag, type=kind, default=None, help=help_)
-    for _section, _name, kind, help_, flag, choices in cli_settings():
-        if kind is bool:
-            group.add_argument(flag, action="store_true", default=None, help=help_)
+    for s in cli_settings():
+        help_ = (s.help if s.default in (None, False, "") else f"{s.help} (default {s.default})").replace("%", "%%")
+        if s.kind is bool:
+            group.add_argument(s.flag, action="store_true", default=None, help=help_)
         else:
-            group.add_argument(flag, type=kind, default=None, choices=choices, help=help_)
+            group.add_argument(s.flag, type=s.kind, default=None, choices=s.choices, help=help_)
 
 
 @dataclasses.dataclass
@@ -70,6 +101,7 @@ class RunSettings:
     server_pid: int | None
     store_text: bool
     write_report: bool
+    result_json: bool = False
 
     @property
     def request(self) -> RequestSettings:
@@ -101,16 +133,27 @@ def _attr(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
+def _check_ranges(options) -> None:
+    """Every number given as an argument within its range, before anything is read or sent."""
+    given = [(flag, valid) for flag, _kind, _help, valid in RUN_OPTIONS]
+    given += [(s.flag, s.valid) for s in cli_settings()]
+    for flag, valid in given:
+        why = out_of_range(flag, getattr(options, _attr(flag), None), valid)
+        if why:
+            raise ProfileError(why)
+
+
 def resolve(options, task_name: str) -> RunSettings:
     """Merge parsed Locust options with the profile (if any) and the defaults."""
+    _check_ranges(options)
     profile_file = getattr(options, "llmcap_profile", None)
     profile = load_profile(profile_file) if profile_file else Profile(name=task_name)
     if not profile_file:
         profile.dataset.task = task_name
-    for section, name, _kind, _help, flag, _choices in cli_settings():
-        given = getattr(options, _attr(flag), None)
+    for s in cli_settings():
+        given = getattr(options, _attr(s.flag), None)
         if given is not None:
-            setattr(getattr(profile, section), name, given)
+            setattr(getattr(profile, s.section), s.name, given)
     try:
         RateSearch(profile.search)
     except ValueError as e:
@@ -134,8 +177,6 @@ def resolve(options, task_name: str) -> RunSettings:
             raise ProfileError("--rps and --concurrency are two modes: give one")
         if profile.sessions.turns > 1:
             raise ProfileError("--concurrency keeps single requests open: sessions (--turns) need a rate")
-    if profile.sessions.turns < 1 or profile.sessions.think_seconds < 0:
-        raise ProfileError(f"{profile_file or 'arguments'}: sessions: needs turns >= 1 and think_seconds >= 0")
     run_dir = getattr(options, "run_dir", None)
     if not run_dir:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -158,4 +199,5 @@ def resolve(options, task_name: str) -> RunSettings:
         server_pid=getattr(options, "server_pid", None),
         store_text=bool(getattr(options, "store_text", None)),
         write_report=not getattr(options, "no_report", None),
+        result_json=bool(getattr(options, "result_json", None)),
     )

@@ -170,7 +170,7 @@ def cmd_gpu_exporter(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("gpu-exporter", help="serve NVML GPU metrics for Prometheus")
-    p.add_argument("--port", type=int, default=9400)
+    p.add_argument("--port", type=int, default=9400, help="port of /metrics (default 9400, as the DCGM exporter)")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between NVML reads (at most 1)")
     p.set_defaults(func=cmd_gpu_exporter)

@@ -33,7 +33,7 @@ def run_profile(stub, tmp_path, profile):
         ("name: t\nmodel: {id: [unclosed\n", ["malformed YAML"]),
         (MINIMAL + "slo: {p95: 300}\n", ["slo.p95: unknown key"]),
         (MINIMAL + "search: {start_rps: many}\n", ["search.start_rps: expected"]),
-        (MINIMAL + "search: {confidence: 1.5}\n", ["search:", "confidence < 1"]),
+        (MINIMAL + "search: {confidence: 1.5}\n", ["search.confidence: expected a number in [0.5, 1), got 1.5"]),
         (MINIMAL + "search: {step_seconds: 30, max_step_seconds: 10}\n", ["max_step_seconds >= step_seconds"]),
         (MINIMAL + "dataset: {path: missing.jsonl}\n", ["dataset.path: file not found"]),
         (MINIMAL + "traffic: {trace: missing.csv}\n", ["traffic.trace: file not found"]),
@@ -92,6 +92,24 @@ def test_bad_datasets(stub, tmp_path, content, fragments):
     )
     assert run.returncode == 2
     one_line_error(run, *fragments)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--sample", "0"], "--sample: expected an integer >= 1, got 0"),
+        (["--rps", "-5"], "--rps: expected a number > 0, got -5.0"),
+        (["--duration", "-1"], "--duration: expected a number > 0, got -1.0"),
+        (["--slo-p95-ms", "-10"], "--slo-p95-ms: expected a number > 0, got -10.0"),
+        (["--max-error-rate", "5"], "--max-error-rate: expected a number in [0, 1], got 5.0"),
+        (["--confidence", "1"], "--confidence: expected a number in [0.5, 1), got 1.0"),
+        (["--turns", "0"], "--turns: expected an integer >= 1, got 0"),
+    ],
+)
+def test_an_argument_out_of_range_fails_before_any_load(stub, tmp_path, args, message):
+    run = run_locust("loadtest/text2sql.py", stub.url, *args, "--run-dir", str(tmp_path / "run"))
+    assert one_line_error(run).endswith(message)
+    assert stub.stats()["requests"] == 0 and not (tmp_path / "run").exists()
 
 
 def test_missing_dataset(stub, tmp_path):

@@ -40,7 +40,7 @@ def test_fault_is_counted_and_kept(stub, tmp_path, settings, kind):
         "--request-timeout-s",
         "1.5",
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 3, run.stderr[-2000:]  # a quarter failed: the SLO's error rate failed
     samples, _ = read_samples(run_dir)
     server_saw = stub.stats()["requests"]
     assert len(samples) == server_saw  # every request sent is on disk, failed or not
@@ -94,7 +94,7 @@ def test_server_killed_and_restarted_mid_run(tmp_path):
         out, err = proc.communicate(timeout=60)
     finally:
         stop_process(stub.proc)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 3, err[-2000:]  # the run went on; two seconds of errors failed its SLO
     samples, _ = read_samples(run_dir)
     t = samples["scheduled_s"]
     ok = samples["error"] == 0

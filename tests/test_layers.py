@@ -20,6 +20,7 @@ TOP = {
     "llmcap.plan",
     "llmcap.inspect_cmd",
     "llmcap.accuracy_cmd",
+    "llmcap.run_cmd",
     "llmcap.tiny_model",
     "llmcap.__main__",
     "loadtest.machinery",

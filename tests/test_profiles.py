@@ -1,11 +1,17 @@
 """Profiles: the schema's errors are one line naming file and field; shipped profiles build exact commands."""
 
+import argparse
+import copy
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
-from llmcap.profile import ProfileError, load_profile
+from llmcap.profile import Profile, ProfileError, Range, Variant, cli_settings, load_profile
+from loadtest.settings import RUN_OPTIONS, resolve
 from serving.engines import served_model_name
 from serving.launcher import build_command
 from tests.conftest import REPO, SHARED
@@ -175,3 +181,83 @@ def test_every_shipped_qwen3_profile_turns_thinking_off(path):
     for head, tail in build_bodies(prompts, "m", p.request, p.serving.engine):
         body = json.loads(head + b"[1.1] " + tail if tail else head)
         assert body["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+BASE = {"name": "t", "model": {"id": "some/model"}, "serving": {"variants": {"bf16": {"dtype": "bfloat16"}}}}
+
+
+def ranged_settings():
+    """(field path, range, type) of every setting with a range: the profile's sections and a variant's."""
+    for section, cls in typing.get_type_hints(Profile).items():
+        if dataclasses.is_dataclass(cls):
+            yield from ranged_fields(cls, (section,))
+    yield from ranged_fields(Variant, ("serving", "variants", "bf16"))
+
+
+def ranged_fields(cls, prefix: tuple):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("valid"):
+            kind = next(t for t in (int, float) if t in (hints[f.name], *typing.get_args(hints[f.name])))
+            yield (*prefix, f.name), f.metadata["valid"], kind
+
+
+def outside(valid: Range, kind: type) -> list:
+    """Values just past each end of the range (the end itself where it is excluded)."""
+    step = 1 if kind is int else 0.5
+    values = []
+    if valid.low is not None:
+        values.append(kind(valid.low - step if valid.low_included else valid.low))
+    if valid.high is not None:
+        values.append(kind(valid.high + step if valid.high_included else valid.high))
+    return values
+
+
+def ends(valid: Range, kind: type) -> list:
+    """The ends the range includes: a checker that rejected them would be too strict."""
+    included = [(valid.low, valid.low_included), (valid.high, valid.high_included)]
+    return [kind(end) for end, inside in included if end is not None and inside]
+
+
+def profile_with(tmp_path, path: tuple, value) -> Path:
+    data = copy.deepcopy(BASE)
+    holder = data
+    for key in path[:-1]:
+        holder = holder.setdefault(key, {})
+    holder[path[-1]] = value
+    file = tmp_path / "p.yaml"
+    file.write_text(yaml.safe_dump(data))
+    return file
+
+
+RANGED = list(ranged_settings())
+
+
+def test_the_ranges_cover_every_number_a_run_depends_on():
+    named = {".".join(path) for path, _valid, _kind in RANGED}
+    assert len(RANGED) >= 45
+    for must in ("dataset.sample", "slo.p95_ms", "slo.max_error_rate", "search.confidence", "sessions.turns"):
+        assert must in named
+
+
+@pytest.mark.parametrize("path,valid,kind", RANGED, ids=[".".join(p) for p, *_ in RANGED])
+def test_a_number_out_of_its_range_is_one_line_naming_the_field(tmp_path, path, valid, kind):
+    for bad in outside(valid, kind):
+        file = profile_with(tmp_path, path, bad)
+        with pytest.raises(ProfileError) as e:
+            load_profile(file)
+        what = "an integer" if kind is int else "a number"
+        assert str(e.value) == f"{file}: {'.'.join(path)}: expected {what} {valid}, got {bad!r}"
+    for good in ends(valid, kind):
+        load_profile(profile_with(tmp_path, path, good))
+
+
+def test_every_ranged_argument_is_checked_before_the_run():
+    flags = [(flag, kind, valid) for flag, kind, _help, valid in RUN_OPTIONS if valid]
+    flags += [(s.flag, s.kind, s.valid) for s in cli_settings() if s.valid]
+    assert len(flags) >= 25
+    for flag, kind, valid in flags:
+        for bad in outside(valid, kind):
+            with pytest.raises(ProfileError) as e:
+                resolve(argparse.Namespace(**{flag.lstrip("-").replace("-", "_"): bad}, host=""), "text2sql")
+            assert str(e.value).startswith(f"{flag}: expected ") and str(e.value).endswith(f", got {bad!r}")

@@ -17,7 +17,7 @@ import numpy as np
 from llmcap.errors import ProfileError
 from llmcap.profile import Profile, load_profile
 from loadtest.datasets import load_prompts
-from loadtest.tasks import TASKS
+from loadtest.tasks import TASKS, for_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,6 +78,7 @@ def inspect(profile_path: str, with_tokens: bool = True) -> dict:
         raise ProfileError(
             f"{profile_path}: dataset.task: unknown task {profile.dataset.task!r} (known: {', '.join(TASKS)})"
         )
+    task = for_dataset(task, profile.dataset)
     path = Path(profile.dataset.path) if profile.dataset.path else task.default_dataset
     prompts = load_prompts(task, path, seed=profile.search.seed, sample=profile.dataset.sample)
     records = task.read(path)

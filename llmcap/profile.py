@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 ARRIVAL_KINDS = ("poisson", "poisson-blocked", "constant", "trace")
+DATASET_FORMATS = ("auto", "chat", "batch", "sharegpt", "jsonl", "csv", "text")  # loadtest/prompt_files.py
 DEVICES = ("gpu", "cpu")
 ENGINES = ("vllm", "transformers", "external")
 
@@ -92,6 +93,13 @@ class DatasetSettings:
     sample: int | None = setting(
         None, "use a seeded random sample of this many records", "--sample", valid=AT_LEAST_ONE
     )
+    format: str = setting(
+        "auto",
+        "task chat: the prompt file's format (auto: told from its content; docs/prompt-files.md)",
+        "--dataset-format",
+        choices=DATASET_FORMATS,
+    )
+    prompt_column: str = setting("prompt", "task chat, formats jsonl and csv: the prompt's key", "--prompt-column")
 
 
 @dataclasses.dataclass

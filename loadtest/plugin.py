@@ -36,6 +36,7 @@ from loadtest.result import write_result
 from loadtest.run_state import state_of
 from loadtest.server_api import resolve_model
 from loadtest.settings import add_arguments, resolve
+from loadtest.tasks import for_dataset
 from serving import scraper
 
 log = get_logger()
@@ -87,7 +88,7 @@ def _on_init(environment, **_kw):
             raise BadInput("no host: pass -H http://HOST:PORT (the OpenAI-compatible server)")
         if not task.generated:
             prompts = load_prompts(
-                task,
+                for_dataset(task, settings.profile.dataset),
                 settings.profile.dataset.path,
                 seed=settings.search.seed,
                 sample=settings.profile.dataset.sample,

@@ -9,9 +9,11 @@ and the class list in the system message, the input in a <question> block.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+from llmcap.profile import DatasetSettings
 from loadtest.datasets import (
     QUESTION_ONLY,
     REPO,
@@ -25,6 +27,7 @@ from loadtest.datasets import (
     read_trec,
     task_description,
 )
+from loadtest.prompt_files import read_prompt_file
 from loadtest.scorers import score_call, score_label, score_qa, score_sql, score_text
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -296,5 +299,29 @@ SYNTHETIC = Task(
     generated=True,
 )
 
-ALL = [TEXT2SQL, SMART_HOME, GIT_ASSISTANT, DOCSTRING, HOTPOTQA, BANKING77, ECOMMERCE, TREC, SYNTHETIC]
+NO_FILE = Path("(no prompt file)")
+
+
+def _no_prompt_file(path: Path) -> list[dict]:
+    raise DatasetError("task chat: name the prompt file with --dataset FILE (or dataset.path in a profile)")
+
+
+# the user's own prompts, sent as written (loadtest/prompt_files.py): no template, no reference answers
+CHAT = Task(name="chat", default_dataset=NO_FILE, read=_no_prompt_file, build=lambda record, path: record)
+
+ALL = [TEXT2SQL, SMART_HOME, GIT_ASSISTANT, DOCSTRING, HOTPOTQA, BANKING77, ECOMMERCE, TREC, SYNTHETIC, CHAT]
 TASKS: dict[str, Task] = {t.name: t for t in ALL}
+
+
+def for_dataset(task: Task, dataset: DatasetSettings) -> Task:
+    """The task as `dataset` configures it: the chat task reads its file in the format named (or
+    told from the content) with the prompt column named."""
+    if task.name != CHAT.name:
+        return task
+
+    def read(path: Path) -> list[dict]:
+        if path == NO_FILE:
+            return _no_prompt_file(path)
+        return read_prompt_file(path, dataset.format, dataset.prompt_column)
+
+    return dataclasses.replace(task, read=read)

@@ -66,6 +66,7 @@ class StubState:
         self.slots: asyncio.Semaphore | None = None
         self.slots_size = 0
         self.last_body: dict | None = None
+        self.bodies: deque[dict] = deque(maxlen=1000)  # the last requests as received, for tests of what was sent
         # (wall time it ended, ms) of each moment the event loop ran late: the machine or the loop
         # held every request back at once, which a test must tell from the queue it models
         self.stalls: deque[tuple[float, float]] = deque(maxlen=10_000)
@@ -125,6 +126,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     n = state.request_count
     body = await request.json()
     state.last_body = body
+    state.bodies.append(body)
     if cfg.dialect == "transformers":
         unexpected = sorted(set(body) & set(TRANSFORMERS_REJECTS))
         if unexpected:
@@ -299,6 +301,7 @@ async def get_stats(request: web.Request) -> web.Response:
             "waiting": state.waiting,
             "arrivals": list(state.arrivals),
             "last_body": state.last_body,
+            "bodies": list(state.bodies),
             "stalls": [{"end_s": end_s, "ms": ms} for end_s, ms in state.stalls],
         }
     )
@@ -318,6 +321,7 @@ async def reset(request: web.Request) -> web.Response:
     state.arrivals.clear()
     state.completed = state.request_count = 0
     state.stalls.clear()
+    state.bodies.clear()
     return web.json_response({"ok": True})
 
 

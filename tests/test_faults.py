@@ -107,6 +107,19 @@ def test_server_killed_and_restarted_mid_run(tmp_path):
     assert (run_dir / "report.html").exists()
 
 
+def test_server_failing_everything_exits_3(stub, tmp_path):
+    """Errors decide a step without the wall clock's help: no timing here, so not a realtime test."""
+    stub.configure(fault="status", fault_status=503)
+    run_dir = tmp_path / "run"
+    args = ["--start-rps", "40", "--warmup-seconds", "1", "--min-rps", "10", "--run-dir", str(run_dir)]
+    run = run_locust("loadtest/text2sql.py", stub.url, *args)
+    assert run.returncode == 3, run.stdout[-2000:]
+    assert "no sustained rate: even 10 req/s fails" in run.stdout and "error rate 100.0%" in run.stdout
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["max_sustained_rps"] is None
+    assert [(s["offered_rps"], s["phase"]) for s in result["steps"]] == [(40, "grow"), (20, "descend"), (10, "descend")]
+
+
 def test_search_with_a_failing_server_reports_each_step(stub, tmp_path):
     """A burst of 503s at one step: that step fails on errors, the run goes on and says why."""
     stub.configure(chunks=3, fault="status", fault_status=503, fault_every=2)

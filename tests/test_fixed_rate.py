@@ -11,7 +11,9 @@ from tests.conftest import LOCUST, REPO, run_locust
 
 def fixed_run(stub, tmp_path, rps: str, duration: str, *args: str):
     return run_locust(
-        "loadtest/text2sql.py", stub.url, "--rps", rps, "--duration", duration, "--run-dir", str(tmp_path), *args
+        "loadtest/text2sql.py",
+        stub.url,
+        *["--rps", rps, "--duration", duration, "--run-dir", str(tmp_path), "--no-report", *args],
     )
 
 
@@ -47,7 +49,10 @@ def test_locust_prints_its_table_every_2_s_only_when_asked(stub, tmp_path, flag)
     end stays (one table of counts, "# fails |" in its header)."""
     cmd = [LOCUST, "-f", str(REPO / "loadtest/text2sql.py"), "--headless", "-H", stub.url, *flag]
     run = subprocess.run(
-        [*cmd, "--rps", "5", "--duration", "5", "--run-dir", str(tmp_path)], capture_output=True, text=True, timeout=120
+        [*cmd, "--rps", "5", "--duration", "5", "--run-dir", str(tmp_path), "--no-report"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     tables = (run.stdout + run.stderr).count("# fails |")

@@ -31,6 +31,7 @@ def test_a_task_that_does_not_exist_is_one_line():
 def test_run_is_the_locust_load_test_and_exits_as_it_does(stub, tmp_path):
     stub.configure(first_delay_ms=50)
     args = ["--rps", "8", "--duration", "3", "--slo-p95-ms", "10", "--run-dir", str(tmp_path), "--ignore-eos"]
+    args.append("--no-report")
     run = subprocess.run([*LLMCAP, "run", "text2sql", "-H", stub.url, *args], capture_output=True, text=True)
     assert run.returncode == 3, run.stdout[-2000:] + run.stderr[-2000:]  # the SLO failed: Locust's exit code
     result = json.loads((tmp_path / "result.json").read_text())

@@ -223,15 +223,6 @@ def test_two_processes_judge_both_sides_of_the_knee_one_found(stub, tmp_path, si
     assert not over["passed"] and over["decision"] == "fail", over["reason"]
 
 
-def test_server_failing_everything_exits_3(stub, tmp_path):
-    stub.configure(fault="status", fault_status=503)
-    run, result = search(stub, tmp_path, 1000, "--min-rps", "10")
-    assert run.returncode == 3, run.stdout[-2000:]
-    assert "no sustained rate: even 10 req/s fails" in run.stdout and "error rate 100.0%" in run.stdout
-    assert result["max_sustained_rps"] is None
-    assert [(s["offered_rps"], s["phase"]) for s in result["steps"]] == [(40, "grow"), (20, "descend"), (10, "descend")]
-
-
 def per_request_cpu_ms(stub, tmp_path) -> float:
     """What one request costs this machine's load generator: a short fixed-rate run, well within reach."""
     run_dir = tmp_path / "calibrate"

@@ -1,12 +1,14 @@
-"""scripts/test.sh's halves (tests/shard.py): together exactly the selection, no test in both, the
-slow ones shared out evenly."""
+"""scripts/test.sh's halves (tests/shard.py): together exactly the selection, no test in both, and
+balanced by time."""
 
+import random
 import subprocess
 import sys
 
 from tests.conftest import REPO
+from tests.shard import assign
 
-FILES = ["tests/test_intervals.py", "tests/test_search_sim.py"]  # quick to collect; some tests slow
+FILES = ["tests/test_intervals.py", "tests/test_search_sim.py"]  # quick to collect
 
 
 def collected(*args: str) -> list[str]:
@@ -19,5 +21,15 @@ def test_two_halves_make_the_selection():
     everything, first, second = collected(), collected("--shard", "1/2"), collected("--shard", "2/2")
     assert len(everything) > 10 and first and second
     assert not set(first) & set(second) and sorted(first + second) == sorted(everything)
-    slow = set(collected("-m", "slow"))
-    assert len(slow) >= 2 and abs(len(slow & set(first)) - len(slow & set(second))) <= 1
+    assert abs(len(first) - len(second)) <= 1  # none of these is timed: equal weights, equal counts
+
+
+def test_the_parts_are_balanced_by_time():
+    rng = random.Random(1)
+    for _ in range(200):
+        seconds = [rng.choice([0.5, 1.0, 8.0, 20.0, 60.0]) for _ in range(rng.randint(2, 40))]
+        parts = assign(seconds, 2)
+        loads = [sum(s for s, p in zip(seconds, parts, strict=True) if p == j) for j in (0, 1)]
+        # Graham's bound for longest-first: the parts differ by at most the longest test
+        assert abs(loads[0] - loads[1]) <= max(seconds)
+    assert assign([60, 50, 10, 1], 2) == [0, 1, 1, 0]

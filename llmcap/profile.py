@@ -113,6 +113,9 @@ class ModelSettings:
 @dataclasses.dataclass
 class Variant:
     model: str | None = setting(None, "a checkpoint of its own, e.g. a pre-quantized one (default: model.id)")
+    url: str | None = setting(
+        None, "engine external: this variant's running server, e.g. an FP8 one you started (default serving.url)"
+    )
     dtype: str | None = setting(None, "--dtype")
     quantization: str | None = setting(None, "--quantization")
     kv_cache_dtype: str | None = setting(None, "--kv-cache-dtype")
@@ -348,7 +351,7 @@ class SessionSettings:
 
 @dataclasses.dataclass
 class Profile:
-    name: str = setting("", "names the run and plan directories (required)")
+    name: str = setting("", "names the run and plan directories (default: the profile file's name)")
     description: str = setting("", "one line about the profile")
     dataset: DatasetSettings = dataclasses.field(default_factory=DatasetSettings)
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
@@ -365,7 +368,8 @@ class Profile:
     dir: str = ""  # relative paths in it were resolved against this
 
 
-REQUIRED = ("name", "model.id")
+REQUIRED = ("model.id",)  # but with engine external: the server says what it serves
+EXTERNAL_VARIANT = "external"  # the one variant of an external profile that names none
 
 
 def _hints(cls) -> dict:
@@ -486,6 +490,20 @@ def _local_model(path: Path, base: Path, field: str, model_id: str, may_be_built
     return str(local)
 
 
+def _check_urls(path: Path, profile: Profile) -> None:
+    """An external server's base URL: each variant's own, or serving.url; http(s) either way."""
+    external = profile.serving.engine == "external"
+    urls = {"serving.url": profile.serving.url}
+    urls |= {f"serving.variants.{name}.url": v.url for name, v in profile.serving.variants.items()}
+    for field, url in urls.items():
+        if url and not external:
+            raise ProfileError(f"{path}: {field}: a URL is a running server's: set serving.engine: external")
+        if url and not url.startswith(("http://", "https://")):
+            raise ProfileError(f"{path}: {field}: expected http://HOST:PORT, got {url!r}")
+    if external and not profile.serving.url and not all(v.url for v in profile.serving.variants.values()):
+        raise ProfileError(f"{path}: serving.url: required with engine external (the running server's base URL)")
+
+
 def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     if not path.is_file():
@@ -498,7 +516,8 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(f"{path}{at}: malformed YAML ({getattr(e, 'problem', None) or e})") from None
     where = str(path)
     profile = _build(where, Profile, raw, "")
-    for dotted in REQUIRED:
+    external = profile.serving.engine == "external"
+    for dotted in REQUIRED if not external else ():
         holder = profile
         for part in dotted.split("."):
             holder = getattr(holder, part)
@@ -508,12 +527,12 @@ def load_profile(path: str | Path) -> Profile:
         str(name): _build(where, Variant, body, f"serving.variants.{name}")
         for name, body in profile.serving.variants.items()
     }
+    if external and not profile.serving.variants:
+        profile.serving.variants = {EXTERNAL_VARIANT: Variant()}
     if not profile.serving.variants:
         raise ProfileError(f"{path}: serving.variants: at least one variant is required")
-    if profile.serving.engine == "external" and not profile.serving.url:
-        raise ProfileError(f"{path}: serving.url: required with engine external (the running server's base URL)")
-    if profile.serving.url and not profile.serving.url.startswith(("http://", "https://")):
-        raise ProfileError(f"{path}: serving.url: expected http://HOST:PORT, got {profile.serving.url!r}")
+    _check_urls(path, profile)
+    profile.name = profile.name or path.stem
     for i, u in enumerate(profile.cost.utilizations):
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not SHARE.holds(u):
             raise ProfileError(f"{path}: cost.utilizations[{i}]: expected a number {SHARE}, got {u!r}")
@@ -545,6 +564,6 @@ def load_profile(path: str | Path) -> Profile:
     if profile.serving.python and profile.serving.python.startswith("."):
         # not resolve(): a venv's python is a symlink to the base interpreter
         profile.serving.python = os.path.abspath(base / profile.serving.python)
-    if not profile.model.served_name:
+    if not profile.model.served_name and model_id:
         profile.model.served_name = Path(model_id).name
     return profile

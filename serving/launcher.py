@@ -159,7 +159,9 @@ class Server:
         self.external = profile.serving.engine == "external"
         self.port = port or profile.serving.port
         self.host = profile.serving.host
-        self.url = (profile.serving.url or "").rstrip("/") if self.external else f"http://{self.host}:{self.port}"
+        own_url = profile.serving.variants[variant].url if variant in profile.serving.variants else None
+        external_url = (own_url or profile.serving.url or "").rstrip("/")
+        self.url = external_url if self.external else f"http://{self.host}:{self.port}"
         self.model_name = served_model_name(profile, variant)
         self.startup_timeout_s = startup_timeout_s or profile.serving.startup_timeout_s
         self.grace_s = grace_s

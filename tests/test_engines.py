@@ -15,7 +15,7 @@ from loadtest.bodies import build_bodies, with_marker
 from loadtest.client import ChatClient
 from loadtest.datasets import Prompts
 from serving.engines import build_command
-from tests.conftest import REPO, run_locust
+from tests.conftest import REPO, run_locust, start_stub, stop_process
 
 LLMCAP = str(Path(sys.executable).with_name("llmcap"))
 TOOL_PROMPT = {"messages": [{"role": "user", "content": "lights on"}], "tools": [{"type": "function"}]}
@@ -124,21 +124,50 @@ def write_profile(path: Path, **serving) -> Path:
 
 
 @pytest.mark.slow
-def test_plan_on_an_external_server(stub, tmp_path):
-    """Nothing launched or stopped: the search runs against the URL and the record says so."""
-    stub.configure(chunks=4)
-    profile = write_profile(tmp_path / "p.yaml", engine="external", url=stub.url)
+def test_plan_compares_two_servers_you_run_from_their_urls_alone(stub, tmp_path):
+    """A profile of URLs and an SLO, nothing else: no model id (each server's /v1/models says), no
+    name (the file's). Nothing is launched or stopped; each variant's search runs against its URL and
+    the record says so; the server with four times the slots is found faster, with significance.
+    Capacities: 4 slots and 1 of 25 ms, 160 and 40 req/s."""
+    stub.configure(slots=4, first_delay_ms=25, chunks=1)
+    slow = start_stub("--slots", "1", "--first-delay-ms", "25", "--chunks", "1")
+    profile = tmp_path / "mine.yaml"
+    servers = {"fast": {"url": stub.url}, "slow": {"url": slow.url}}
+    # a doubling apart tells them: 30, 60, 120 pass and 240 fails on the fast one; 30 passes, 60 fails on the slow
+    search = {"start_rps": 30, "growth": 2, "precision": 1.0, "step_seconds": 3, "max_step_seconds": 6}
+    search |= {"warmup_seconds": 1, "confirm_seconds": 3}
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "serving": {"engine": "external", "variants": servers},
+                "slo": {"p95_ms": 250},
+                "search": search,
+                "accuracy": {"enabled": False},
+            }
+        )
+    )
     plan_dir = tmp_path / "plan"
-    cmd = [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--", "--step-seconds", "4"]
-    cmd += ["--warmup-seconds", "1", "--confirm-seconds", "4", "--max-step-seconds", "8"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    try:
+        run = subprocess.run(
+            [LLMCAP, "plan", str(profile), "--out", str(plan_dir)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+    finally:
+        stop_process(slow.proc)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert f"the running server at {stub.url}" in run.stdout
-    result = json.loads((plan_dir / "only" / "result.json").read_text())
-    assert result["max_sustained_rps"] >= 20
-    config = json.loads((plan_dir / "only" / "server" / "config.json").read_text())
-    assert config["engine"] == "external" and config["command"] is None and config["pid"] is None
-    assert "served by external" in (plan_dir / "only" / "report.md").read_text()
+    for variant, server in (("fast", stub), ("slow", slow)):
+        assert f"the running server at {server.url}" in run.stdout
+        config = json.loads((plan_dir / variant / "server" / "config.json").read_text())
+        assert config["engine"] == "external" and config["command"] is None and config["pid"] is None
+        assert "served by external" in (plan_dir / variant / "report.md").read_text()
+    comparison = json.loads((plan_dir / "comparison.json").read_text())
+    by_name = {v["variant"]: v for v in comparison["variants"]}
+    assert by_name["fast"]["max_sustained_rps"] >= 2 * by_name["slow"]["max_sustained_rps"], by_name
+    change = by_name["slow"]["max_sustained_rps_change"]
+    assert change["verdict"] == "significant" and change["high"] < 0, change
 
 
 def test_engine_settings_are_checked(tmp_path):

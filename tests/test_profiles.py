@@ -105,6 +105,9 @@ def test_defaults_fill_in(tmp_path):
         (MINIMAL + "cost: {utilizations: [1.5]}\n", "p.yaml: cost.utilizations[0]: expected a number in (0, 1]"),
         ("name: t\nmodel: {id: [unclosed\n", "p.yaml:3: malformed YAML"),
         ("name: t\n", "p.yaml: model.id: required"),
+        ("serving: {engine: external}\n", "p.yaml: serving.url: required with engine external"),
+        ("model: {id: m}\nserving: {url: 'http://x:1', variants: {a: {}}}\n", "p.yaml: serving.url: a URL is a"),
+        ("serving: {engine: external, variants: {a: {url: 'x:1'}}}\n", "p.yaml: serving.variants.a.url: expected"),
         (MINIMAL.replace("some/model", "./missing-model"), "p.yaml: model.id: local model directory not found"),
     ],
 )
@@ -181,6 +184,14 @@ def test_every_shipped_qwen3_profile_turns_thinking_off(path):
     for head, tail in build_bodies(prompts, "m", p.request, p.serving.engine):
         body = json.loads(head + b"[1.1] " + tail if tail else head)
         assert body["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+def test_an_external_server_needs_only_its_url(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("serving: {engine: external, url: 'http://10.0.0.5:8000'}\n")
+    p = load_profile(path)
+    assert p.name == "mine" and list(p.serving.variants) == ["external"]
+    assert p.model.id == "" and p.model.served_name is None  # the server's /v1/models says
 
 
 BASE = {"name": "t", "model": {"id": "some/model"}, "serving": {"variants": {"bf16": {"dtype": "bfloat16"}}}}

@@ -107,10 +107,11 @@ def test_plan_sweeps_the_closed_loop_after_the_search_and_compares_both_views(st
     closed loop's levels beside the sustained rate."""
     stub.configure(slots=SLOTS, first_delay_ms=SERVICE_S * 1000, chunks=1)
     profile = write_profile(tmp_path / "p.yaml", engine="external", url=stub.url)
+    profile.write_text(profile.read_text() + "accuracy: {enabled: false}\n")  # not what is checked here
     plan_dir = tmp_path / "plan"
     cmd = [LLMCAP, "plan", str(profile), "--out", str(plan_dir), "--concurrency", "2,8", "--concurrency-seconds", "6"]
     cmd += ["--", "--step-seconds", "4", "--warmup-seconds", "1", "--confirm-seconds", "4", "--max-step-seconds", "8"]
-    cmd += ["--start-rps", "8", "--max-rps", "8"]  # the search is not what is checked here
+    cmd += ["--start-rps", "12", "--max-rps", "12"]  # the search is not what is checked here: one rate, 60 % busy
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     sweep = json.loads((plan_dir / "only" / "closed-loop" / "result.json").read_text())

@@ -25,9 +25,9 @@ FAST = [
     "--confirm-seconds",
     "10",
     "--precision",
-    "0.03",
+    "0.05",
     "--max-step-seconds",
-    "30",
+    "20",
     "--max-concurrency",
     "300",
 ]
@@ -203,7 +203,7 @@ def test_a_real_search_lands_where_the_simulated_ones_do(single_process_c8):
 def distributed_step(stub, run_dir, rate_rps: float) -> dict:
     stub.configure(**DEFAULTS)
     stub.configure(slots=C8[0], first_delay_ms=C8[1], chunks=1)
-    args = ["--run-dir", str(run_dir), "--slo-p95-ms", str(C8[2]), "--rps", f"{rate_rps:.2f}", "--duration", "20"]
+    args = ["--run-dir", str(run_dir), "--slo-p95-ms", str(C8[2]), "--rps", f"{rate_rps:.2f}", "--duration", "12"]
     run = run_locust("loadtest/text2sql.py", stub.url, *args, "--processes", "2")
     step = json.loads((run_dir / "result.json").read_text())["steps"][0]
     assert run.returncode == (3 if step["decision"] == "fail" else 0), run.stdout[-3000:] + run.stderr[-2000:]

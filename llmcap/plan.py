@@ -135,10 +135,12 @@ def run_variant(
     extra_locust_args: list[str],
     accuracy_passes: int = 0,
     closed_loop: tuple[list[int], float] | None = None,
+    baseline_dir: Path | None = None,
 ) -> tuple[str, str]:
     """Serve, score its answers `accuracy_passes` times, search, sweep `closed_loop`'s (levels,
-    seconds each) on the same server if asked, stop. Returns (status, detail); status is 'ok',
-    'no-capacity', 'unsupported', 'failed' or 'interrupted'."""
+    seconds each) on the same server if asked, stop. Prompts without reference answers are scored
+    against `baseline_dir`'s first pass (the baseline's own second pass, against its first).
+    Returns (status, detail); status is 'ok', 'no-capacity', 'unsupported', 'failed' or 'interrupted'."""
     reason = variant_unsupported(profile, variant)
     if reason:
         print(f"llmcap plan: {variant}: skipped, cannot run on this machine: {reason}", flush=True)
@@ -155,7 +157,8 @@ def run_variant(
         print(f"llmcap plan: {variant} ready in {server.ready_s:.0f} s at {server.url}", flush=True)
         for number in range(1, accuracy_passes + 1):
             t0 = time.time()
-            summary = score_answers(profile, server.url, server.model_name, run_dir, number)
+            against = run_dir if number > 1 else baseline_dir
+            summary = score_answers(profile, server.url, server.model_name, run_dir, number, against)
             again = " (again: how repeatable temperature 0 is)" if number > 1 else ""
             print(f"  {variant}: answers{again}: {describe(summary)}, {time.time() - t0:.0f} s", flush=True)
         locust_cmd = [
@@ -324,6 +327,7 @@ def plan(
                     extra_locust_args or [],
                     passes,
                     closed_loop if round_ == 1 else None,
+                    run_dir_of(plan_dir, names[0], 1, repeats) if name != names[0] else None,
                 )
                 progress.end_variant()
                 # a variant's status is its worst run's

@@ -377,21 +377,27 @@ def fleet_blocks(data: dict) -> list[tuple]:
 
 def quality(dirs: dict[str, list[str]], baseline: str) -> dict[str, dict]:
     """Each variant's quality pass (its first run's), against the baseline's; the baseline's own
-    second pass, where there is one, is the noise floor of agreement."""
-    base = read_accuracy(dirs[baseline][0]) if baseline in dirs else None
+    second pass, where there is one, is the noise floor of agreement. Prompts without reference
+    answers were scored against the baseline's first pass: there the baseline's row is its second
+    pass (how close it comes to itself) and each variant's score is taken as a share of that."""
+    first = read_accuracy(dirs[baseline][0]) if baseline in dirs else None
+    reference_free = first is not None and first[1].get("references", "dataset") is None
+    base = read_accuracy(dirs[baseline][0], 2) if reference_free else first
     out = {}
     for label, run_dirs in dirs.items():
         found = read_accuracy(run_dirs[0])
         if found is None:
             continue
         answers, summary = found
+        if label == baseline and reference_free:
+            answers, summary = base or found
         metric = summary["metric"]
-        row = {k: summary.get(k) for k in ("metric", "accuracy", "interval", "n", "errors")}
+        row = {k: summary.get(k) for k in ("metric", "accuracy", "interval", "n", "errors", "references")}
         if label == baseline:
             again = read_accuracy(run_dirs[0], 2)
-            row["agreement"] = agreement(again[0], answers, metric) if again else None
-        elif base is not None:
-            row["agreement"] = agreement(answers, base[0], metric)
+            row["agreement"] = agreement(again[0], first[0], metric) if again and first else None
+        elif base is not None and summary["accuracy"] is not None:
+            row["agreement"] = agreement(answers, first[0], metric) if first else None
             row["relative"] = relative_accuracy(answers, base[0], metric)
             row["gate"] = gate(row["relative"], summary["threshold"])
         out[label] = row
@@ -404,11 +410,15 @@ def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> lis
         interval = q["interval"]
         agree = q.get("agreement")
         rel, verdict = q.get("relative"), q.get("gate")
+        scored = (
+            f"{pct(q['accuracy'], 1)} ({pct(interval['low'], 0)}–{pct(interval['high'], 0)}), {q['n']} prompts"
+            if interval
+            else f"not scored, {q['n']} prompts"
+        )
         rows.append(
             [
                 label,
-                f"{pct(q['accuracy'], 1)} ({pct(interval['low'], 0)}–{pct(interval['high'], 0)}), {q['n']} prompts"
-                + (f", {q['errors']} failed" if q["errors"] else ""),
+                scored + (f", {q['errors']} failed" if q["errors"] else ""),
                 "baseline"
                 if label == baseline
                 else (f"{pct(rel['relative'], 1)} ({pct(rel['low'], 1)}–{pct(rel['high'], 1)})" if rel else "–"),
@@ -422,24 +432,35 @@ def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> lis
             ]
         )
     metric = next(iter(found.values()))["metric"]
+    reference_free = found.get(baseline, {}).get("references") == "baseline"
+    if reference_free:
+        scored_by = (
+            f"The prompts carry no reference answers: each variant's answer is scored by {metric} against the "
+            "baseline's answer to the same prompt, and the baseline's own row scores its second pass against its "
+            "first, the noise floor (the engine batches differently from one pass to the next)."
+        )
+    else:
+        scored_by = (
+            f"Each answer is scored by {metric} against the dataset's reference answers. The baseline's agreement "
+            "row compares its two passes, the noise floor (the engine batches differently from one pass to the next)."
+        )
     notes = [
-        f"Each variant answered every prompt once at temperature 0, scored by {metric} against the dataset's "
-        "reference answers; the answers' text is kept in each run directory (accuracy/answers.jsonl). "
-        "Agreement: the share of prompts answered identically to the baseline / scored the same; the "
-        "baseline's own row compares its two passes, the noise floor (the engine batches differently "
-        "from one pass to the next). The gate passes a variant whose accuracy reaches its threshold of "
-        "the baseline's (MLPerf Inference's 99 %); 'sure' says whether the interval on the share of the baseline's "
-        "agrees: a paired bootstrap over the prompts, nominal 95 %, its coverage not measured."
+        "Each variant answered every prompt once at temperature 0 (the baseline twice); the answers' text is "
+        f"kept in each run directory (accuracy/answers.jsonl). {scored_by} Agreement: the share of prompts "
+        "answered identically to the baseline / scored the same. The gate passes a variant whose score reaches "
+        "its threshold of the baseline's (MLPerf Inference's 99 %); 'sure' says whether the interval on the share "
+        "of the baseline's agrees: a paired bootstrap over the prompts, nominal 95 %, its coverage not measured."
     ]
-    if stand_in:
+    if stand_in and not reference_free:
         notes.append("A stand-in model with random weights answers nothing right: its accuracy is near zero by design.")
+    labels = sorted({interval_label(q["interval"]) for q in found.values() if q["interval"]})
     return [
         ("h2", "Answers"),
         (
             "table",
             [
                 "variant",
-                f"{metric} ({'; '.join(sorted({interval_label(q['interval']) for q in found.values()}))})",
+                f"{metric} ({'; '.join(labels)})",
                 "of the baseline's (interval)",
                 "identical / same score as the baseline",
                 "quality gate",

@@ -29,8 +29,11 @@ def agreement(a: list[dict], b: list[dict], metric: str) -> dict:
     if not pairs:
         return {"n": 0, "identical": None, "same_score": None}
     identical = sum(1 for x, y in pairs if x["error"] is None and y["error"] is None and x["answer"] == y["answer"])
-    same = sum(1 for x, y in pairs if abs(_score(x, metric) - _score(y, metric)) < 1e-9)
-    return {"n": len(pairs), "identical": identical / len(pairs), "same_score": same / len(pairs)}
+    if not all(metric in x["scores"] and metric in y["scores"] for x, y in pairs):
+        same = None  # a pass kept only to score others against
+    else:
+        same = sum(1 for x, y in pairs if abs(_score(x, metric) - _score(y, metric)) < 1e-9) / len(pairs)
+    return {"n": len(pairs), "identical": identical / len(pairs), "same_score": same}
 
 
 def relative_accuracy(variant: list[dict], baseline: list[dict], metric: str, confidence: float = 0.95) -> dict | None:

@@ -415,17 +415,26 @@ def answers_blocks(run_dir: Path) -> list[tuple]:
     if found is None:
         return []
     _, q = found
+    failed = f"; {q['errors']} requests failed and count as wrong" if q["errors"] else ""
+    kept = " The answers' text is kept in accuracy/answers.jsonl."
+    references = q.get("references", "dataset")
+    if references is None:
+        text = (
+            f"{q['n']} prompts of the dataset, each answered once at temperature 0 and kept, not scored: the "
+            f"prompts carry no reference answers, so the other variants' answers are scored against these{failed}."
+        )
+        return [("h2", "Answers"), ("p", text + kept)]
+    against = "its reference answer" if references == "dataset" else "the baseline's answer to the same prompt"
     others = ", ".join(f"{name} {pct(value, 1)}" for name, value in list(q["metrics"].items())[1:])
     text = (
         f"{q['metric']} {pct(q['accuracy'], 1)} ({pct(q['interval']['low'], 1)}–"
         f"{pct(q['interval']['high'], 1)}, {interval_label(q['interval'])}) over {q['n']} prompts of the dataset, "
-        "each answered once at "
-        f"temperature 0 and scored against its reference answer"
+        f"each answered once at temperature 0 and scored against {against}"
         + (f"; {others}" if others else "")
-        + (f"; {q['errors']} requests failed and count as wrong" if q["errors"] else "")
-        + ". The answers' text is kept in accuracy/answers.jsonl."
+        + failed
+        + "."
     )
-    return [("h2", "Answers"), ("p", text)]
+    return [("h2", "Answers"), ("p", text + kept)]
 
 
 def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:

@@ -108,6 +108,36 @@ def test_text2sql_answers_scored_against_the_references(stub, tmp_path):
     assert stub.stats()["requests"] >= 4
 
 
+def test_prompts_without_references_are_scored_against_a_baseline_run(stub, tmp_path):
+    """A prompt file (task chat) has no answers to score against: a first pass keeps its answers,
+    a second is scored against them by chrF (`--baseline`), record by record; a baseline with no
+    pass is one line, exit 2, before any request."""
+    prompts = ["what is two and two", "name a prime", "spell cat"]
+    (tmp_path / "prompts.txt").write_text("".join(p + "\n" for p in prompts))
+    stub.configure(answers=json.dumps({prompts[0]: "four", prompts[1]: "seven", prompts[2]: "c a t"}))
+    profile = write_profile(tmp_path, stub.url, "chat", tmp_path / "prompts.txt")
+    run = accuracy(profile, tmp_path / "base")
+    assert run.returncode == 0, run.stderr
+    assert "3 prompts answered, kept to score the other variants' answers against" in run.stdout
+    rows_, summary = read_accuracy(tmp_path / "base")  # type: ignore[misc]
+    assert summary["references"] is None and summary["accuracy"] is None and rows_[1]["answer"] == "seven"
+    stub.configure(answers=json.dumps({prompts[0]: "four", prompts[1]: "thirteen", prompts[2]: "c a t"}))
+    cmd = [LLMCAP, "accuracy", str(profile), "--variant", "only", "--run-dir", str(tmp_path / "other")]
+    run = subprocess.run([*cmd, "--baseline", str(tmp_path / "base")], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    rows_, summary = read_accuracy(tmp_path / "other")  # type: ignore[misc]
+    chrf = [r["scores"]["chrf"] for r in rows_]
+    assert chrf[0] == chrf[2] == 1.0 and chrf[1] < 0.3 and [r["reference"] for r in rows_] == ["four", "seven", "c a t"]
+    assert summary["references"] == "baseline" and summary["accuracy"] == pytest.approx(sum(chrf) / 3)
+    assert "against the baseline's answers (3 prompts" in run.stdout
+    requests = stub.stats()["requests"]
+    run = subprocess.run([*cmd, "--baseline", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].endswith(
+        "no quality pass there (accuracy/answers.jsonl and summary.json)"
+    )
+    assert stub.stats()["requests"] == requests
+
+
 def test_tool_calls_scored_by_name_and_arguments(stub, tmp_path):
     source = SHARED / "smart_home"
     (tmp_path / "sh").mkdir()

@@ -125,12 +125,21 @@ def write_profile(path: Path, **serving) -> Path:
 
 @pytest.mark.slow
 def test_plan_compares_two_servers_you_run_from_their_urls_alone(stub, tmp_path):
-    """A profile of URLs and an SLO, nothing else: no model id (each server's /v1/models says), no
-    name (the file's). Nothing is launched or stopped; each variant's search runs against its URL and
-    the record says so; the server with four times the slots is found faster, with significance.
-    Capacities: 4 slots and 1 of 25 ms, 160 and 40 req/s."""
-    stub.configure(slots=4, first_delay_ms=25, chunks=1)
-    slow = start_stub("--slots", "1", "--first-delay-ms", "25", "--chunks", "1")
+    """A profile of URLs, a prompt file and an SLO, nothing else: no model id (each server's
+    /v1/models says), no name (the file's). Nothing is launched or stopped; each variant's search
+    runs against its URL and the record says so; the server with four times the slots is found
+    faster, with significance (capacities: 4 slots and 1 of 25 ms, 160 and 40 req/s). The prompts
+    carry no reference answers, so the quality pass scores the slow server's answers against the
+    fast one's: it changed half of them, and the gate fails it."""
+    prompts = [f"prompt {i}: name a colour" for i in range(8)]
+    answers = {p: f"The colour is number {i}, a deep shade of blue." for i, p in enumerate(prompts)}
+    changed = {
+        p: "Certainly not: I would rather talk about trains." if i % 2 else a
+        for i, (p, a) in enumerate(answers.items())
+    }
+    stub.configure(slots=4, first_delay_ms=25, chunks=1, answers=json.dumps(answers))
+    slow = start_stub("--slots", "1", "--first-delay-ms", "25", "--chunks", "1", "--answers", json.dumps(changed))
+    (tmp_path / "prompts.txt").write_text("".join(p + "\n" for p in prompts))
     profile = tmp_path / "mine.yaml"
     servers = {"fast": {"url": stub.url}, "slow": {"url": slow.url}}
     # a doubling apart tells them: 30, 60, 120 pass and 240 fails on the fast one; 30 passes, 60 fails on the slow
@@ -139,10 +148,10 @@ def test_plan_compares_two_servers_you_run_from_their_urls_alone(stub, tmp_path)
     profile.write_text(
         yaml.safe_dump(
             {
+                "dataset": {"task": "chat", "path": "prompts.txt"},
                 "serving": {"engine": "external", "variants": servers},
                 "slo": {"p95_ms": 250},
                 "search": search,
-                "accuracy": {"enabled": False},
             }
         )
     )
@@ -168,6 +177,13 @@ def test_plan_compares_two_servers_you_run_from_their_urls_alone(stub, tmp_path)
     assert by_name["fast"]["max_sustained_rps"] >= 2 * by_name["slow"]["max_sustained_rps"], by_name
     change = by_name["slow"]["max_sustained_rps_change"]
     assert change["verdict"] == "significant" and change["high"] < 0, change
+    fast, slow_q = comparison["quality"]["fast"], comparison["quality"]["slow"]
+    assert fast["references"] == "baseline" and fast["accuracy"] == 1.0  # its second pass, against its first
+    assert fast["agreement"]["identical"] == 1.0 and fast["agreement"]["n"] == 8
+    assert slow_q["agreement"]["identical"] == 0.5 and slow_q["relative"]["relative"] < 0.8
+    assert slow_q["gate"]["verdict"] == "fail" and slow_q["gate"]["sure"], slow_q
+    assert "fast: answers: 8 prompts answered, kept to score the other variants' answers against" in run.stdout
+    assert "scored by chrf against the baseline's answer" in (plan_dir / "comparison.md").read_text()
 
 
 def test_engine_settings_are_checked(tmp_path):

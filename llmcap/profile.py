@@ -100,6 +100,14 @@ class DatasetSettings:
         choices=DATASET_FORMATS,
     )
     prompt_column: str = setting("prompt", "task chat, formats jsonl and csv: the prompt's key", "--prompt-column")
+    output_lengths: str = setting(
+        "file",
+        "task chat: each request's max_tokens from the file where it gives one (a max_tokens or output_tokens "
+        "field, a ShareGPT reply's length in the served model's tokens), else --max-tokens; fixed: --max-tokens "
+        "for all",
+        "--output-lengths",
+        choices=("file", "fixed"),
+    )
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ import numpy as np
 
 from llmcap.confidence import share_interval
 from llmcap.profile import AccuracySettings
-from loadtest.datasets import DatasetError, Task
+from loadtest.datasets import DatasetError, Task, without_reply
 from loadtest.dialect import takes_tool_choice, template_fields
 from loadtest.scorers import score_text
 from loadtest.server_api import fetch_json
@@ -47,10 +47,12 @@ def scored_records(
     here, by number, before any request. Prompts without references take theirs from `against`
     (record number: the baseline's answer; a record it failed is left out), or none."""
     if reference_free(task):
-        numbered = _numbered(task, dataset, sample, seed)
+        numbered = [
+            (n, task.build(without_reply(record), dataset)) for n, record in _numbered(task, dataset, sample, seed)
+        ]
         if against is None:
-            return [(number, task.build(record, dataset), None) for number, record in numbered]
-        return [(n, task.build(record, dataset), against[n]) for n, record in numbered if n in against]
+            return [(number, request, None) for number, request in numbered]
+        return [(number, request, against[number]) for number, request in numbered if number in against]
     if task.score is None or task.expected_field is None:
         raise DatasetError(
             f"task {task.name}: has no scorer or reference answers (set accuracy.enabled: false in the profile)"

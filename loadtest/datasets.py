@@ -153,12 +153,30 @@ class Prompts:
     hashes: list[int]
     order: list[int]
     drawn_lengths: list[tuple[int, int]] | None = None  # synthetic prompts: (input, output) tokens as drawn
+    replies: list[str | None] | None = None  # ShareGPT: the reply each prompt had, for its length (reply_lengths)
 
     def __len__(self) -> int:
         return len(self.requests)
 
     def pick(self, seq: int) -> int:
         return self.order[seq % len(self.order)]
+
+
+REPLY = "_reply"  # a record's reply text (ShareGPT), kept beside its request, never sent
+
+
+def without_reply(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != REPLY}
+
+
+def reply_lengths(prompts: Prompts, count_tokens: Callable[[str], int]) -> None:
+    """Each request with a reply and no output length of its own asks for as many tokens as the
+    reply had (as `vllm bench serve` replays ShareGPT), counted by the served model's tokenizer."""
+    for i, reply in enumerate(prompts.replies or []):
+        if reply is not None and "max_tokens" not in prompts.requests[i]:
+            prompts.requests[i]["max_tokens"] = max(1, count_tokens(reply))
+            prompts.hashes[i] = prompt_hash(prompts.requests[i])
+    prompts.replies = None
 
 
 def prompt_hash(request: dict) -> int:
@@ -176,9 +194,10 @@ def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0
     if sample is not None and sample < len(records):
         records = random.Random(seed).sample(records, sample)
     requests, hashes = [], []
+    replies = [record.get(REPLY) for record in records]
     for number, record in enumerate(records, 1):
         try:
-            request = task.build(record, path)
+            request = task.build(without_reply(record), path)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, DatasetError):
                 raise
@@ -187,4 +206,4 @@ def load_prompts(task: Task, dataset: str | Path | None = None, *, seed: int = 0
         hashes.append(prompt_hash(request))
     order = list(range(len(requests)))
     random.Random(seed).shuffle(order)
-    return Prompts(requests, hashes, order)
+    return Prompts(requests, hashes, order, replies=replies if any(r is not None for r in replies) else None)

@@ -29,12 +29,12 @@ from loadtest.controller import (
     control,
     write_report_once,
 )
-from loadtest.datasets import Task, load_prompts
+from loadtest.datasets import Task, load_prompts, reply_lengths
 from loadtest.dialect import lists_served_model
 from loadtest.process import Collector, LoadProcess
 from loadtest.result import write_result
 from loadtest.run_state import state_of
-from loadtest.server_api import resolve_model
+from loadtest.server_api import ServerTokenizer, resolve_model
 from loadtest.settings import add_arguments, resolve
 from loadtest.tasks import for_dataset
 from serving import scraper
@@ -47,6 +47,17 @@ def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT, quiet: bool = False)
     if not quiet:
         log.error(message)
     sys.exit(int(code))
+
+
+def _lengths_from_replies(settings, prompts, model: str) -> None:
+    """A ShareGPT file's replies, counted by the served model's tokenizer, set the output lengths."""
+    tokenizer = ServerTokenizer(
+        settings.host, model, api_key(settings), {}, settings.request.timeout_s, "ShareGPT reply lengths"
+    )
+    try:
+        reply_lengths(prompts, lambda text: len(tokenizer.ids(text)))
+    except BadInput as e:
+        raise BadInput(f"{e}; --output-lengths fixed sends --max-tokens instead") from None
 
 
 def api_key(settings) -> str | None:
@@ -97,6 +108,8 @@ def _on_init(environment, **_kw):
         model = resolve_model(settings.host, settings.model, api_key(settings), lists_served_model(engine))
         if task.generated:
             prompts = synthetic_prompts.generate(settings, model, api_key(settings))
+        elif prompts.replies:
+            _lengths_from_replies(settings, prompts, model)
         if not is_worker:
             try:
                 writer = SampleWriter(settings.run_dir)

@@ -9,7 +9,8 @@ content; a bad row is one `DatasetError` line naming the file and line.
     chat      JSONL, one {"messages": [...]} per line (OpenAI chat; other keys ignored)
     batch     JSONL, the OpenAI Batch API's input: {"custom_id", "method", "url", "body": {"messages", ...}}
     sharegpt  JSON (or JSONL): [{"conversations": [{"from": "human", "value": ...}, ...]}]: the first
-              human turn, after the system turn where there is one
+              human turn, after the system turn where there is one; the reply to it sets the
+              output length (in the served model's tokens: datasets.reply_lengths)
     jsonl     JSONL, a prompt string under the column named (default "prompt")
     csv       CSV with a header, a prompt under the column named
     text      one prompt a line
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from llmcap.errors import DatasetError
 from llmcap.profile import DATASET_FORMATS as FORMATS
+from loadtest.datasets import REPLY
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -147,14 +149,15 @@ def read_sharegpt(path: Path, _column: str) -> list[dict]:
         turns = entry.get("conversations") if isinstance(entry, dict) else None
         if not isinstance(turns, list):
             raise DatasetError(f"{where}: expected an object with a 'conversations' list")
-        messages = _first_human_turn(where, turns)
+        messages, reply = _first_human_turn(where, turns)
         if messages:
-            records.append({"messages": messages})
+            records.append({"messages": messages, **({REPLY: reply} if reply is not None else {})})
     return records
 
 
-def _first_human_turn(where: str, turns: list) -> list[dict]:
-    """The system turn (if first) and the first human turn; [] for a conversation with none."""
+def _first_human_turn(where: str, turns: list) -> tuple[list[dict], str | None]:
+    """The system turn (if first) and the first human turn, and the reply to it where the next
+    turn is one; ([], None) for a conversation with no human turn."""
     out: list[dict] = []
     for i, turn in enumerate(turns):
         role = SHAREGPT_ROLES.get(str(turn.get("from"))) if isinstance(turn, dict) else None
@@ -163,8 +166,12 @@ def _first_human_turn(where: str, turns: list) -> list[dict]:
         if role == "system" and not out:
             out.append({"role": "system", "content": turn["value"]})
         elif role == "user":
-            return [*out, {"role": "user", "content": turn["value"]}]
-    return []
+            after = turns[i + 1] if i + 1 < len(turns) else {}
+            after = after if isinstance(after, dict) else {}
+            is_reply = SHAREGPT_ROLES.get(str(after.get("from"))) == "assistant" and isinstance(after.get("value"), str)
+            reply = after["value"] if is_reply else None
+            return [*out, {"role": "user", "content": turn["value"]}], reply
+    return [], None
 
 
 def read_jsonl_column(path: Path, column: str) -> list[dict]:

@@ -1,5 +1,5 @@
-"""What the load test asks the server before and between steps: which model it serves, and
-whether its queue is empty. Plain HTTP (urllib): these are a few calls per run, off the hot path."""
+"""What the load test asks the server before and between steps: which model it serves, whether
+its queue is empty, and its tokenizer. Plain HTTP (urllib): a few calls per run, off the hot path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmcap.errors import ServerUnreachable
+from llmcap.errors import BadInput, ServerUnreachable
 
 QUEUE_GAUGES = ("vllm:num_requests_waiting", "vllm:num_requests_running")
 
@@ -70,3 +70,36 @@ def server_queue_empty(metrics_url: str | None) -> bool:
     except (OSError, ValueError):
         return True
     return not any(sample.value > 0 for family in families if family.name in QUEUE_GAUGES for sample in family.samples)
+
+
+class ServerTokenizer:
+    """The served model's tokenizer, through vLLM's /tokenize and /detokenize."""
+
+    def __init__(
+        self, host: str, model: str, api_key: str | None, chat_template_kwargs: dict, timeout_s: float, needed_for: str
+    ):
+        self.host, self.model, self.api_key = host, model, api_key
+        self.kwargs = chat_template_kwargs
+        self.timeout_s = timeout_s
+        self.needed_for = needed_for  # named in the error where the server has no tokenizer
+
+    def _post(self, path: str, body: dict) -> dict:
+        try:
+            return fetch_json(self.host + path, self.timeout_s, self.api_key, body={"model": self.model, **body})
+        except (OSError, ValueError) as e:  # refused, timed out, an HTTP error (404: no such route), not JSON
+            raise BadInput(
+                f"{self.host}{path}: {self.needed_for} need the server's tokenizer (vLLM's /tokenize and "
+                f"/detokenize): {e}"
+            ) from None
+
+    def ids(self, text: str) -> list[int]:
+        return self._post("/tokenize", {"prompt": text, "add_special_tokens": False})["tokens"]
+
+    def text(self, ids: list[int]) -> str:
+        return self._post("/detokenize", {"tokens": ids})["prompt"]
+
+    def chat_count(self, messages: list[dict]) -> int:
+        body: dict = {"messages": messages, "add_generation_prompt": True}
+        if self.kwargs:
+            body["chat_template_kwargs"] = self.kwargs
+        return int(self._post("/tokenize", body)["count"])

@@ -15,9 +15,9 @@ import dataclasses
 import os
 import random
 
-from llmcap.errors import BadInput, ProfileError
+from llmcap.errors import ProfileError
 from loadtest.datasets import Prompts, prompt_hash
-from loadtest.server_api import fetch_json
+from loadtest.server_api import ServerTokenizer
 
 KINDS = ("fixed", "uniform", "normal", "list")
 WORDS = (
@@ -88,36 +88,6 @@ def parse_lengths(text: str | int) -> Lengths:
     return Lengths(kind, values)
 
 
-class ServerTokenizer:
-    """The served model's tokenizer, through vLLM's /tokenize and /detokenize."""
-
-    def __init__(self, host: str, model: str, api_key: str | None, chat_template_kwargs: dict, timeout_s: float):
-        self.host, self.model, self.api_key = host, model, api_key
-        self.kwargs = chat_template_kwargs
-        self.timeout_s = timeout_s
-
-    def _post(self, path: str, body: dict) -> dict:
-        try:
-            return fetch_json(self.host + path, self.timeout_s, self.api_key, body={"model": self.model, **body})
-        except (OSError, ValueError) as e:  # refused, timed out, an HTTP error (404: no such route), not JSON
-            raise BadInput(
-                f"{self.host}{path}: synthetic prompts need the server's tokenizer (vLLM's /tokenize and "
-                f"/detokenize): {e}"
-            ) from None
-
-    def ids(self, text: str) -> list[int]:
-        return self._post("/tokenize", {"prompt": text, "add_special_tokens": False})["tokens"]
-
-    def text(self, ids: list[int]) -> str:
-        return self._post("/detokenize", {"tokens": ids})["prompt"]
-
-    def chat_count(self, messages: list[dict]) -> int:
-        body: dict = {"messages": messages, "add_generation_prompt": True}
-        if self.kwargs:
-            body["chat_template_kwargs"] = self.kwargs
-        return int(self._post("/tokenize", body)["count"])
-
-
 def generate(settings, model: str, api_key: str | None) -> Prompts:
     """The run's prompts from its profile's `synthetic` section (a bad length names its field, exit 2)."""
     cfg = settings.profile.synthetic
@@ -131,7 +101,12 @@ def generate(settings, model: str, api_key: str | None) -> Prompts:
     if cfg.prompts < 1 or cfg.shared_prefix_tokens < 0:
         raise ProfileError(f"{where}: synthetic: needs prompts >= 1 and shared_prefix_tokens >= 0")
     tokenizer = ServerTokenizer(
-        settings.host, model, api_key, settings.request.chat_template_kwargs, settings.request.timeout_s
+        settings.host,
+        model,
+        api_key,
+        settings.request.chat_template_kwargs,
+        settings.request.timeout_s,
+        "synthetic prompts",
     )
     return build_prompts(
         tokenizer,

@@ -16,6 +16,7 @@ from pathlib import Path
 from llmcap.profile import DatasetSettings
 from loadtest.datasets import (
     QUESTION_ONLY,
+    REPLY,
     REPO,
     SYSTEM_TEMPLATE,
     USER_TEMPLATE,
@@ -315,13 +316,16 @@ TASKS: dict[str, Task] = {t.name: t for t in ALL}
 
 def for_dataset(task: Task, dataset: DatasetSettings) -> Task:
     """The task as `dataset` configures it: the chat task reads its file in the format named (or
-    told from the content) with the prompt column named."""
+    told from the content) with the prompt column named, and its output lengths unless fixed."""
     if task.name != CHAT.name:
         return task
 
     def read(path: Path) -> list[dict]:
         if path == NO_FILE:
             return _no_prompt_file(path)
-        return read_prompt_file(path, dataset.format, dataset.prompt_column)
+        records = read_prompt_file(path, dataset.format, dataset.prompt_column)
+        if dataset.output_lengths == "fixed":
+            return [{k: v for k, v in r.items() if k not in ("max_tokens", REPLY)} for r in records]
+        return records
 
     return dataclasses.replace(task, read=read)

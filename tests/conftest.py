@@ -95,6 +95,7 @@ DEFAULTS = dict(
     api_key="",
     dialect="vllm",
     answers="",
+    tokenize=0,
 )
 
 

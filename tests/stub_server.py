@@ -45,6 +45,7 @@ class StubConfig:
     # non-streamed answers by prompt: a JSON object {text in the last user message: answer}; a
     # request with tools whose answer is a JSON call gets it back as a tool call (as vLLM's parser)
     answers: str = ""
+    tokenize: int = 0  # 1: answer POST /tokenize {"prompt"} as vLLM does, one token per 4 characters
 
     def update(self, changes: dict) -> None:
         for key, value in changes.items():
@@ -114,6 +115,17 @@ def prompt_tokens_of(body: dict) -> int:
         content = message.get("content") or ""
         chars += len(content) if isinstance(content, str) else len(json.dumps(content))
     return chars // 4 + 1
+
+
+def text_tokens_of(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    if not request.app["state"].config.tokenize:
+        raise web.HTTPNotFound()
+    count = text_tokens_of((await request.json()).get("prompt", ""))
+    return web.json_response({"count": count, "max_model_len": 4096, "tokens": list(range(count))})
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -330,6 +342,7 @@ def make_app(config: StubConfig | None = None) -> web.Application:
     app["state"] = StubState(config or StubConfig())
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
+    app.router.add_post("/tokenize", tokenize)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/stub/stats", get_stats)

@@ -9,10 +9,11 @@ import pytest
 
 from llmcap.errors import DatasetError
 from llmcap.profile import DatasetSettings
-from loadtest.datasets import load_prompts
+from loadtest.datasets import REPLY, load_prompts, without_reply
 from loadtest.prompt_files import detect_format, read_prompt_file
 from loadtest.tasks import CHAT, for_dataset
 from tests.conftest import REPO, run_locust
+from tests.stub_server import text_tokens_of
 
 FILES = REPO / "tests" / "fixtures" / "prompt_files"
 SKY = "What colour is the sky on a clear day?"
@@ -60,13 +61,16 @@ EXPECTED = [
                         "pertains to a growth marketing agency implementing these strategies and tactics for their "
                         "clients..."
                     )
-                ]
+                ],
+                REPLY: "Here are the main ideas of Jeff Walker's Product Launch Formula that can be applied by a "
+                "growth marketing agency for their clients:\n\n1. Identify the target audience and their needs.",
             },
             {
                 "messages": [
                     {"role": "system", "content": "You are a terse assistant."},
                     user("How to tell if a customer segment is well segmented? In 3 bullet points."),
-                ]
+                ],
+                REPLY: "1. Homogeneity\n2. Distinctiveness\n3. Stability",
             },
             {
                 "messages": [
@@ -74,7 +78,8 @@ EXPECTED = [
                         '<div><p>Unicode and markup pass through as they are: naïve café, 東京, "quoted" \\ '
                         "backslash</p></div>"
                     )
-                ]
+                ],
+                REPLY: "Noted.",
             },
         ],
     ),
@@ -180,6 +185,12 @@ def marker_index(records: list[dict]) -> int:
 
 @pytest.mark.parametrize("name,column,fmt,records", EXPECTED, ids=IDS)
 def test_what_the_server_receives_is_the_file_byte_for_byte(stub, tmp_path, name, column, fmt, records):
+    """The messages as written; the output length the file's own (a ShareGPT reply's, in the server's
+    tokens), else --max-tokens; a reply itself is never sent."""
+    stub.configure(tokenize=1)
+    records = [
+        {**without_reply(r), **({"max_tokens": text_tokens_of(r[REPLY])} if REPLY in r else {})} for r in records
+    ]
     args = ["--dataset", str(FILES / name), "--prompt-column", column, "--max-tokens", "64"]
     args += ["--rps", "20", "--duration", "1", "--run-dir", str(tmp_path), "--no-report"]
     run = run_locust("loadtest/chat.py", stub.url, *args)
@@ -195,7 +206,22 @@ def test_what_the_server_receives_is_the_file_byte_for_byte(stub, tmp_path, name
         assert not any(MARKER.match(m["content"]) for m in messages)
         own_length = body["max_tokens"] != 64  # the file's own, where it gives one; else --max-tokens
         sent.append({"messages": messages, **({"max_tokens": body["max_tokens"]} if own_length else {})})
+        assert REPLY not in body
     assert all(s in records for s in sent) and all(r in sent for r in records)
+
+
+def test_sharegpt_lengths_need_the_servers_tokenizer_or_a_fixed_length(stub, tmp_path):
+    """Without /tokenize, a ShareGPT file's reply lengths cannot be counted: one line naming the way
+    out, exit 2, no request; --output-lengths fixed sends --max-tokens for every prompt instead."""
+    args = ["--dataset", str(FILES / "sharegpt.json"), "--max-tokens", "64", "--rps", "20", "--duration", "1"]
+    args += ["--run-dir", str(tmp_path), "--no-report"]
+    run = run_locust("loadtest/chat.py", stub.url, *args)
+    assert run.returncode == 2 and "/tokenize: ShareGPT reply lengths need the server's tokenizer" in run.stderr
+    assert "--output-lengths fixed sends --max-tokens instead" in run.stderr and stub.stats()["requests"] == 0
+    run = run_locust("loadtest/chat.py", stub.url, *args, "--output-lengths", "fixed")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    bodies = stub.stats()["bodies"]
+    assert bodies and all(b["max_tokens"] == 64 and REPLY not in b for b in bodies)
 
 
 def test_the_chat_task_without_a_file_fails_before_any_load(stub, tmp_path):

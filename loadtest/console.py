@@ -49,6 +49,12 @@ def banner(settings, n_prompts: int) -> None:
         f"llmcap: {settings.name}: {n_prompts} prompts, model {settings.model or '(from /v1/models)'}, "
         f"{mode}; run directory {settings.run_dir}"
     )
+    if not settings.request.unique_marker:
+        _p(
+            f"llmcap: warning: request.unique_marker is off: the {n_prompts} prompts repeat every {n_prompts} "
+            "requests, and from the first repeat the server's prefix cache serves each whole, which flatters "
+            "the result (docs/prompt-files.md)"
+        )
 
 
 def step_line(step: dict) -> None:

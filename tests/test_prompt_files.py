@@ -195,6 +195,7 @@ def test_what_the_server_receives_is_the_file_byte_for_byte(stub, tmp_path, name
     args += ["--rps", "20", "--duration", "1", "--run-dir", str(tmp_path), "--no-report"]
     run = run_locust("loadtest/chat.py", stub.url, *args)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "unique_marker is off" not in run.stdout  # the marker keeps the cache to what prompts share
     bodies = stub.stats()["bodies"]
     assert len(bodies) >= len(records)
     at = marker_index(records)
@@ -232,3 +233,18 @@ def test_the_chat_task_without_a_file_fails_before_any_load(stub, tmp_path):
     run = run_locust("loadtest/chat.py", stub.url, "--dataset", str(bad), "--run-dir", str(tmp_path / "r"))
     assert run.returncode == 2 and f"{bad}:2: messages: expected a non-empty list" in run.stderr
     assert stub.stats()["requests"] == 0 and "Traceback" not in run.stderr
+
+
+def test_a_replayed_file_without_the_marker_warns_that_the_prefix_cache_flatters(stub, tmp_path):
+    """With the per-request marker off, every repeat of a prompt is a whole-prompt cache hit: said at start."""
+    profile = tmp_path / "p.yaml"
+    serving = f"serving: {{engine: external, url: '{stub.url}'}}\n"
+    profile.write_text(
+        f"dataset: {{task: chat, path: {FILES / 'prompts.txt'}}}\nrequest: {{unique_marker: false}}\n{serving}"
+    )
+    args = ["--llmcap-profile", str(profile), "--rps", "20", "--duration", "1", "--run-dir", str(tmp_path / "r")]
+    run = run_locust("loadtest/chat.py", stub.url, *args, "--no-report")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "request.unique_marker is off: the 3 prompts repeat every 3 requests" in run.stdout
+    sent = [b["messages"][-1]["content"] for b in stub.stats()["bodies"]]
+    assert len(sent) > 3 and not any(MARKER.match(text) for text in sent) and len(set(sent)) == 3

@@ -10,7 +10,6 @@ Ctrl-C (or SIGTERM) stops the server and the load, and keeps finished runs.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
@@ -23,12 +22,20 @@ from llmcap.accuracy_cmd import check_answers, describe, score_answers
 from llmcap.errors import ExitCode, ProfileError
 from llmcap.log import get_logger
 from llmcap.profile import Profile, Slo, load_profile
-from llmcap.rundir import CLOSED_LOOP_DIR, is_run_dir, read_progress, read_result, read_steps
+from llmcap.rundir import (
+    CLOSED_LOOP_DIR,
+    PLAN_FILE,
+    is_run_dir,
+    read_progress,
+    read_result,
+    read_steps,
+    write_json,
+)
 from llmcap.tiny_model import ensure_tiny_model
 from loadtest import console
 from loadtest.closed_loop import parse_levels
-from reports.compare import write_comparison
-from reports.render import fmt, model_text, write
+from reports.compare import run_links, write_comparison
+from reports.render import Link, fmt, model_text, write
 from serving.launcher import Server, ServerError, port_is_free, variant_unsupported
 
 REPO = Path(__file__).resolve().parent.parent
@@ -301,6 +308,7 @@ def plan(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)
+    _write_plan_record(plan_dir, profile, names, {}, False)  # from the start: its runs' reports link back
     ensure_tiny_model(profile)
     progress = Progress(names, profile, repeats)
     statuses: dict[str, tuple[str, str]] = {}
@@ -379,9 +387,9 @@ def _write_index(
     for n in names:
         status, detail = statuses.get(n, ("not run", "plan interrupted"))
         v = by_name.get(n, {})
-        reports = sorted(str(p.relative_to(plan_dir)) for p in (plan_dir / n).glob("**/report.html"))
-        report = ", ".join(reports) or "–"
-        rows.append([n, status, detail, fmt(v.get("max_sustained_rps"), 1), report])
+        run_dirs = sorted(str(p.parent) for p in (plan_dir / n).glob("**/report.html"))
+        links = run_links(run_dirs, plan_dir) or "–"
+        rows.append([n, status, detail, fmt(v.get("max_sustained_rps"), 1), links])
     blocks = [
         ("h1", f"llmcap plan: {profile.name}"),
         (
@@ -390,20 +398,20 @@ def _write_index(
             + (" INTERRUPTED: only finished runs are included." if interrupted else ""),
         ),
         ("table", ["variant", "status", "detail", "max sustained req/s", "report"], rows),
-        ("p", "Comparison: comparison.html (comparison.md, comparison.json)."),
+        ("p", ["Comparison: ", Link("comparison", "comparison"), " (and comparison.json)."]),
     ]
     write(blocks, plan_dir, "index", f"llmcap plan: {profile.name}")
-    (plan_dir / "plan.json").write_text(
-        json.dumps(
-            {
-                "profile": profile.file,
-                "variants": names,
-                "interrupted": interrupted,
-                "statuses": {n: {"status": s, "detail": d} for n, (s, d) in statuses.items()},
-            },
-            indent=1,
-        )
-    )
+    _write_plan_record(plan_dir, profile, names, statuses, interrupted)
+
+
+def _write_plan_record(plan_dir: Path, profile: Profile, names: list[str], statuses: dict, interrupted: bool) -> None:
+    record = {
+        "profile": profile.file,
+        "variants": names,
+        "interrupted": interrupted,
+        "statuses": {n: {"status": s, "detail": d} for n, (s, d) in statuses.items()},
+    }
+    write_json(plan_dir / PLAN_FILE, record)
 
 
 def cmd_plan(args) -> int:

@@ -14,6 +14,9 @@
       accuracy/answers[-N].jsonl  the quality pass: each prompt's answer text, reference and scores
       accuracy/summary[-N].json   its accuracy (N: the pass's number, when a variant is scored twice)
 
+    plans/<UTC time>-<name>/      `llmcap plan`: plan.json, index.*, comparison.*, and a run
+      <variant>/[run-<k>/]        directory per variant (per repeat with --repeats)
+
 Samples are appended as they complete, so an interrupted run keeps everything it measured;
 a record cut short by a crash is dropped on read. A bottom-layer module: numpy and the
 standard library only.
@@ -38,6 +41,7 @@ SYNTHETIC_FILE = "synthetic_lengths.jsonl"  # task synthetic: each prompt's draw
 TELEMETRY_DIR = "telemetry"
 SERVER_DIR = "server"
 ACCURACY_DIR = "accuracy"
+PLAN_FILE = "plan.json"  # in a plan directory, from its start: what its runs' reports link back to
 # result.json's latency_at_max: these figures of the confirmed step
 LATENCY_KEYS = ("p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")
 
@@ -321,3 +325,11 @@ def read_accuracy(run_dir: str | os.PathLike, number: int = 1) -> tuple[list[dic
         return None
     answers = [json.loads(line) for line in answers_path.read_text().splitlines() if line.strip()]
     return answers, read_json(summary_path)
+
+
+def plan_dir_of(run_dir: str | os.PathLike) -> Path | None:
+    """The plan directory a run belongs to (its parent, or grandparent for a repeat), if any."""
+    for parent in list(Path(run_dir).resolve().parents)[:2]:
+        if (parent / PLAN_FILE).is_file():
+            return parent
+    return None

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from llmcap.confidence import SEARCH_INTERVAL_COVERAGE, interval_label, t_quantile
-from llmcap.rundir import CLOSED_LOOP_DIR, read_accuracy, read_result
+from llmcap.rundir import CLOSED_LOOP_DIR, PLAN_FILE, read_accuracy, read_result
 from reports import plots
 from reports.capacity import capacity, stand_in_banner
 from reports.fleet import cheapest
 from reports.quality import agreement, gate, relative_accuracy
-from reports.render import fmt, gib, pct, usd, write
+from reports.render import Link, fmt, gib, pct, usd, write
 from reports.report import CLOSED_LOOP_COLUMNS, CLOSED_LOOP_NOTE, closed_loop_cells
 
 
@@ -238,7 +238,7 @@ def write_comparison(
     common = data["common_rate_rps"]
     title = "llmcap comparison: " + ", ".join(v["variant"] for v in data["variants"])
     changes = [v["max_sustained_rps_change"] for v in data["variants"] if v.get("max_sustained_rps_change")]
-    blocks = [
+    blocks: list[tuple] = [
         ("h1", title),
         (
             "p",
@@ -295,10 +295,9 @@ def write_comparison(
             images.append((fleet_png, "replicas over the traffic trace"))
         blocks += [("h2", "Plots")] + [("img", str(p), alt) for p, alt in images]
         # relative to the comparison, so the links hold wherever the directory is copied
-        blocks += [("h2", "Runs")] + [
-            ("p", f"{label}: " + ", ".join(os.path.relpath(Path(d) / "report.html", out_dir) for d in dirs[label]))
-            for label in groups
-        ]
+        blocks += [("h2", "Runs")] + [("p", [f"{label}: ", *run_links(dirs[label], out_dir)]) for label in groups]
+    if (out_dir / PLAN_FILE).is_file():
+        blocks += [("p", ["The plan: ", Link("index", "index"), "."])]
     write(blocks, out_dir, "comparison", title)
     return data
 
@@ -469,6 +468,12 @@ def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> lis
         ),
         *[("note", n) for n in notes],
     ]
+
+
+def run_links(run_dirs: list[str], out_dir: Path) -> list:
+    """Links to each run's report, relative to `out_dir`, comma-separated."""
+    links = [Link(target, target) for target in (os.path.relpath(Path(d) / "report", out_dir) for d in run_dirs)]
+    return [piece for link in links for piece in (", ", link)][1:]
 
 
 def reps(groups: dict[str, list[dict]]) -> dict[str, dict]:

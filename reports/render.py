@@ -6,11 +6,35 @@ so dataset-derived strings (model names, error messages, prompts) render as text
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import math
 from pathlib import Path
 
-# blocks: ("h1"|"h2"|"p"|"note", text) | ("table", headers, rows) | ("img", path, alt)
+# blocks: ("h1"|"h2"|"p"|"note", text) | ("table", headers, rows) | ("img", path, alt); a "p" and a
+# table cell may also be a list of pieces, text and Links
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """Another page of the same set: `target` is its path without the suffix, relative to this page;
+    the Markdown links its .md, the HTML its .html."""
+
+    text: str
+    target: str
+
+
+def _md(content) -> str:
+    pieces = content if isinstance(content, list) else [content]
+    return "".join(f"[{p.text}]({p.target}.md)" if isinstance(p, Link) else str(p) for p in pieces)
+
+
+def _html(content) -> str:
+    pieces = content if isinstance(content, list) else [content]
+    e = html.escape
+    return "".join(
+        f'<a href="{e(p.target)}.html">{e(p.text)}</a>' if isinstance(p, Link) else e(str(p)) for p in pieces
+    )
 
 
 def fmt(value, digits: int = 0, unit: str = "") -> str:
@@ -59,7 +83,7 @@ def to_markdown(blocks: list[tuple]) -> str:
         elif kind == "h2":
             out.append(f"## {block[1]}\n")
         elif kind == "p":
-            out.append(block[1] + "\n")
+            out.append(_md(block[1]) + "\n")
         elif kind == "note":
             out.append("> " + block[1] + "\n")
         elif kind == "table":
@@ -67,7 +91,7 @@ def to_markdown(blocks: list[tuple]) -> str:
             out.append("| " + " | ".join(headers) + " |")
             out.append("|" + "|".join("---" for _ in headers) + "|")
             for row in rows:
-                out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+                out.append("| " + " | ".join(_md(c).replace("|", "\\|") for c in row) + " |")
             out.append("")
         elif kind == "img":
             out.append(f"![{block[2]}]({Path(block[1]).name})\n")
@@ -92,13 +116,13 @@ def to_html(blocks: list[tuple], title: str) -> str:
         if kind in ("h1", "h2"):
             out.append(f"<{kind}>{e(block[1])}</{kind}>")
         elif kind == "p":
-            out.append(f"<p>{e(block[1])}</p>")
+            out.append(f"<p>{_html(block[1])}</p>")
         elif kind == "note":
             out.append(f"<blockquote>{e(block[1])}</blockquote>")
         elif kind == "table":
             out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in block[1]) + "</tr>")
             for row in block[2]:
-                out.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>")
+                out.append("<tr>" + "".join(f"<td>{_html(c)}</td>" for c in row) + "</tr>")
             out.append("</table>")
         elif kind == "img":
             data = base64.b64encode(Path(block[1]).read_bytes()).decode()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from llmcap.confidence import interval_label
-from llmcap.rundir import read_accuracy
+from llmcap.rundir import plan_dir_of, read_accuracy
 from reports import plots
 from reports.capacity import stand_in_banner, write_capacity
-from reports.render import fmt, gib, model_text, pct, usd, write
+from reports.render import Link, fmt, gib, model_text, pct, usd, write
 
 HOSTED_NOTE = (
     "Hosted prices are list prices applied to the measured mean prompt and completion tokens. "
@@ -437,6 +438,16 @@ def answers_blocks(run_dir: Path) -> list[tuple]:
     return [("h2", "Answers"), ("p", text + kept)]
 
 
+def plan_links(run_dir: Path) -> list[tuple]:
+    """Back to the plan this run is part of: its index and comparison (written when the plan ends)."""
+    plan_dir = plan_dir_of(run_dir)
+    if plan_dir is None:
+        return []
+    up = os.path.relpath(plan_dir, run_dir.resolve())
+    index, comparison = Link("index", f"{up}/index"), Link("comparison", f"{up}/comparison")
+    return [("p", ["Part of a plan: its ", index, " and its ", comparison, " of every variant."])]
+
+
 def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
     cap = write_capacity(run_dir, prices_path)
@@ -463,5 +474,6 @@ def write_report(run_dir: str | Path, prices_path: str | Path | None = None) -> 
         blocks += [("h2", "Cost")] + cost_blocks(cap)
         blocks += fleet_blocks(cap) + hosted_blocks(cap) + limit_blocks(cap) + step_blocks(cap)
     blocks += [("h2", "Plots")] + [("img", str(path), alt) for path, alt in images]
+    blocks += plan_links(run_dir)
     write(blocks, run_dir, "report", title)
     return cap

@@ -2,6 +2,7 @@
 external server named by URL (the stub, through `llmcap plan`)."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -184,6 +185,22 @@ def test_plan_compares_two_servers_you_run_from_their_urls_alone(stub, tmp_path)
     assert slow_q["gate"]["verdict"] == "fail" and slow_q["gate"]["sure"], slow_q
     assert "fast: answers: 8 prompts answered, kept to score the other variants' answers against" in run.stdout
     assert "scored by chrf against the baseline's answer" in (plan_dir / "comparison.md").read_text()
+    check_links(plan_dir, ["fast/report", "slow/report"])
+
+
+def check_links(plan_dir: Path, reports: list[str]) -> None:
+    """Index, comparison and each run's report link to one another, in both renderings, and every
+    link resolves."""
+    pages = ["index", "comparison", *reports]
+    for page in pages:
+        for suffix, pattern in ((".html", r'href="([^"]+)"'), (".md", r"\]\(([^)]+\.md)\)")):
+            path = plan_dir / (page + suffix)
+            targets = {(path.parent / t).resolve() for t in re.findall(pattern, path.read_text())}
+            assert all(t.is_file() for t in targets), (path, targets)
+            # the plan's pages link to every other page; a run's report back to the plan's two
+            linked = pages if page in ("index", "comparison") else ["index", "comparison"]
+            wanted = {(plan_dir / (p + suffix)).resolve() for p in linked if p != page}
+            assert wanted <= targets, (path, wanted - targets)
 
 
 def test_engine_settings_are_checked(tmp_path):

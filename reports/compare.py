@@ -346,12 +346,14 @@ def fleet_blocks(data: dict) -> list[tuple]:
         return []
     first = with_fleet[0]["fleet"]
     trace = any(v["fleet"].get("trace") for v in with_fleet)
-    header = ["variant", "replicas at peak", "fixed fleet $ / month", "$ / 1M requests (fixed)"]
+    header = ["variant", "replicas at peak", "… at the interval's low end", "fixed fleet $ / month"]
+    header += ["$ / 1M requests (fixed)"]
     header += ["following the trace $ / month", "$ / 1M requests (trace)"] if trace else []
     rows = []
     for v in with_fleet:
         f = v["fleet"]
-        row = [v["variant"], str(f["replicas_at_peak"]), usd(f["fixed_fleet_usd_per_month"])]
+        low = f.get("replicas_at_peak_if_rate_is_low") or f["replicas_at_peak"]  # None: the answer is the low end
+        row = [v["variant"], str(f["replicas_at_peak"]), str(low), usd(f["fixed_fleet_usd_per_month"])]
         row.append(usd(f["fixed_fleet_usd_per_million_requests"]))
         if trace:
             row += [usd(f["trace"]["usd_per_month"]), usd(f["trace"]["usd_per_million_requests"])]
@@ -368,7 +370,8 @@ def fleet_blocks(data: dict) -> list[tuple]:
             "p",
             f"Peak {fmt(first['peak_rps'], 1)} req/s, average {fmt(first['average_rps'], 1)} req/s; replicas loaded "
             f"to {pct(first['target_utilization'])} of their max sustained rate at peak, +{first['spare_replicas']} "
-            f"spare. {verdict}",
+            "spare; the replicas needed if the true maximum sits at its interval's low end beside them. "
+            f"{verdict}",
         ),
         ("table", header, rows),
     ]

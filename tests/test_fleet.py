@@ -115,3 +115,16 @@ def test_comparison_names_the_cheapest_fleet_that_keeps_the_slo(tmp_path):
     assert fleets == {"bf16": 7, "fp8": 6} and data["cheapest_fleet"] == "fp8"
     md = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "## Fleet for the forecast" in md and "Cheapest that held the SLO and kept the answers: fp8." in md
+    # beside each, what it needs if its true maximum sits at its interval's low end
+    assert "| variant | replicas at peak | … at the interval's low end |" in md
+    for v in data["variants"]:
+        at_peak, low = v["fleet"]["replicas_at_peak"], v["fleet"]["replicas_at_peak_if_rate_is_low"]
+        assert low is None and f"| {v['variant']} | {at_peak} | {at_peak} |" in md  # the answer is its low end
+    # an answer of 255 req/s fitted above its confirmed 200: ceil(1000 / 204) + 1 = 6, at 200 ceil(1000 / 160) + 1 = 8
+    fitted = make_run(tmp_path, "fitted", rps=200.0, high=300.0)
+    result = json.loads((fitted / "result.json").read_text())
+    result["max_sustained_rps"] = 255.0
+    result["traffic"] = {"peak_rps": 1000.0, "target_utilization": 0.8, "spare_replicas": 1}
+    (fitted / "result.json").write_text(json.dumps(result))
+    write_comparison([runs[0], fitted], tmp_path / "cmp2")
+    assert "| fitted | 6 | 8 |" in (tmp_path / "cmp2" / "comparison.md").read_text()

@@ -233,7 +233,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
             "by_turn": by_turn(run_dir, step["start"], step["end"]),
             "prefix_cache_hit_rate": (step.get("server") or {}).get("prefix_cache_hit_rate"),
         }
-    if arch and out.get("mean_prompt_tokens") is not None:
+    # a stand-in's distance to a GPU's ceiling would read as a real model's efficiency
+    if arch and out.get("mean_prompt_tokens") is not None and not out["stand_in"]:
         out["hardware_limit"] = hardware_limit(out, arch, cost_cfg["gpu"], precision, memory, server)
     out["per_step"] = [
         {

@@ -218,6 +218,22 @@ def test_headline_numbers_from_a_fixture_run(tmp_path):
     assert limit["mbu"] == pytest.approx(222 / limit["bandwidth_ceiling_rps"]) and 0 < limit["mbu"] < 1
 
 
+@pytest.mark.parametrize("engine", ["vllm", "transformers"])
+def test_a_stand_in_prints_no_hosted_prices_and_no_hardware_ceiling(tmp_path, engine):
+    """Random weights on an H100, whatever the engine: no API price to compare with, no ceiling to
+    divide by; the cost of the GPU-hours stays, labelled as a stand-in's."""
+    run = make_run(tmp_path)
+    config_path = run / "server" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(random_weights=True, engine=engine)
+    config_path.write_text(json.dumps(config))
+    cap = write_report(run)
+    assert cap["stand_in"] and "hosted" not in cap and "hardware_limit" not in cap
+    md = (run / "report.md").read_text()
+    assert "STAND-IN" in md and "Hosted APIs" not in md and "Distance to the hardware limit" not in md
+    assert "$3.00" in md  # 222 req/s at $2.40/h: what these GPU-hours cost, whatever served on them
+
+
 def test_a_fitted_answer_above_the_rate_that_passed(tmp_path):
     """The answer inside the interval costs and sizes the fleet; the latency beside it is what was
     measured at the rate that passed, and the report says both."""

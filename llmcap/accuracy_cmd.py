@@ -35,11 +35,12 @@ def check_answers(profile: Profile) -> None:
 
 
 def baseline_answers(run_dir: Path | None) -> dict[int, str] | None:
-    """A run's first quality pass's answers by record, the failed ones left out; None without one."""
+    """A run's first quality pass's answers by record, the failed ones left out; None without one
+    (or where every request of it failed)."""
     found = read_accuracy(run_dir) if run_dir is not None else None
     if found is None:
         return None
-    return {row["record"]: row["answer"] for row in found[0] if row["error"] is None}
+    return {row["record"]: row["answer"] for row in found[0] if row["error"] is None} or None
 
 
 def score_answers(
@@ -49,6 +50,8 @@ def score_answers(
     Prompts without references are scored against `baseline`'s answers (a run directory), if any."""
     task, dataset = _task_and_dataset(profile)
     against = baseline_answers(baseline) if reference_free(task) else None
+    if reference_free(task) and baseline is not None and against is None:
+        log.warning(f"{baseline}: no answers of the baseline to score against: these are kept, not scored")
     api_key = os.environ.get(profile.request.api_key_env) if profile.request.api_key_env else None
     rows, summary = run_pass(
         url,
@@ -63,6 +66,8 @@ def score_answers(
         against,
     )
     summary["threshold"] = profile.accuracy.threshold  # the gate's, read back by the comparison
+    if against is not None and baseline is not None:  # relative: the link holds where the plan is copied
+        summary["against"] = os.path.relpath(baseline.resolve(), run_dir.resolve())
     write_accuracy(run_dir, rows, summary, number)
     return summary
 
@@ -72,7 +77,10 @@ def describe(summary: dict) -> str:
     n, interval = summary["n"], summary["interval"]
     failed = f", {summary['errors']} requests failed" if summary["errors"] else ""
     if summary.get("references") is None:  # reference-free, nothing yet to score against
+        failed = f" ({summary['errors']} failed: left out)" if summary["errors"] else ""
         return f"{n} prompts answered{failed}, kept to score the other variants' answers against (no reference answers)"
+    if summary["accuracy"] is None:
+        return f"no prompts to score{failed}"
     if summary["references"] == "baseline":
         return (
             f"{summary['metric']} {_percent(summary['accuracy'])} against the baseline's answers ({n} prompts; "
@@ -97,8 +105,10 @@ def cmd_accuracy(args) -> int:
     checked_command(profile, args.variant, None)
     check_answers(profile)
     baseline = Path(args.baseline) if args.baseline else None
-    if baseline is not None and baseline_answers(baseline) is None:
+    if baseline is not None and read_accuracy(baseline) is None:
         raise BadInput(f"--baseline {baseline}: no quality pass there (accuracy/answers.jsonl and summary.json)")
+    if baseline is not None and baseline_answers(baseline) is None:
+        raise BadInput(f"--baseline {baseline}: every request of its quality pass failed: nothing to score against")
     run_dir = Path(args.run_dir or f"runs/accuracy-{profile.name}-{args.variant}")
     with Server(profile, args.variant, run_dir) as server:
         summary = score_answers(profile, server.url, server.model_name, run_dir, baseline=baseline)

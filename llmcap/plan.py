@@ -308,7 +308,7 @@ def plan(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)
-    _write_plan_record(plan_dir, profile, names, {}, False)  # from the start: its runs' reports link back
+    _write_plan_record(plan_dir, profile, names, {}, False, running=True)  # its runs' reports link back to it
     ensure_tiny_model(profile)
     progress = Progress(names, profile, repeats)
     statuses: dict[str, tuple[str, str]] = {}
@@ -404,8 +404,11 @@ def _write_index(
     _write_plan_record(plan_dir, profile, names, statuses, interrupted)
 
 
-def _write_plan_record(plan_dir: Path, profile: Profile, names: list[str], statuses: dict, interrupted: bool) -> None:
+def _write_plan_record(
+    plan_dir: Path, profile: Profile, names: list[str], statuses: dict, interrupted: bool, running: bool = False
+) -> None:
     record = {
+        "running": running,  # true until the plan writes its index and comparison
         "profile": profile.file,
         "variants": names,
         "interrupted": interrupted,

@@ -118,7 +118,9 @@ def score_text(output: str, reference: str) -> dict[str, float]:
     machine-translation and generation benchmarks report; 1.0 for the reference itself."""
     from sacrebleu.metrics import CHRF  # imported here: only text tasks need it
 
-    return {"chrf": CHRF().sentence_score(_after_thinking(output).strip(), [reference.strip()]).score / 100.0}
+    # the reference too: against another run's answers, both may think aloud first
+    reference = _after_thinking(reference).strip()
+    return {"chrf": CHRF().sentence_score(_after_thinking(output).strip(), [reference]).score / 100.0}
 
 
 def _after_thinking(text: str) -> str:

@@ -83,23 +83,28 @@ class ServerTokenizer:
         self.timeout_s = timeout_s
         self.needed_for = needed_for  # named in the error where the server has no tokenizer
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict, field: str):
+        """`field` of the server's answer to `body` at `path`."""
         try:
-            return fetch_json(self.host + path, self.timeout_s, self.api_key, body={"model": self.model, **body})
+            answer = fetch_json(self.host + path, self.timeout_s, self.api_key, body={"model": self.model, **body})
+            return answer[field]
         except (OSError, ValueError) as e:  # refused, timed out, an HTTP error (404: no such route), not JSON
-            raise BadInput(
-                f"{self.host}{path}: {self.needed_for} need the server's tokenizer (vLLM's /tokenize and "
-                f"/detokenize): {e}"
-            ) from None
+            reason = str(e)
+        except (KeyError, TypeError, IndexError):
+            reason = f"no {field!r} in its answer"
+        raise BadInput(
+            f"{self.host}{path}: {self.needed_for} need the server's tokenizer (vLLM's /tokenize and /detokenize): "
+            f"{reason}"
+        )
 
     def ids(self, text: str) -> list[int]:
-        return self._post("/tokenize", {"prompt": text, "add_special_tokens": False})["tokens"]
+        return self._post("/tokenize", {"prompt": text, "add_special_tokens": False}, "tokens")
 
     def text(self, ids: list[int]) -> str:
-        return self._post("/detokenize", {"tokens": ids})["prompt"]
+        return self._post("/detokenize", {"tokens": ids}, "prompt")
 
     def chat_count(self, messages: list[dict]) -> int:
         body: dict = {"messages": messages, "add_generation_prompt": True}
         if self.kwargs:
             body["chat_template_kwargs"] = self.kwargs
-        return int(self._post("/tokenize", body)["count"])
+        return int(self._post("/tokenize", body, "count"))

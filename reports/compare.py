@@ -394,16 +394,25 @@ def quality(dirs: dict[str, list[str]], baseline: str) -> dict[str, dict]:
         if label == baseline and reference_free:
             answers, summary = base or found
         metric = summary["metric"]
-        row = {k: summary.get(k) for k in ("metric", "accuracy", "interval", "n", "errors", "references")}
+        row = {k: summary.get(k) for k in ("metric", "accuracy", "interval", "n", "errors")}
+        row["references"] = summary.get("references", "dataset")  # older runs: always the dataset's
         if label == baseline:
             again = read_accuracy(run_dirs[0], 2)
             row["agreement"] = agreement(again[0], first[0], metric) if again and first else None
-        elif base is not None and summary["accuracy"] is not None:
+        elif base is not None and summary["accuracy"] is not None and _against(summary, run_dirs[0], dirs[baseline][0]):
             row["agreement"] = agreement(answers, first[0], metric) if first else None
             row["relative"] = relative_accuracy(answers, base[0], metric)
             row["gate"] = gate(row["relative"], summary["threshold"])
         out[label] = row
     return out
+
+
+def _against(summary: dict, run_dir: str, baseline_dir: str) -> bool:
+    """Scored against the dataset's answers, or against this baseline's (not another run's)."""
+    if summary.get("references", "dataset") == "dataset":
+        return True
+    against = summary.get("against")
+    return against is not None and (Path(run_dir) / against).resolve() == Path(baseline_dir).resolve()
 
 
 def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> list:
@@ -434,12 +443,14 @@ def quality_blocks(found: dict[str, dict], baseline: str, stand_in: bool) -> lis
             ]
         )
     metric = next(iter(found.values()))["metric"]
-    reference_free = found.get(baseline, {}).get("references") == "baseline"
+    reference_free = any(q.get("references") != "dataset" for q in found.values())
     if reference_free:
         scored_by = (
             f"The prompts carry no reference answers: each variant's answer is scored by {metric} against the "
             "baseline's answer to the same prompt, and the baseline's own row scores its second pass against its "
-            "first, the noise floor (the engine batches differently from one pass to the next)."
+            "first, the noise floor (the engine batches differently from one pass to the next). Without "
+            "references the gate tells whether the answers stayed as they were, not whether they got worse: "
+            "read the answers that changed (accuracy/answers.jsonl) before trusting a variant that fails it."
         )
     else:
         scored_by = (

@@ -10,6 +10,7 @@ import dataclasses
 import html
 import math
 from pathlib import Path
+from urllib.parse import quote
 
 # blocks: ("h1"|"h2"|"p"|"note", text) | ("table", headers, rows) | ("img", path, alt); a "p" and a
 # table cell may also be a list of pieces, text and Links
@@ -26,14 +27,14 @@ class Link:
 
 def _md(content) -> str:
     pieces = content if isinstance(content, list) else [content]
-    return "".join(f"[{p.text}]({p.target}.md)" if isinstance(p, Link) else str(p) for p in pieces)
+    return "".join(f"[{p.text}]({quote(p.target)}.md)" if isinstance(p, Link) else str(p) for p in pieces)
 
 
 def _html(content) -> str:
     pieces = content if isinstance(content, list) else [content]
     e = html.escape
     return "".join(
-        f'<a href="{e(p.target)}.html">{e(p.text)}</a>' if isinstance(p, Link) else e(str(p)) for p in pieces
+        f'<a href="{e(quote(p.target))}.html">{e(p.text)}</a>' if isinstance(p, Link) else e(str(p)) for p in pieces
     )
 
 

@@ -419,7 +419,8 @@ def answers_blocks(run_dir: Path) -> list[tuple]:
     failed = f"; {q['errors']} requests failed and count as wrong" if q["errors"] else ""
     kept = " The answers' text is kept in accuracy/answers.jsonl."
     references = q.get("references", "dataset")
-    if references is None:
+    if references is None or q["interval"] is None:
+        failed = f" ({q['errors']} requests failed: those prompts are left out)" if q["errors"] else ""
         text = (
             f"{q['n']} prompts of the dataset, each answered once at temperature 0 and kept, not scored: the "
             f"prompts carry no reference answers, so the other variants' answers are scored against these{failed}."

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from llmcap.confidence import bootstrap_mean_interval, paired_ratio_interval
-from llmcap.rundir import read_accuracy
+from llmcap.rundir import read_accuracy, write_accuracy
+from reports.compare import quality
 from reports.quality import agreement, gate, relative_accuracy
 from tests.conftest import REPO
 
@@ -130,12 +131,45 @@ def test_prompts_without_references_are_scored_against_a_baseline_run(stub, tmp_
     assert chrf[0] == chrf[2] == 1.0 and chrf[1] < 0.3 and [r["reference"] for r in rows_] == ["four", "seven", "c a t"]
     assert summary["references"] == "baseline" and summary["accuracy"] == pytest.approx(sum(chrf) / 3)
     assert "against the baseline's answers (3 prompts" in run.stdout
+    stub.configure(fault="status", fault_status=500)  # a baseline whose every request failed leaves nothing to score
+    assert accuracy(profile, tmp_path / "failed").returncode == 1
     requests = stub.stats()["requests"]
+    run = subprocess.run([*cmd, "--baseline", str(tmp_path / "failed")], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and "every request of its quality pass failed: nothing to score against" in run.stderr
     run = subprocess.run([*cmd, "--baseline", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].endswith(
         "no quality pass there (accuracy/answers.jsonl and summary.json)"
     )
     assert stub.stats()["requests"] == requests
+
+
+def chrf_pass(run_dir: Path, scores: list[float] | None, against: str | None, number: int = 1) -> None:
+    """A reference-free quality pass as llmcap writes it: unscored (None), or scored against `against`."""
+    answers = [{"record": i + 1, "answer": f"a{i}", "error": None, "scores": {}} for i in range(4)]
+    summary = {"n": 4, "errors": 0, "metric": "chrf", "references": None, "accuracy": None, "interval": None}
+    if scores is not None:
+        answers = [{**a, "scores": {"chrf": x}} for a, x in zip(answers, scores, strict=True)]
+        interval = {"low": min(scores), "high": max(scores), "confidence": 0.95, "label": "bootstrap"}
+        summary |= {"references": "baseline", "accuracy": sum(scores) / 4, "interval": interval, "threshold": 0.99}
+        summary["against"] = against
+    write_accuracy(run_dir, answers, summary, number)
+
+
+def test_a_gate_only_against_the_answers_a_variant_was_scored_against(tmp_path):
+    """bf16 answered first; fp8 and int4 were scored against bf16's answers. Compared with bf16 as the
+    baseline, each gets a gate; compared with fp8 as the baseline, int4 gets none: its score is a
+    distance to bf16, not to fp8."""
+    bf16, fp8, int4 = (tmp_path / n for n in ("bf16", "fp8", "int4"))
+    chrf_pass(bf16, None, None)
+    chrf_pass(bf16, [1.0, 1.0, 1.0, 1.0], ".", number=2)
+    chrf_pass(fp8, [1.0, 0.5, 1.0, 1.0], "../bf16")
+    chrf_pass(int4, [1.0, 1.0, 1.0, 1.0], "../bf16")
+    found = quality({"bf16": [str(bf16)], "fp8": [str(fp8)], "int4": [str(int4)]}, "bf16")
+    assert found["bf16"]["accuracy"] == 1.0 and found["bf16"]["references"] == "baseline"  # its second pass
+    assert found["fp8"]["relative"]["relative"] == pytest.approx(0.875) and found["fp8"]["gate"]["verdict"] == "fail"
+    assert found["int4"]["gate"]["verdict"] == "pass"
+    found = quality({"fp8": [str(fp8)], "int4": [str(int4)]}, "fp8")
+    assert "gate" not in found["int4"] and "relative" not in found["int4"]
 
 
 def test_tool_calls_scored_by_name_and_arguments(stub, tmp_path):

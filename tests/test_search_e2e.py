@@ -62,7 +62,7 @@ def search(stub, tmp_path, slo_ms, *extra):
         str(slo_ms),
         *FAST,
         *extra,
-        # a search whose steps sit near the knee runs many undecided steps to their 30-60 s limit: one with
+        # a search whose steps sit near the knee runs many undecided steps to their limit: one with
         # two processes here was still bisecting at 400 s (eight steps, four of them marginal)
         timeout_s=900,
     )

@@ -3,10 +3,8 @@
 # code (ruff lint and format, mypy), and run the whole test suite: while the engine and the browser
 # install, the tests that need neither, nor the stub server, nor the wall clock; then the stub's and
 # the browser's untimed tests in two halves at once (they mostly wait); then the engine's tests alone
-# (CPU-bound); then the wall-clock tests: the real searches against the stub (light on the CPU, the
-# longest) beside the rest, then the one that starves the load generator on purpose, alone. A failure
-# anywhere fails the script. Arguments go to every run; with a -m of yours, one run after the installs
-# instead.
+# (CPU-bound); then the wall-clock tests alone. A failure anywhere fails the script. Arguments go to
+# every run; with a -m of yours, one run after the installs instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AFTER_INSTALLS="engine or browser or stub or realtime"  # pytest markers (pyproject.toml)
@@ -30,17 +28,6 @@ two_halves() {  # the selection $1 as two shards at once (tests/shard.py); both 
   echo "--- half 2"; cat "$logs/half-2.log"
   return "$status"
 }
-
-side_by_side() {  # the selection $1: the file $2 in one run, the rest in another, at once; either failure fails
-  run_tests -m "$1" "$2" -k "not $STARVES" --basetemp "$logs/tmp-a" "${@:3}" >"$logs/side-a.log" 2>&1 &
-  local first=$! status=0
-  run_tests -m "$1" --ignore "$2" --basetemp "$logs/tmp-b" "${@:3}" >"$logs/side-b.log" 2>&1 || status=1
-  wait "$first" || status=1
-  echo "--- $2"; cat "$logs/side-a.log"
-  echo "--- the rest"; cat "$logs/side-b.log"
-  return "$status"
-}
-STARVES="starved"  # tests/test_search_e2e.py::test_starved_load_generator_exits_4
 
 bash scripts/setup.sh
 logs=$(mktemp -d)
@@ -70,6 +57,5 @@ echo "tests after the installs, in two halves at once: $WAITING"
 two_halves "$WAITING" "$@"
 echo "the engine's tests, alone: engine"
 run_tests -m engine "$@"
-echo "tests on the wall clock: the real searches beside the others (both mostly wait), then the starved generator"
-side_by_side "realtime and not engine" tests/test_search_e2e.py "$@"
-run_tests -m "realtime and not engine" tests/test_search_e2e.py -k "$STARVES" "$@"  # it burns a core on purpose: alone
+echo "tests on the wall clock, alone: realtime and not engine"
+run_tests -m "realtime and not engine" "$@"

@@ -86,7 +86,7 @@ def describe(summary: dict) -> str:
             f"{summary['metric']} {_percent(summary['accuracy'])} against the baseline's answers ({n} prompts; "
             f"{_percent(interval['low'])}-{_percent(interval['high'])}, {interval_label(interval)}){failed}"
         )
-    right = round(summary["accuracy"] * n) if summary["accuracy"] is not None else 0
+    right = round(summary["accuracy"] * n)
     text = (
         f"{summary['metric']} {_percent(summary['accuracy'])} ({right} of {n} prompts; "
         f"{_percent(interval['low'])}-{_percent(interval['high'])}, {interval_label(interval)})"

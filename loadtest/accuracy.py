@@ -24,7 +24,7 @@ from llmcap.confidence import share_interval
 from llmcap.profile import AccuracySettings
 from loadtest.datasets import DatasetError, Task, without_reply
 from loadtest.dialect import takes_tool_choice, template_fields
-from loadtest.scorers import score_text
+from loadtest.scorers import CHRF, score_text
 from loadtest.server_api import fetch_json
 
 Reference = str | None  # None: the answer is kept, not scored (a first pass with nothing to compare with)
@@ -165,7 +165,7 @@ def summarize(rows: list[dict], task: Task, scored_against_answers: bool = False
     "baseline" (another pass's answers) or None (not scored: kept to score others against)."""
     references = "dataset" if not reference_free(task) else "baseline" if scored_against_answers else None
     metrics = metric_names(task, rows[0]["reference"]) if rows and references else []
-    main = metrics[0] if metrics else scorer_metric(task)
+    main = metrics[0] if metrics else CHRF if reference_free(task) else "accuracy"
     values = main_scores(rows, main) if metrics else np.array([])
     return {
         "task": task.name,
@@ -178,8 +178,3 @@ def summarize(rows: list[dict], task: Task, scored_against_answers: bool = False
         "metrics": {m: float(main_scores(rows, m).mean()) for m in metrics},
         "stores_text": True,
     }
-
-
-def scorer_metric(task: Task) -> str:
-    """The main metric's name, without a reference to score."""
-    return metric_names(task, "x")[0] if reference_free(task) else "accuracy"

@@ -113,14 +113,17 @@ def score_qa(output: str, reference: str) -> dict[str, float]:
 
 
 # -- generated text ---------------------------------------------------------------------------------
+CHRF = "chrf"  # score_text's metric
+
+
 def score_text(output: str, reference: str) -> dict[str, float]:
     """chrF (Popović 2015, as sacrebleu computes it), the character n-gram F-score that
     machine-translation and generation benchmarks report; 1.0 for the reference itself."""
-    from sacrebleu.metrics import CHRF  # imported here: only text tasks need it
+    from sacrebleu.metrics import CHRF as ChrF  # imported here: only text tasks need it
 
     # the reference too: against another run's answers, both may think aloud first
     reference = _after_thinking(reference).strip()
-    return {"chrf": CHRF().sentence_score(_after_thinking(output).strip(), [reference]).score / 100.0}
+    return {CHRF: ChrF().sentence_score(_after_thinking(output).strip(), [reference]).score / 100.0}
 
 
 def _after_thinking(text: str) -> str:

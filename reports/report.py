@@ -416,7 +416,6 @@ def answers_blocks(run_dir: Path) -> list[tuple]:
     if found is None:
         return []
     _, q = found
-    failed = f"; {q['errors']} requests failed and count as wrong" if q["errors"] else ""
     kept = " The answers' text is kept in accuracy/answers.jsonl."
     references = q.get("references", "dataset")
     if references is None or q["interval"] is None:
@@ -427,6 +426,7 @@ def answers_blocks(run_dir: Path) -> list[tuple]:
         )
         return [("h2", "Answers"), ("p", text + kept)]
     against = "its reference answer" if references == "dataset" else "the baseline's answer to the same prompt"
+    failed = f"; {q['errors']} requests failed and count as wrong" if q["errors"] else ""
     others = ", ".join(f"{name} {pct(value, 1)}" for name, value in list(q["metrics"].items())[1:])
     text = (
         f"{q['metric']} {pct(q['accuracy'], 1)} ({pct(q['interval']['low'], 1)}–"

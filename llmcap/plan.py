@@ -210,7 +210,8 @@ def run_variant(
         if result.get("max_sustained_rps"):
             print(
                 f"  {variant}: max sustained {result['max_sustained_rps']:.2f} req/s under "
-                f"{Slo(**result['slo']).describe()}, {console.interval_text(result.get('max_sustained_rps_interval'))}",
+                f"{Slo.from_record(result['slo']).describe()}, "
+                f"{console.interval_text(result.get('max_sustained_rps_interval'))}",
                 flush=True,
             )
         if closed_loop and code in (ExitCode.OK, ExitCode.NO_CAPACITY):

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from llmcap.errors import ProfileError
+from llmcap.slo import DEFAULT_SPEC, KEY, Bound, make_bound, ordered, parse_bounds
 from llmcap.traces import read_arrivals, read_counts
 
 __all__ = [
@@ -187,22 +188,45 @@ class RequestSettings:
 
 @dataclasses.dataclass
 class Slo:
-    p95_ms: float = setting(1000.0, "SLO: end-to-end p95 (ms)", "--slo-p95-ms", valid=POSITIVE)
-    p99_ms: float | None = setting(None, "SLO: end-to-end p99 (ms)", "--slo-p99-ms", valid=POSITIVE)
-    ttft_p95_ms: float | None = setting(None, "SLO: time-to-first-token p95 (ms)", "--slo-ttft-p95-ms", valid=POSITIVE)
+    bounds: str = setting(
+        DEFAULT_SPEC,
+        "SLO: latency bounds KEY=MS,...: KEY is e2e, ttft or tpot at a percentile p50 to p99.9, e.g. "
+        "ttft_p99_ms=2000,tpot_p99_ms=100, or a preset such as mlperf-llama3.1-8b-server (docs/profiles.md)",
+        "--slo",
+    )
+    # the bounds' first names, kept working: each sets its one bound beside the others
+    p95_ms: float | None = setting(
+        None, "SLO: end-to-end p95 (ms), as --slo e2e_p95_ms=MS", "--slo-p95-ms", valid=POSITIVE
+    )
+    p99_ms: float | None = setting(
+        None, "SLO: end-to-end p99 (ms), as --slo e2e_p99_ms=MS", "--slo-p99-ms", valid=POSITIVE
+    )
+    ttft_p95_ms: float | None = setting(
+        None, "SLO: time-to-first-token p95 (ms), as --slo ttft_p95_ms=MS", "--slo-ttft-p95-ms", valid=POSITIVE
+    )
     max_error_rate: float = setting(0.01, "SLO: highest failed fraction", "--max-error-rate", valid=FRACTION)
     min_achieved_ratio: float = setting(
         0.95, "a step must complete this fraction of its arrivals in its window", valid=SHARE
     )
 
+    def latency_bounds(self) -> list[Bound]:
+        """Every latency bound, in the order they are judged; ValueError when the spec is not one."""
+        found = parse_bounds(self.bounds)
+        for key, limit in (("e2e_p95_ms", self.p95_ms), ("e2e_p99_ms", self.p99_ms), ("ttft_p95_ms", self.ttft_p95_ms)):
+            if limit is not None:
+                found[key] = make_bound(key, limit)
+        if not found:
+            raise ValueError("no latency bound: give at least one, e.g. e2e_p95_ms=1000")
+        return ordered(found.values())
+
     def describe(self) -> str:
-        parts = [f"p95 <= {self.p95_ms:g} ms"]
-        if self.p99_ms is not None:
-            parts.append(f"p99 <= {self.p99_ms:g} ms")
-        if self.ttft_p95_ms is not None:
-            parts.append(f"TTFT p95 <= {self.ttft_p95_ms:g} ms")
-        parts.append(f"errors <= {self.max_error_rate:.1%}")
-        return ", ".join(parts)
+        parts = [b.describe() for b in self.latency_bounds()]
+        return ", ".join([*parts, f"errors <= {self.max_error_rate:.1%}"])
+
+    @classmethod
+    def from_record(cls, record: dict) -> Slo:
+        """The SLO a result.json recorded, whichever version wrote it (older ones lack `bounds`)."""
+        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
 
 
 @dataclasses.dataclass
@@ -468,11 +492,13 @@ def _build(where: str, cls, data, path: str):
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: {path or 'top level'}: expected a mapping")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("file", "dir")}
+    if cls is Slo:
+        data = _slo_keys(where, data, path)
     for key in data:
         if key not in fields:
-            raise ProfileError(
-                f"{where}: {path + '.' if path else ''}{key}: unknown key (expected one of: {', '.join(fields)})"
-            )
+            bounds = " or a bound such as tpot_p99_ms" if cls is Slo else ""
+            expected = ", ".join(fields) + bounds
+            raise ProfileError(f"{where}: {path + '.' if path else ''}{key}: unknown key (expected one of: {expected})")
     hints = _hints(cls)
     values = {}
     for key, f in fields.items():
@@ -485,7 +511,32 @@ def _build(where: str, cls, data, path: str):
             why = out_of_range(sub, values[key], f.metadata.get("valid"))
             if why:
                 raise ProfileError(f"{where}: {why}")
-    return cls(**values)
+    built = cls(**values)
+    if cls is Slo:
+        try:
+            built.latency_bounds()
+        except ValueError as e:
+            raise ProfileError(f"{where}: {path}.bounds: {e}") from None
+    return built
+
+
+def _slo_keys(where: str, data: dict, path: str) -> dict:
+    """A profile's `slo:` with its bound keys (`tpot_p99_ms: 100`) folded into `bounds`, which they
+    then replace unless it is given too."""
+    named = {f.name for f in dataclasses.fields(Slo)}
+    extra = {k: v for k, v in data.items() if k not in named and KEY.match(str(k))}
+    if not extra:
+        return data
+    items = []
+    for key, limit in extra.items():
+        try:
+            make_bound(key, limit)
+        except ValueError as e:
+            raise ProfileError(f"{where}: {path}.{e}") from None
+        items.append(f"{key}={limit}")
+    rest = {k: v for k, v in data.items() if k not in extra}
+    given = [rest["bounds"]] if isinstance(rest.get("bounds"), str) else []
+    return rest | {"bounds": ",".join(given + items)}
 
 
 def _local_model(path: Path, base: Path, field: str, model_id: str, may_be_built: bool) -> str:

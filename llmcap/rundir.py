@@ -43,7 +43,17 @@ SERVER_DIR = "server"
 ACCURACY_DIR = "accuracy"
 PLAN_FILE = "plan.json"  # in a plan directory, from its start: what its runs' reports link back to
 # result.json's latency_at_max: these figures of the confirmed step
-LATENCY_KEYS = ("p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")
+LATENCY_KEYS = (
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "itl_p50_ms",
+    "itl_p95_ms",
+    "tpot_p50_ms",
+    "tpot_p99_ms",
+)
 
 
 # -- samples -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 
 from llmcap.confidence import FAIL, PASS, interval_label
 from llmcap.rundir import read_result, write_progress
+from llmcap.slo import Bound, parse_key
 from loadtest.clock import now
 
 _lines_to_stderr = False  # --result-json: stdout holds the JSON alone
@@ -74,9 +75,23 @@ def format_step(step: dict) -> str:
     return (
         f"step {step['index']:>2} {step['phase']:<7}{measured} offered {step['offered_rps']:8.2f}/s "
         f"achieved {step['achieved_rps']:8.2f}/s  p50 {ms_text(step['p50_ms'])} p95 {ms_text(step['p95_ms'])} "
-        f"p99 {ms_text(step['p99_ms'])} ms  TTFT p95 {ms_text(step['ttft_p95_ms'])} ms  errors {errors}  "
-        f"{verdict}: {step['reason']}" + (f"  [warning: {step['warning']}]" if step.get("warning") else "")
-    )
+        f"p99 {ms_text(step['p99_ms'])} ms  TTFT p95 {ms_text(step['ttft_p95_ms'])} ms  {_other_bounds(step)}"
+        f"errors {errors}  {verdict}: {step['reason']}"
+    ) + (f"  [warning: {step['warning']}]" if step.get("warning") else "")
+
+
+SHOWN = ("e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "ttft_p95_ms")  # the columns every step line has
+
+
+def _other_bounds(step: dict) -> str:
+    """The SLO's bounds the line does not already show (TPOT p99 ...), and the goodput."""
+    parts = []
+    for key, value in (step.get("at_bounds") or {}).items():
+        if key not in SHOWN:
+            parts.append(f"{Bound(*parse_key(key), 0.0).name} {ms_text(value)} ms")
+    if step.get("goodput_rps") is not None:
+        parts.append(f"goodput {step['goodput_rps']:.2f}/s")
+    return "".join(f"{p}  " for p in parts)
 
 
 def final(outcome, settings) -> None:

@@ -44,7 +44,11 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
         if len(samples):
             # no step finished: summarise what was measured, so the samples are not lost from view
             summary = summarize_window(
-                samples, itl, float(samples["scheduled_s"].min()), float(samples["scheduled_s"].max()) + 1e-6
+                samples,
+                itl,
+                float(samples["scheduled_s"].min()),
+                float(samples["scheduled_s"].max()) + 1e-6,
+                settings.slo,
             )
             steps = [
                 {
@@ -70,7 +74,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
         "generator_bottleneck": outcome.generator_bottleneck if outcome else None,
         "slo": dataclasses.asdict(settings.slo),
         "search": dataclasses.asdict(settings.search),
-        "latency_at_max": {k: at_max[k] for k in LATENCY_KEYS} if at_max else None,
+        "latency_at_max": {k: at_max.get(k) for k in LATENCY_KEYS} if at_max else None,
         "steps": steps,
         "model": settings.model,
         "host": settings.host,

@@ -255,7 +255,7 @@ def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) 
 def requests_to_pass(slo: Slo, confidence: float) -> int:
     """The fewest requests that can pass the strictest bound: with none over it, the exact upper
     bound on the fraction over, 1 - (1 - confidence)^(1/n), must fall below the allowed fraction."""
-    allowed = min(1 - quantile / 100 for _, _, quantile, _ in latency_bounds(slo))
+    allowed = min(b.allowed_fraction for b in latency_bounds(slo))
     return math.ceil(math.log(1 - confidence) / math.log(1 - allowed))
 
 
@@ -362,7 +362,7 @@ def run_step(
     load.set_rate(0)
     load.discard_queued()  # anything left was due after the window: not this step's, not the next's
     samples, itl = load.window()
-    summary = summarize_window(samples, itl, window_start, window_end)
+    summary = summarize_window(samples, itl, window_start, window_end, slo)
     final = look(samples, np.zeros(0), float("inf"), window_start, window_end, slo, used_confidence)
     decision, reason = final.decision, final.reason
     if verdict is not None and verdict.decision == FAIL and decision != FAIL:
@@ -407,7 +407,7 @@ def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo
     passes = pass_looks(min_s, max_s)
     extra = extra_looks(max_s)
     # a request's side of every bound is known this long after it was due
-    known_after_s = max(limit for *_, limit in latency_bounds(slo)) / 1000.0
+    known_after_s = max(b.limit_ms for b in latency_bounds(slo)) / 1000.0
     # failure looks judge the longest window's requests; past it they would only repeat themselves
     fails = fail_looks(max_s + known_after_s, min_s + known_after_s)
     pass_confidence, fail_confidence = look_levels(confidence, len(passes) + len(extra), len(fails))

@@ -155,6 +155,11 @@ def resolve(options, task_name: str) -> RunSettings:
         if given is not None:
             setattr(getattr(profile, s.section), s.name, given)
     try:
+        profile.slo.latency_bounds()
+    except ValueError as e:
+        where = "--slo" if getattr(options, "slo", None) is not None else f"{profile_file}: slo.bounds"
+        raise ProfileError(f"{where}: {e}") from None
+    try:
         RateSearch(profile.search)
     except ValueError as e:
         raise ProfileError(f"{profile_file or 'arguments'}: search: {e}") from None

@@ -28,6 +28,7 @@ from llmcap.confidence import (
 )
 from llmcap.profile import Slo
 from llmcap.rundir import ERROR_KINDS, itl_of
+from llmcap.slo import Bound
 
 __all__ = ["Slo", "summarize_window", "look", "Verdict", "hard_failure", "queue_grew", "generator_check", "pct"]
 
@@ -43,8 +44,51 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
-def summarize_window(samples: np.ndarray, itl: np.ndarray, start_s: float, end_s: float) -> dict:
-    """Everything about the requests *scheduled* in [start_s, end_s)."""
+def tpot_ms(requests: np.ndarray) -> np.ndarray:
+    """Each request's time per output token after the first (vLLM's and MLPerf's TPOT): NaN where
+    it had fewer than two tokens or did not say how many."""
+    tokens = requests["completion_tokens"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (requests["end_s"] - requests["first_token_s"]) * 1000.0 / (tokens - 1)
+    return np.where(tokens > 1, out, np.nan)
+
+
+def latency_ms(requests: np.ndarray, metric: str) -> np.ndarray:
+    """One latency of each finished request, in ms: e2e and TTFT from the scheduled time."""
+    if metric == "tpot":
+        return tpot_ms(requests)
+    stamp = "end_s" if metric == "e2e" else "first_token_s"
+    return (requests[stamp] - requests["scheduled_s"]) * 1000.0
+
+
+def _meets_every_bound(requests: np.ndarray, slo: Slo) -> np.ndarray:
+    good = np.ones(len(requests), dtype=bool)
+    for bound in slo.latency_bounds():
+        values = np.nan_to_num(latency_ms(requests, bound.metric), nan=0.0)  # vLLM: no TPOT is 0
+        good &= values <= bound.limit_ms
+    return good
+
+
+def _slo_figures(w: np.ndarray, n_scheduled: int, window_s: float, slo: Slo) -> dict:
+    """Each bound's own percentile, and goodput: requests/s that met every bound (failed ones
+    did not), as vLLM's --goodput; attainment, the share of the scheduled that did."""
+    good = int(_meets_every_bound(w, slo).sum())
+    at_bounds = {}
+    for b in slo.latency_bounds():
+        values = latency_ms(w, b.metric)
+        at_bounds[b.key] = pct(values[~np.isnan(values)], b.percentile)
+    return {
+        "at_bounds": at_bounds,
+        "goodput_rps": good / window_s if window_s > 0 else float("nan"),
+        "slo_attainment": good / n_scheduled if n_scheduled else float("nan"),
+    }
+
+
+def summarize_window(
+    samples: np.ndarray, itl: np.ndarray, start_s: float, end_s: float, slo: Slo | None = None
+) -> dict:
+    """Everything about the requests *scheduled* in [start_s, end_s); with an SLO, its bounds'
+    percentiles and the goodput too."""
     scheduled = samples["scheduled_s"]
     in_window = (scheduled >= start_s) & (scheduled < end_s)
     ok = in_window & (samples["error"] == 0)
@@ -66,6 +110,8 @@ def summarize_window(samples: np.ndarray, itl: np.ndarray, start_s: float, end_s
     errors = {ERROR_KINDS[k]: int((kinds == k).sum()) for k in np.unique(kinds)}
     prompt_tokens = w["prompt_tokens"][w["prompt_tokens"] >= 0]
     completion_tokens = w["completion_tokens"][w["completion_tokens"] >= 0]
+    tpot = tpot_ms(w)
+    tpot = tpot[~np.isnan(tpot)]
     return {
         "start": start_s,
         "end": end_s,
@@ -89,13 +135,16 @@ def summarize_window(samples: np.ndarray, itl: np.ndarray, start_s: float, end_s
         "itl_p50_ms": pct(gaps, 50),
         "itl_p95_ms": pct(gaps, 95),
         "itl_p99_ms": pct(gaps, 99),
+        "tpot_p50_ms": pct(tpot, 50),
+        "tpot_p95_ms": pct(tpot, 95),
+        "tpot_p99_ms": pct(tpot, 99),
         "lateness_p50_ms": pct(lateness_ms, 50),
         "lateness_p99_ms": pct(lateness_ms, 99),
         "dispatch_lateness_p99_ms": pct(dispatch_lateness_ms, 99),
         "queued_fraction": float(sent["queued"].mean()) if len(sent) else 0.0,
         "mean_prompt_tokens": _mean(prompt_tokens.astype(float)),
         "mean_completion_tokens": _mean(completion_tokens.astype(float)),
-    }
+    } | (_slo_figures(w, n_scheduled, window_s, slo) if slo else {})
 
 
 RISE_SHARE = 0.05
@@ -115,14 +164,9 @@ class Verdict:
     overload: bool = False
 
 
-def latency_bounds(slo: Slo) -> list[tuple[str, str, float, float]]:
-    """(name, latency kind, quantile, limit ms) of each bound the SLO sets."""
-    bounds = [
-        ("p95", "e2e", 95.0, slo.p95_ms),
-        ("p99", "e2e", 99.0, slo.p99_ms),
-        ("TTFT p95", "ttft", 95.0, slo.ttft_p95_ms),
-    ]
-    return [(name, kind, q, limit) for name, kind, q, limit in bounds if limit is not None]
+def latency_bounds(slo: Slo) -> list[Bound]:
+    """Each latency bound the SLO sets, end to end first (the first one also judges a rise)."""
+    return slo.latency_bounds()
 
 
 def look(
@@ -137,33 +181,27 @@ def look(
     """Judge the requests due in [start_s, cut) whose side of every bound is known at `as_of_s`:
     cut is `as_of_s` less the largest bound, so each of them has finished or has been open longer
     than any bound (and counts as over the end-to-end bounds; whether its first token came is not
-    known, so it is left out of the TTFT count until it finishes). Failed requests are judged by
+    known, so it is left out of the TTFT and TPOT counts until it finishes). Failed requests are judged by
     the error rate, not here."""
     bounds = latency_bounds(slo)
-    cut = min(end_s, as_of_s - max(limit for *_, limit in bounds) / 1000.0)
+    cut = min(end_s, as_of_s - max(b.limit_ms for b in bounds) / 1000.0)
     due = (finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut) & (finished["error"] == 0)
     done = finished[due]
     late = open_scheduled[(open_scheduled >= start_s) & (open_scheduled < cut)]
-    due_at = np.concatenate([done["scheduled_s"], late])
-    order = np.argsort(due_at, kind="stable")
-    scheduled = due_at[order]
-    e2e_ms = np.concatenate([(done["end_s"] - done["scheduled_s"]) * 1000.0, np.full(len(late), np.inf)])[order]
-    batches = batch_index(scheduled, start_s, cut)
-    ttft_order = np.argsort(done["scheduled_s"], kind="stable")
-    ttft_ms = ((done["first_token_s"] - done["scheduled_s"]) * 1000.0)[ttft_order]
-    ttft_batches = batch_index(done["scheduled_s"][ttft_order], start_s, cut)
-    judged = []
-    for name, kind, quantile, limit in bounds:
-        values, batch_of = (e2e_ms, batches) if kind == "e2e" else (ttft_ms, ttft_batches)
-        judged.append(exceedance(name, limit, quantile, values, batch_of, confidence))
+    series = {m: _series(done, late if m == "e2e" else None, m, start_s, cut) for m in {b.metric for b in bounds}}
+    judged = [exceedance(b.name, b.limit_ms, b.percentile, *series[b.metric], confidence) for b in bounds]
+    first = bounds[0]
+    values, batches = series[first.metric]
     # a rise that matters heads for the bound: it is 5 % of the bound or more (25 ms for a 500-ms
     # p95), not a fast server's jitter (CI: 3.0 -> 3.5 ms held a step undecided, so failed, at a
     # tenth of its capacity), and the second half's p95 would cross the bound if the climb went on
     # for one more window (twice the rise between the halves' means: the CPU demo's fp32 step at
     # 3 req/s, p95 276 ms and none over 500, was held undecided, so failed, by a rise)
-    rise = rise_ms(e2e_ms, batches, confidence, RISE_SHARE * slo.p95_ms)
-    second_half = e2e_ms[batches >= BATCHES // 2]
-    still_rising = bool(rise > 0 and len(second_half) and pct(second_half, 95, "higher") + 2 * rise > slo.p95_ms)
+    rise = rise_ms(values, batches, confidence, RISE_SHARE * first.limit_ms)
+    second_half = values[batches >= BATCHES // 2]
+    still_rising = bool(
+        rise > 0 and len(second_half) and pct(second_half, first.percentile, "higher") + 2 * rise > first.limit_ms
+    )
     overload = still_rising or (len(late) > 0 and len(done) == 0)
     # errors only fail a look early; whether a finished step had too many is hard_failure's point check
     answered = finished[(finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut)]
@@ -181,7 +219,7 @@ def look(
     failing = [e for e in judged if e.decision == FAIL]
     # a burst passing is no steady state: seen at a 2-s look, 190 req/s at 0.87x a queue's knee
     # failed "with 99.3 % confidence" on one second of 1.26x arrivals (tests/test_verdict.py)
-    if failing and falling(e2e_ms, batches, confidence, RISE_SHARE * slo.p95_ms):
+    if failing and falling(values, batches, confidence, RISE_SHARE * first.limit_ms):
         why = f"latency falling (a burst passing: no steady state yet); {_over(failing[0], 'above')}"
         return Verdict(UNDECIDED, why, judged, still_rising, cut)
     if failing:
@@ -196,6 +234,20 @@ def look(
         else (_over(open_question, "not yet decidable against"))
     )
     return Verdict(UNDECIDED, why, judged, still_rising, cut)
+
+
+def _series(
+    done: np.ndarray, late: np.ndarray | None, metric: str, start_s: float, cut_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values in ms, batch of each) of one latency over the judged requests, in scheduled order;
+    requests still open count as over (+inf) where `late` is given, the end-to-end bounds'."""
+    values = latency_ms(done, metric)
+    known = ~np.isnan(values)  # TTFT and TPOT: finished requests that have one
+    due_at, values = done["scheduled_s"][known], values[known]
+    if late is not None:
+        due_at, values = np.concatenate([due_at, late]), np.concatenate([values, np.full(len(late), np.inf)])
+    order = np.argsort(due_at, kind="stable")
+    return values[order], batch_index(due_at[order], start_s, cut_s)
 
 
 def _over(e: Exceedance, relation: str) -> str:

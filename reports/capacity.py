@@ -147,6 +147,9 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         out["latency_measured_at_rps"] = at.get("offered_rps")
         out["achieved_rps_at_max"] = at.get("achieved_rps")
         out["error_rate_at_max"] = at.get("error_rate")
+        out["at_bounds_at_max"] = at.get("at_bounds")  # each SLO bound's own percentile
+        out["goodput_rps_at_max"] = at.get("goodput_rps")
+        out["slo_attainment_at_max"] = at.get("slo_attainment")
         out["mean_prompt_tokens"] = at.get("mean_prompt_tokens")
         out["mean_completion_tokens"] = at.get("mean_completion_tokens")
         out["server_at_max"] = at.get("server", {})
@@ -251,6 +254,8 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
                 "ttft_p95_ms",
                 "itl_p50_ms",
                 "itl_p95_ms",
+                "tpot_p99_ms",
+                "goodput_rps",
                 "mean_completion_tokens",
                 "error_rate",
                 "passed",

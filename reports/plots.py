@@ -9,7 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from llmcap.profile import Slo  # noqa: E402
 from llmcap.rundir import load_scrapes, telemetry_path  # noqa: E402
+from llmcap.slo import Bound  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -17,6 +19,11 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def e2e_bound(record: dict) -> Bound | None:
+    """The SLO's first end-to-end bound, the one a plot of end-to-end latency can draw."""
+    return next((b for b in Slo.from_record(record).latency_bounds() if b.metric == "e2e"), None)
 
 
 def latency_vs_rate(runs: dict[str, dict], path: Path) -> Path:
@@ -31,9 +38,9 @@ def latency_vs_rate(runs: dict[str, dict], path: Path) -> Path:
         ax.plot(x, [s["p99_ms"] for s in steps], ":", color=line.get_color(), alpha=0.6, label=f"{label} p99")
         if cap.get("max_sustained_rps"):
             ax.axvline(cap["max_sustained_rps"], color=line.get_color(), alpha=0.3)
-        slo = cap["slo"]["p95_ms"]
+        slo = e2e_bound(cap["slo"])
     if slo:
-        ax.axhline(slo, color="red", linestyle="-.", label=f"SLO p95 {slo:g} ms")
+        ax.axhline(slo.limit_ms, color="red", linestyle="-.", label=f"SLO {slo.describe()}")
     ax.set_xlabel("offered rate (req/s)")
     ax.set_ylabel("end-to-end latency (ms)")
     ax.set_yscale("log")
@@ -142,9 +149,9 @@ def pareto(runs: dict[str, dict], path: Path) -> Path:
         everyone_tokens += [(-u, g) for u, g in zip(per_user, per_gpu, strict=True)]  # more per user is better
     front = pareto_front(everyone)
     left.plot([p[0] for p in front], [p[1] for p in front], "k--", alpha=0.6, label="frontier")
-    if runs:
-        slo = next(iter(runs.values()))["slo"]["p95_ms"]
-        left.axvline(slo, color="red", linestyle="-.", label=f"SLO p95 {slo:g} ms")
+    slo = e2e_bound(next(iter(runs.values()))["slo"]) if runs else None
+    if slo and slo.percentile == 95:
+        left.axvline(slo.limit_ms, color="red", linestyle="-.", label=f"SLO {slo.describe()}")
     left.set_xscale("log")
     left.set_xlabel("p95 end-to-end latency (ms)")
     left.set_ylabel("completed req/s per GPU")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from llmcap.confidence import interval_label
+from llmcap.profile import Slo
 from llmcap.rundir import plan_dir_of, read_accuracy
 from reports import plots
 from reports.capacity import stand_in_banner, write_capacity
@@ -38,14 +39,23 @@ def notice_blocks(cap: dict) -> list[tuple]:
     return blocks
 
 
+def bound_rows(cap: dict, bounds, at: str) -> list[list[str]]:
+    """Each bound's own percentile and the goodput where the latency was measured (runs since the
+    bounds were generalized record them)."""
+    measured = cap.get("at_bounds_at_max")
+    if not measured:
+        return []
+    each = ", ".join(f"{b.name} {fmt(measured.get(b.key), 1)} of {b.limit_ms:g} ms" for b in bounds)
+    goodput = cap.get("goodput_rps_at_max")
+    attained = cap.get("slo_attainment_at_max")
+    share = f" ({fmt(attained * 100, 1)} % of requests met every bound)" if attained is not None else ""
+    return [[f"Each bound {at}", each], [f"Goodput {at}", f"{fmt(goodput, 1)} req/s{share}"]]
+
+
 def headline_blocks(cap: dict) -> list[tuple]:
-    slo = cap["slo"]
-    slo_text = (
-        f"p95 ≤ {slo['p95_ms']:g} ms"
-        + (f", p99 ≤ {slo['p99_ms']:g} ms" if slo.get("p99_ms") else "")
-        + (f", TTFT p95 ≤ {slo['ttft_p95_ms']:g} ms" if slo.get("ttft_p95_ms") else "")
-        + f", errors ≤ {slo['max_error_rate'] * 100:g} %"
-    )
+    slo = Slo.from_record(cap["slo"])
+    bounds = slo.latency_bounds()
+    slo_text = ", ".join([b.describe("≤") for b in bounds] + [f"errors ≤ {slo.max_error_rate * 100:g} %"])
     blocks = notice_blocks(cap)
     rps = cap.get("max_sustained_rps")
     lat = cap.get("latency_at_max") or {}
@@ -61,6 +71,7 @@ def headline_blocks(cap: dict) -> list[tuple]:
         ],
         ["Where the true maximum lies", interval_text(interval)],
         ["SLO held", slo_text],
+        *bound_rows(cap, bounds, at),
         # marginal steps count here: the answer, fitted from their counts, may lie above this rate
         ["Lowest rate that did not pass (failed or marginal)", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
         [
@@ -72,6 +83,16 @@ def headline_blocks(cap: dict) -> list[tuple]:
             f"Inter-token latency {at}, p50 / p95",
             f"{fmt(lat.get('itl_p50_ms'), 1)} / {fmt(lat.get('itl_p95_ms'), 1)} ms",
         ],
+        *(
+            [
+                [
+                    f"Time per output token {at}, p50 / p99",
+                    f"{fmt(lat['tpot_p50_ms'], 1)} / {fmt(lat.get('tpot_p99_ms'), 1)} ms",
+                ]
+            ]
+            if lat.get("tpot_p50_ms") is not None
+            else []
+        ),
         ["Requests per day per GPU", fmt(cap.get("requests_per_day_per_gpu"))],
         [
             "Mean prompt / completion tokens",
@@ -342,6 +363,7 @@ def step_blocks(cap: dict) -> list[tuple]:
     steps = cap["per_step"]
     # the NVML columns only where an exporter was read (a GPU run)
     gpu = any("gpu_memory_used_peak_bytes" in (s.get("server") or {}) for s in steps)
+    goodput = any(s.get("goodput_rps") is not None for s in steps)  # runs since the bounds were generalized
     rows = []
     for s in steps:
         srv = s.get("server") or {}
@@ -354,6 +376,7 @@ def step_blocks(cap: dict) -> list[tuple]:
             fmt(s["p95_ms"]),
             fmt(s["p99_ms"]),
             fmt(s["ttft_p95_ms"]),
+            *([fmt(s.get("tpot_p99_ms"), 1), fmt(s.get("goodput_rps"), 2)] if goodput else []),
             pct(s["error_rate"], 1),
             pct(srv.get("kv_cache_usage_peak")),
             fmt(srv.get("num_requests_waiting_peak")),
@@ -378,6 +401,7 @@ def step_blocks(cap: dict) -> list[tuple]:
         "p95 ms",
         "p99 ms",
         "TTFT p95",
+        *(["TPOT p99", "goodput/s"] if goodput else []),
         "errors",
         "KV peak",
         "queue peak",
@@ -391,6 +415,7 @@ def step_blocks(cap: dict) -> list[tuple]:
         "Client latencies are exact percentiles of every request's time from its scheduled send. The server "
         "p50 comes from vLLM's e2e latency histogram: interpolated inside the bucket that holds it, and the "
         "bucket's bounds are all the histogram knows (vLLM's first bucket ends at 300 ms)."
+        + (" Goodput: requests per second that met every latency bound of the SLO." if goodput else "")
     )
     return [("h2", "Steps"), ("table", header, rows), ("note", note)]
 

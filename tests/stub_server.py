@@ -7,7 +7,8 @@ server runs (POST /stub/config), so a test can e.g. raise the latency mid-run.
 
 Capacity model (for testing the rate search): with `slots=C` the server serves at
 most C requests at once, FIFO, each holding its slot for first_delay + chunks x
-chunk_delay. That is an M/D/C queue under Poisson arrivals.
+chunk_delay. That is an M/D/C queue under Poisson arrivals. With `chunk_delay_per_running_ms`
+each chunk also waits that long per other request running, so time per output token grows with load.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class StubConfig:
     chunks: int = 30
     first_delay_ms: float = 0.0
     chunk_delay_ms: float = 0.0
+    # each chunk waits this much longer per other request running beside it: decode slows as the
+    # batch grows, as in vLLM, so a TPOT bound can bind before the end-to-end one
+    chunk_delay_per_running_ms: float = 0.0
     slots: int = 0  # 0: unlimited concurrency
     fault: str = "none"
     fault_every: int = 1  # apply the fault to every n-th request (1: all)
@@ -232,9 +236,9 @@ async def _stream(request: web.Request, state: StubState, body: dict, fault: str
         await asyncio.sleep(cfg.first_delay_ms / 1000)
     if fault == "no_tokens":
         chunks = 0
-    delay = cfg.chunk_delay_ms / 1000
     for i in range(chunks):
-        if i and delay:
+        delay = (cfg.chunk_delay_ms + cfg.chunk_delay_per_running_ms * (state.running - 1)) / 1000
+        if i and delay > 0:
             await asyncio.sleep(delay)
         if fault == "cut" and i == cfg.cut_after_chunks:
             request.transport.close()

@@ -101,6 +101,10 @@ def test_bad_datasets(stub, tmp_path, content, fragments):
         (["--rps", "-5"], "--rps: expected a number > 0, got -5.0"),
         (["--duration", "-1"], "--duration: expected a number > 0, got -1.0"),
         (["--slo-p95-ms", "-10"], "--slo-p95-ms: expected a number > 0, got -10.0"),
+        (
+            ["--slo", "ttft_p99_ms=2000,tpot_p100_ms=5"],
+            "--slo: tpot_p100_ms: the percentile must be from p50 to p99.9 (p99.9, not p999), got p100",
+        ),
         (["--max-error-rate", "5"], "--max-error-rate: expected a number in [0, 1], got 5.0"),
         (["--confidence", "1"], "--confidence: expected a number in [0.5, 1), got 1.0"),
         (["--turns", "0"], "--turns: expected an integer >= 1, got 0"),

@@ -57,3 +57,24 @@ def test_locust_prints_its_table_every_2_s_only_when_asked(stub, tmp_path, flag)
     assert run.returncode == 0, run.stderr[-2000:]
     tables = (run.stdout + run.stderr).count("# fails |")
     assert tables == 1 if not flag else tables >= 3, run.stdout + run.stderr
+
+
+def test_a_tpot_bound_binds_where_decode_slows_with_the_batch(stub, tmp_path):
+    """Each chunk waits 10 ms plus 5 ms per other request running, so decode slows as the batch
+    grows: a request's time per output token was 10.4 ms (p90) at 1 req/s and 29 ms at 16 req/s,
+    where end to end stayed under 300 ms (tried three times: 55, 54, 55 of 72 over 18 ms). Under
+    "e2e p95 <= 2 s, TPOT p90 <= 18 ms" 16 req/s fails on TPOT while the end-to-end bound does not."""
+    stub.configure(chunks=10, chunk_delay_ms=10, chunk_delay_per_running_ms=5)
+    slo = ["--slo", "e2e_p95_ms=2000,tpot_p90_ms=18"]
+    busy = fixed_run(stub, tmp_path / "busy", "16", "5", *slo)
+    assert busy.returncode == 3, busy.stdout[-2000:] + busy.stderr[-2000:]
+    assert "the SLO failed (exit 3): TPOT p90:" in busy.stdout.splitlines()[-1]
+    (step,) = json.loads((tmp_path / "busy" / "result.json").read_text())["steps"]
+    judged = {e["name"]: e["decision"] for e in step["exceedance"]}
+    assert judged["TPOT p90"] == "fail" and judged["p95"] != "fail", judged
+    assert step["at_bounds"]["tpot_p90_ms"] > 18 and step["at_bounds"]["e2e_p95_ms"] < 1000, step["at_bounds"]
+    assert step["goodput_rps"] < step["achieved_rps"]  # the requests over 18 ms per token are not goodput
+    quiet = fixed_run(stub, tmp_path / "quiet", "1", "4", *slo)
+    assert quiet.returncode == 0, quiet.stdout[-2000:] + quiet.stderr[-2000:]
+    (step,) = json.loads((tmp_path / "quiet" / "result.json").read_text())["steps"]
+    assert step["at_bounds"]["tpot_p90_ms"] < 18, step["at_bounds"]

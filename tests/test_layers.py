@@ -1,6 +1,6 @@
 """The import graph has no cycle and no upward or sideways arrow (docs/architecture.md).
 
-base     llmcap.errors, llmcap.profile, llmcap.rundir, llmcap.confidence, llmcap.traces  base only
+base     llmcap.errors, llmcap.profile, llmcap.slo, llmcap.rundir, llmcap.confidence, llmcap.traces  base only
 middle   loadtest.*, serving.*, reports.*  (each package a column: never another column)
 top      the Locust plugin and locustfiles, llmcap's CLI, plan and commands: anything below
 """
@@ -13,7 +13,15 @@ from loadtest.tasks import TASKS
 from tests.conftest import REPO
 
 PACKAGES = ("llmcap", "loadtest", "serving", "reports")
-BASE = {"llmcap.errors", "llmcap.log", "llmcap.profile", "llmcap.rundir", "llmcap.confidence", "llmcap.traces"}
+BASE = {
+    "llmcap.errors",
+    "llmcap.log",
+    "llmcap.profile",
+    "llmcap.slo",
+    "llmcap.rundir",
+    "llmcap.confidence",
+    "llmcap.traces",
+}
 TOP = {
     "llmcap.cli",
     "llmcap.commands",

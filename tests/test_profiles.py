@@ -91,14 +91,14 @@ serving:
 
 def test_defaults_fill_in(tmp_path):
     p = load_profile(write(tmp_path, MINIMAL))
-    assert p.slo.p95_ms == 1000.0 and p.search.growth == 2.0 and p.model.served_name == "model"
+    assert p.slo.describe().startswith("p95 <= 1000 ms,") and p.search.growth == 2.0 and p.model.served_name == "model"
 
 
 @pytest.mark.parametrize(
     "text,message",
     [
         (MINIMAL + "slo: {p95: 300}\n", "p.yaml: slo.p95: unknown key"),
-        (MINIMAL + "slo: {p95_ms: fast}\n", "p.yaml: slo.p95_ms: expected integer or number, got str 'fast'"),
+        (MINIMAL + "slo: {p95_ms: fast}\n", "p.yaml: slo.p95_ms: expected integer or number or null, got str 'fast'"),
         (MINIMAL.replace("{dtype: bfloat16}", "{dtyp: bfloat16}"), "p.yaml: serving.variants.bf16.dtyp: unknown key"),
         (MINIMAL + "serving: {port: true}\n", None),  # duplicate key at top level: YAML keeps the last
         (MINIMAL + "dataset: {path: nowhere.jsonl}\n", "p.yaml: dataset.path: file not found"),

@@ -407,3 +407,27 @@ def test_weights_compared_as_served_not_as_stored():
     fp32 = {"memory": {"weights_gib_logged": None, "weights_gib_computed": 0.00342, "weights_gib_checkpoint": 0.00171}}
     assert memory_figure(fp32) == 0.00342
     assert memory_figure({"memory": {"weights_gib_logged": 7.6, "weights_gib_computed": 7.49}}) == 7.6
+
+
+def test_a_report_names_every_bound_and_the_goodput_at_the_rate_it_stands_behind(tmp_path):
+    """A run with TTFT and TPOT bounds: the headline says each bound's own percentile at the
+    confirmed rate, and the goodput there; the steps table gains TPOT and goodput. Older runs (the
+    fixture's slo has only p95_ms) keep their table as it was."""
+    run = make_run(tmp_path)
+    write_report(run)
+    assert "goodput" not in (run / "report.md").read_text().lower()
+    data = json.loads((run / "result.json").read_text())
+    data["slo"] = {"bounds": "mlperf-llama3.1-8b-server", "max_error_rate": 0.01}
+    for s in data["steps"]:
+        s |= {"tpot_p99_ms": 31.0, "goodput_rps": s["achieved_rps"] * 0.98}
+    confirm = data["steps"][3]
+    confirm |= {"at_bounds": {"ttft_p99_ms": 910.0, "tpot_p99_ms": 31.0}, "slo_attainment": 0.98}
+    confirm |= {"tpot_p50_ms": 21.0}
+    (run / "result.json").write_text(json.dumps(data))
+    write_report(run)
+    md = (run / "report.md").read_text()
+    assert "| SLO held | TTFT p99 ≤ 2000 ms, TPOT p99 ≤ 100 ms, errors ≤ 1 % |" in md
+    assert "| Each bound at max | TTFT p99 910.0 of 2000 ms, TPOT p99 31.0 of 100 ms |" in md
+    assert f"| Goodput at max | {222 * 0.99 * 0.98:.1f} req/s (98.0 % of requests met every bound) |" in md
+    assert "| Time per output token at max, p50 / p99 | 21.0 / 31.0 ms |" in md
+    assert "| TPOT p99 | goodput/s |" in md

@@ -20,7 +20,7 @@ def test_help_lists_every_option_and_its_default():
         assert s.flag in text
         if s.default not in (None, False, ""):
             assert f"(default {s.default})" in text, s.flag
-    assert "(default 1000.0)" in text and "(default 0.95)" in text  # --slo-p95-ms, --confidence
+    assert "(default e2e_p95_ms=1000)" in text and "(default 0.95)" in text  # --slo, --confidence
 
 
 def test_a_task_that_does_not_exist_is_one_line():

@@ -18,8 +18,8 @@
       <variant>/[run-<k>/]        directory per variant (per repeat with --repeats)
 
 Samples are appended as they complete, so an interrupted run keeps everything it measured;
-a record cut short by a crash is dropped on read. A bottom-layer module: numpy and the
-standard library only.
+a record cut short by a crash is dropped on read. A bottom-layer module: numpy, the
+standard library and llmcap.errors only.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from llmcap.errors import BadInput
+
 RESULT_FILE = "result.json"
+# result.json's layout: 1 (no version field) SLO as p95_ms/p99_ms/ttft_p95_ms only; 2 adds slo.bounds
+# (any latency at any percentile) and each step's at_bounds, goodput_rps, slo_attainment, tpot_*_ms
+RESULT_SCHEMA_VERSION = 2
 STEPS_FILE = "steps.jsonl"
 PROGRESS_FILE = "progress.json"
 PROMPTS_FILE = "prompts.jsonl"
@@ -222,7 +227,16 @@ def write_result(run_dir: str | os.PathLike, result: dict) -> None:
 
 
 def read_result(run_dir: str | os.PathLike) -> dict | None:
-    return read_json(Path(run_dir) / RESULT_FILE)
+    """A run's result.json, of this layout or an older one (readers take what is missing as absent);
+    one a newer llmcap wrote is one line, exit 2."""
+    result = read_json(Path(run_dir) / RESULT_FILE)
+    version = (result or {}).get("schema_version", 1)
+    if version > RESULT_SCHEMA_VERSION:
+        raise BadInput(
+            f"{Path(run_dir) / RESULT_FILE}: schema_version {version} is newer than this llmcap reads "
+            f"({RESULT_SCHEMA_VERSION}): upgrade llmcap"
+        )
+    return result
 
 
 def write_synthetic_lengths(run_dir: str | os.PathLike, rows: list[dict]) -> None:

@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from llmcap.rundir import LATENCY_KEYS, read_samples, read_steps
+from llmcap.rundir import LATENCY_KEYS, RESULT_SCHEMA_VERSION, read_samples, read_steps
 from llmcap.rundir import write_result as write_result_file
 from loadtest.stats import summarize_window
 
@@ -64,6 +64,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
     confirmed = [s for s in steps if s.get("phase") in ("confirm", "fixed") and s["passed"]]
     at_max = confirmed[-1] if confirmed else None
     result = {
+        "schema_version": RESULT_SCHEMA_VERSION,
         "name": settings.name,
         "mode": settings.mode,
         "partial": partial,

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from llmcap.rundir import RESULT_SCHEMA_VERSION
 from tests.conftest import LOCUST, REPO, run_locust
 
 
@@ -69,7 +70,9 @@ def test_a_tpot_bound_binds_where_decode_slows_with_the_batch(stub, tmp_path):
     busy = fixed_run(stub, tmp_path / "busy", "16", "5", *slo)
     assert busy.returncode == 3, busy.stdout[-2000:] + busy.stderr[-2000:]
     assert "the SLO failed (exit 3): TPOT p90:" in busy.stdout.splitlines()[-1]
-    (step,) = json.loads((tmp_path / "busy" / "result.json").read_text())["steps"]
+    result = json.loads((tmp_path / "busy" / "result.json").read_text())
+    assert result["schema_version"] == RESULT_SCHEMA_VERSION and result["slo"]["bounds"] == slo[1]
+    (step,) = result["steps"]
     judged = {e["name"]: e["decision"] for e in step["exceedance"]}
     assert judged["TPOT p90"] == "fail" and judged["p95"] != "fail", judged
     assert step["at_bounds"]["tpot_p90_ms"] > 18 and step["at_bounds"]["e2e_p95_ms"] < 1000, step["at_bounds"]

@@ -3,12 +3,14 @@
 import json
 import math
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from llmcap.confidence import SEARCH_INTERVAL_COVERAGE as COVERAGE
 from llmcap.confidence import t_quantile
+from llmcap.rundir import RESULT_SCHEMA_VERSION
 from reports.capacity import capacity
 from reports.compare import write_comparison
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
@@ -431,3 +433,14 @@ def test_a_report_names_every_bound_and_the_goodput_at_the_rate_it_stands_behind
     assert f"| Goodput at max | {222 * 0.99 * 0.98:.1f} req/s (98.0 % of requests met every bound) |" in md
     assert "| Time per output token at max, p50 / p99 | 21.0 / 31.0 ms |" in md
     assert "| TPOT p99 | goodput/s |" in md
+
+
+def test_a_result_of_a_newer_layout_is_one_line_and_exit_2(tmp_path):
+    """result.json says its layout; this llmcap reads its own and every older one (the stored
+    examples have none, version 1), and refuses a newer one by name rather than misreading it."""
+    run = make_run(tmp_path)
+    data = json.loads((run / "result.json").read_text())
+    (run / "result.json").write_text(json.dumps(data | {"schema_version": RESULT_SCHEMA_VERSION + 1}))
+    cli = subprocess.run([sys.executable, "-m", "llmcap.cli", "report", str(run)], capture_output=True, text=True)
+    assert cli.returncode == 2 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    assert f"result.json: schema_version {RESULT_SCHEMA_VERSION + 1} is newer than this llmcap reads" in cli.stderr

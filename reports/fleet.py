@@ -86,6 +86,7 @@ def fleet_plan(
         out["trace"] = {
             "minutes": len(trace_rps),
             "replicas_by_minute": by_minute,
+            "rps_by_minute": list(trace_rps),
             "gpu_hours": gpu_hours,
             "usd_per_month": gpu_hours * usd_per_gpu_hour * HOURS_PER_MONTH / trace_hours,
             "usd_per_million_requests": gpu_hours * usd_per_gpu_hour / trace_requests * 1e6 if trace_requests else None,

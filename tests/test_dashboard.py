@@ -1,5 +1,6 @@
 """Every metric the Grafana dashboard queries exists in what the exporter or vLLM exposes."""
 
+import importlib.util
 import json
 import re
 import urllib.request
@@ -48,3 +49,34 @@ def test_vllm_panels_use_real_vllm_metrics(cpu_server):
     have = exposed(urllib.request.urlopen(cpu_server.url + "/metrics", timeout=10).read().decode())
     wanted = {m for m in queried_metrics() if m.startswith("vllm:")}
     assert wanted and wanted <= have, wanted - have
+
+
+def generator():
+    spec = importlib.util.spec_from_file_location("make_dashboard", REPO / "dashboards" / "make_dashboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_dashboard_is_its_generators_output():
+    assert DASHBOARD.read_text() == generator().text(), "run .venv/bin/python dashboards/make_dashboard.py"
+
+
+def test_every_series_is_named_and_kept_apart_by_server():
+    """Two vLLM servers scraped by one Prometheus stay two lines, named by instance and model; no
+    legend is raw PromQL; rate windows follow the scrape interval; GPUs follow their own variable."""
+    board = json.loads(DASHBOARD.read_text())
+    variables = {v["name"] for v in board["templating"]["list"]}
+    assert {"datasource", "instance", "model_name", "gpu_instance"} <= variables
+    targets = [t for panel in board["panels"] for t in panel["targets"]]
+    for t in targets:
+        expr, legend = t["expr"], t["legendFormat"]
+        assert legend != "__auto" and "{{instance}}" in legend, t
+        assert "[1m]" not in expr and ("rate(" not in expr or "[$__rate_interval]" in expr), t
+        if "vllm:" in expr:
+            assert '$instance"' in expr and '$model_name"' in expr and "by (instance, model_name" in expr, t
+        else:
+            assert '$gpu_instance"' in expr, t
+    units = [p["fieldConfig"]["defaults"]["unit"] for p in board["panels"]]
+    assert "hertz" in units and "celsius" in units  # clock and temperature no longer share an axis
+    assert len(targets) == sum(len(p["targets"]) for p in board["panels"]) and len(board["panels"]) == 14

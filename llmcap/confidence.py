@@ -102,6 +102,12 @@ def binomial_upper(over: float, n: float, confidence: float) -> float:
     return _solve(lambda p: (1.0 - confidence) - (1.0 - betainc(over + 1, n - over, p)), 0.0, 1.0)
 
 
+def fewest_to_pass(allowed_fraction: float, confidence: float) -> int:
+    """The fewest requests, none over the bound, whose exact upper bound on the fraction over,
+    1 - (1 - confidence)^(1/n), falls below the allowed fraction (the rule of three, exactly)."""
+    return math.ceil(math.log(1 - confidence) / math.log(1 - allowed_fraction))
+
+
 def binomial_lower(over: float, n: float, confidence: float) -> float:
     """One-sided Clopper-Pearson lower bound on the fraction, from `over` of `n`."""
     if n <= 0 or over <= 0:

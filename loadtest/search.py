@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llmcap.confidence import FAIL, PASS, SEARCH_INTERVAL_COVERAGE, UNDECIDED
+from llmcap.confidence import FAIL, PASS, SEARCH_INTERVAL_COVERAGE, UNDECIDED, fewest_to_pass
 from llmcap.profile import SearchParams
 from loadtest.clock import Clock
 from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
@@ -255,8 +255,7 @@ def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) 
 def requests_to_pass(slo: Slo, confidence: float) -> int:
     """The fewest requests that can pass the strictest bound: with none over it, the exact upper
     bound on the fraction over, 1 - (1 - confidence)^(1/n), must fall below the allowed fraction."""
-    allowed = min(b.allowed_fraction for b in latency_bounds(slo))
-    return math.ceil(math.log(1 - confidence) / math.log(1 - allowed))
+    return fewest_to_pass(min(b.allowed_fraction for b in latency_bounds(slo)), confidence)
 
 
 FAIL_LOOK_S = 2.0  # a step's first "failed yet?": an overload stops before its queue piles up

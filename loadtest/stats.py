@@ -23,6 +23,7 @@ from llmcap.confidence import (
     batch_index,
     exceedance,
     falling,
+    fewest_to_pass,
     fraction_test,
     rise_ms,
 )
@@ -231,9 +232,20 @@ def look(
     why = (
         "latency still rising (no steady state yet)"
         if still_rising and open_question.decision == PASS
-        else (_over(open_question, "not yet decidable against"))
+        else _over(open_question, "not yet decidable against") + _too_few(open_question)
     )
     return Verdict(UNDECIDED, why, judged, still_rising, cut)
+
+
+def _too_few(e: Exceedance) -> str:
+    """Why a clean window can still not pass a high percentile: it holds fewer requests than any pass needs."""
+    needed = fewest_to_pass(e.allowed_fraction, e.confidence)
+    if e.over or e.n >= needed:
+        return ""
+    return (
+        f"; too few requests for {e.name}: a pass needs {needed:,} with none over "
+        "(a longer --max-step-seconds holds more; docs/statistics.md)"
+    )
 
 
 def _series(
@@ -253,7 +265,7 @@ def _series(
 def _over(e: Exceedance, relation: str) -> str:
     return (
         f"{e.name}: {e.over} of {e.n} over {e.limit_ms:g} ms ({e.fraction:.1%}, nominal {e.confidence:.1%} interval "
-        f"{e.low:.1%}-{e.high:.1%}{_clustered(e)}), {relation} the allowed {e.allowed_fraction:.0%}"
+        f"{e.low:.1%}-{e.high:.1%}{_clustered(e)}), {relation} the allowed {e.allowed_fraction * 100:g}%"
         if e.n
         else f"{e.name}: no finished request to judge"
     )

@@ -142,3 +142,12 @@ def test_a_percentile_needs_this_many_requests_before_it_can_pass(percentile, at
     slo = Slo(bounds=f"e2e_p{percentile}_ms=100")
     assert requests_to_pass(slo, 0.95) == at_95 and requests_to_pass(slo, 0.99) == at_99
     assert f"| p{percentile:g} | {at_95:,} | {at_99:,} |" in (REPO / "docs" / "statistics.md").read_text()
+
+
+def test_a_clean_window_too_short_for_a_high_percentile_says_so():
+    """600 requests, none over: a p99.9 bound needs 2,995 before "none over" can pass it, and the
+    undecided verdict says that, not only its interval."""
+    s, _ = make_samples(600, 30.0, 0.3)
+    v = look(s, np.zeros(0), float("inf"), 1000.0, 1020.0, Slo(bounds="e2e_p99.9_ms=500"), 0.95)
+    assert v.decision == "undecided"
+    assert "not yet decidable against the allowed 0.1%; too few requests for p99.9: a pass needs 2,995" in v.reason

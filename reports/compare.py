@@ -26,7 +26,15 @@ from reports.capacity import capacity, stand_in_banner
 from reports.fleet import cheapest
 from reports.quality import agreement, gate, relative_accuracy
 from reports.render import Link, fmt, gib, pct, usd, write
-from reports.report import CLOSED_LOOP_COLUMNS, CLOSED_LOOP_NOTE, closed_loop_cells
+from reports.report import CLOSED_LOOP_COLUMNS, CLOSED_LOOP_NOTE, closed_loop_cells, slo_text
+
+
+def slos_text(groups: dict[str, list[dict]]) -> str:
+    """The SLO every variant was searched under, or each variant's where they differ."""
+    texts = {label: slo_text(caps[0]["slo"]) for label, caps in groups.items()}
+    if len(set(texts.values())) <= 1:
+        return next(iter(texts.values()), "–")
+    return "; ".join(f"{label}: {text}" for label, text in texts.items()) + " (they differ: compare with care)"
 
 
 def interpolate_at(cap: dict, rate: float, key: str) -> float | None:
@@ -243,7 +251,7 @@ def write_comparison(
         (
             "p",
             f"Baseline: {data['baseline']}. Changes in parentheses are relative to it. "
-            f"Common rate (sustained by every variant): {fmt(common, 1)} req/s.",
+            f"Common rate (sustained by every variant): {fmt(common, 1)} req/s. SLO: {slos_text(groups)}.",
         ),
         *[
             ("note", banner)

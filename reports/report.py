@@ -39,6 +39,12 @@ def notice_blocks(cap: dict) -> list[tuple]:
     return blocks
 
 
+def slo_text(record: dict) -> str:
+    """'p95 ≤ 500 ms, errors ≤ 1 %': the SLO a result.json recorded, of any version."""
+    slo = Slo.from_record(record)
+    return ", ".join([b.describe("≤") for b in slo.latency_bounds()] + [f"errors ≤ {slo.max_error_rate * 100:g} %"])
+
+
 def bound_rows(cap: dict, bounds, at: str) -> list[list[str]]:
     """Each bound's own percentile and the goodput where the latency was measured (runs since the
     bounds were generalized record them)."""
@@ -53,9 +59,7 @@ def bound_rows(cap: dict, bounds, at: str) -> list[list[str]]:
 
 
 def headline_blocks(cap: dict) -> list[tuple]:
-    slo = Slo.from_record(cap["slo"])
-    bounds = slo.latency_bounds()
-    slo_text = ", ".join([b.describe("≤") for b in bounds] + [f"errors ≤ {slo.max_error_rate * 100:g} %"])
+    bounds = Slo.from_record(cap["slo"]).latency_bounds()
     blocks = notice_blocks(cap)
     rps = cap.get("max_sustained_rps")
     lat = cap.get("latency_at_max") or {}
@@ -70,7 +74,7 @@ def headline_blocks(cap: dict) -> list[tuple]:
             f"{fmt(rps, 1)} req/s{fit_text(cap.get('max_sustained_rps_fit'))}" if rps else "none found",
         ],
         ["Where the true maximum lies", interval_text(interval)],
-        ["SLO held", slo_text],
+        ["SLO held", slo_text(cap["slo"])],
         *bound_rows(cap, bounds, at),
         # marginal steps count here: the answer, fitted from their counts, may lie above this rate
         ["Lowest rate that did not pass (failed or marginal)", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],

@@ -307,6 +307,20 @@ def test_compare_fp8_against_bf16(tmp_path):
         assert (tmp_path / "cmp" / f).is_file()
     md = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "+15 % (+11 % to +18 %), significant" in md and "255.3 (255.3–262.0)" in md
+    assert "SLO: p95 ≤ 1000 ms, errors ≤ 1 %." in md  # one SLO for both, said once
+
+
+def test_a_comparison_of_runs_under_different_slos_says_each(tmp_path):
+    bf16 = make_run(tmp_path, "bf16")
+    fp8 = make_run(tmp_path, "fp8", quantization="fp8")
+    data = json.loads((fp8 / "result.json").read_text())
+    (fp8 / "result.json").write_text(json.dumps(data | {"slo": {"bounds": "mlperf-llama3.1-8b-server"}}))
+    write_comparison([bf16, fp8], tmp_path / "cmp")
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert (
+        "SLO: bf16: p95 ≤ 1000 ms, errors ≤ 1 %; fp8: TTFT p99 ≤ 2000 ms, TPOT p99 ≤ 100 ms, errors ≤ 1 % "
+        "(they differ: compare with care)." in md
+    )
 
 
 def test_overlapping_intervals_are_within_noise(tmp_path):

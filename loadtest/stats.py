@@ -244,7 +244,7 @@ def _too_few(e: Exceedance) -> str:
         return ""
     return (
         f"; too few requests for {e.name}: a pass needs {needed:,} with none over "
-        "(a longer --max-step-seconds holds more; docs/statistics.md)"
+        "(a longer window holds more: --max-step-seconds, or --duration at a fixed rate; docs/statistics.md)"
     )
 
 

@@ -223,9 +223,17 @@ class Slo:
         parts = [b.describe() for b in self.latency_bounds()]
         return ", ".join([*parts, f"errors <= {self.max_error_rate:.1%}"])
 
+    def record(self) -> dict:
+        """What result.json keeps: the settings, and the bounds they came to (a preset's numbers as run)."""
+        return dataclasses.asdict(self) | {"bounds_ms": {b.key: b.limit_ms for b in self.latency_bounds()}}
+
     @classmethod
     def from_record(cls, record: dict) -> Slo:
         """The SLO a result.json recorded, whichever version wrote it (older ones lack `bounds`)."""
+        if record.get("bounds_ms"):  # the bounds as run, whatever a preset says today
+            spec = ",".join(f"{key}={ms:g}" for key, ms in record["bounds_ms"].items())
+            rest = {k: record[k] for k in ("max_error_rate", "min_achieved_ratio") if k in record}
+            return cls(bounds=spec, **rest)
         return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
 
 
@@ -520,23 +528,33 @@ def _build(where: str, cls, data, path: str):
     return built
 
 
+FIRST_NAMES = {"p95_ms": "e2e_p95_ms", "p99_ms": "e2e_p99_ms", "ttft_p95_ms": "ttft_p95_ms"}
+
+
 def _slo_keys(where: str, data: dict, path: str) -> dict:
-    """A profile's `slo:` with its bound keys (`tpot_p99_ms: 100`) folded into `bounds`, which they
-    then replace unless it is given too."""
-    named = {f.name for f in dataclasses.fields(Slo)}
-    extra = {k: v for k, v in data.items() if k not in named and KEY.match(str(k))}
-    if not extra:
+    """A profile's `slo:` as one `bounds` spec, which a --slo argument then replaces whole. Its bound
+    keys (`tpot_p99_ms: 100`) replace the default unless `bounds` is given too; the first names
+    (`p95_ms: 500`) set their one bound beside the rest, as they always did."""
+    fields = {f.name for f in dataclasses.fields(Slo)}
+    keyed = {k: v for k, v in data.items() if k not in fields and KEY.match(str(k))}
+    first = {k: v for k, v in data.items() if k in FIRST_NAMES and v is not None}
+    if not keyed and not first:
         return data
     items = []
-    for key, limit in extra.items():
+    for key, limit in keyed.items():
         try:
-            make_bound(key, limit)
+            items.append(make_bound(key, limit))
         except ValueError as e:
             raise ProfileError(f"{where}: {path}.{e}") from None
-        items.append(f"{key}={limit}")
-    rest = {k: v for k, v in data.items() if k not in extra}
-    given = [rest["bounds"]] if isinstance(rest.get("bounds"), str) else []
-    return rest | {"bounds": ",".join(given + items)}
+    for key, limit in first.items():
+        try:
+            items.append(make_bound(FIRST_NAMES[key], limit))
+        except ValueError:
+            raise ProfileError(f"{where}: {path}.{key}: expected a number > 0, got {limit!r}") from None
+    rest = {k: v for k, v in data.items() if k not in keyed and k not in FIRST_NAMES}
+    base = rest.get("bounds") if isinstance(rest.get("bounds"), str) else None
+    base = base if base is not None else (DEFAULT_SPEC if not keyed else "")
+    return rest | {"bounds": ",".join([base] * bool(base) + [f"{b.key}={b.limit_ms:g}" for b in items])}
 
 
 def _local_model(path: Path, base: Path, field: str, model_id: str, may_be_built: bool) -> str:

@@ -231,7 +231,7 @@ def read_result(run_dir: str | os.PathLike) -> dict | None:
     one a newer llmcap wrote is one line, exit 2."""
     result = read_json(Path(run_dir) / RESULT_FILE)
     version = (result or {}).get("schema_version", 1)
-    if version > RESULT_SCHEMA_VERSION:
+    if not isinstance(version, int) or version > RESULT_SCHEMA_VERSION:
         raise BadInput(
             f"{Path(run_dir) / RESULT_FILE}: schema_version {version} is newer than this llmcap reads "
             f"({RESULT_SCHEMA_VERSION}): upgrade llmcap"

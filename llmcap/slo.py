@@ -10,6 +10,7 @@ spec is such bounds as `KEY=MS` pairs or preset names, comma-separated, later on
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 __all__ = ["Bound", "parse_bounds", "bound_key", "PRESETS", "DEFAULT_SPEC", "METRICS"]
@@ -17,6 +18,7 @@ __all__ = ["Bound", "parse_bounds", "bound_key", "PRESETS", "DEFAULT_SPEC", "MET
 METRICS = {"e2e": "", "ttft": "TTFT ", "tpot": "TPOT "}  # the order bounds are listed and judged in
 LOWEST_PERCENTILE, HIGHEST_PERCENTILE = 50.0, 99.9
 DEFAULT_SPEC = "e2e_p95_ms=1000"
+ALWAYS_SHOWN = ("e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "ttft_p95_ms")  # every step line and table has these
 KEY = re.compile(r"^(e2e|ttft|tpot)_p(\d+(?:\.\d+)?)_ms$")
 
 # MLPerf Inference datacenter LLM limits, p99 TTFT and p99 TPOT (mlcommons/inference_policies
@@ -79,7 +81,7 @@ def parse_key(key: str) -> tuple[str, float]:
 
 def make_bound(key: str, limit_ms) -> Bound:
     metric, percentile = parse_key(key)
-    if isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float)) or not limit_ms > 0:
+    if isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float)) or not 0 < limit_ms < math.inf:
         raise ValueError(f"{key}: expected a number of ms > 0, got {limit_ms!r}")
     return Bound(metric, percentile, float(limit_ms))
 

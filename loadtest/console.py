@@ -10,7 +10,7 @@ import numpy as np
 
 from llmcap.confidence import FAIL, PASS, interval_label
 from llmcap.rundir import read_result, write_progress
-from llmcap.slo import Bound, parse_key
+from llmcap.slo import ALWAYS_SHOWN, Bound, parse_key
 from loadtest.clock import now
 
 _lines_to_stderr = False  # --result-json: stdout holds the JSON alone
@@ -80,14 +80,11 @@ def format_step(step: dict) -> str:
     ) + (f"  [warning: {step['warning']}]" if step.get("warning") else "")
 
 
-SHOWN = ("e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "ttft_p95_ms")  # the columns every step line has
-
-
 def _other_bounds(step: dict) -> str:
     """The SLO's bounds the line does not already show (TPOT p99 ...), and the goodput."""
     parts = []
     for key, value in (step.get("at_bounds") or {}).items():
-        if key not in SHOWN:
+        if key not in ALWAYS_SHOWN:
             parts.append(f"{Bound(*parse_key(key), 0.0).name} {ms_text(value)} ms")
     if step.get("goodput_rps") is not None:
         parts.append(f"goodput {step['goodput_rps']:.2f}/s")

@@ -73,7 +73,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
         "max_sustained_rps_fit": outcome.fit.as_dict() if outcome and outcome.fit else None,
         "first_failing_rps": outcome.first_failing_rps if outcome else None,
         "generator_bottleneck": outcome.generator_bottleneck if outcome else None,
-        "slo": dataclasses.asdict(settings.slo),
+        "slo": settings.slo.record(),
         "search": dataclasses.asdict(settings.search),
         "latency_at_max": {k: at_max.get(k) for k in LATENCY_KEYS} if at_max else None,
         "steps": steps,

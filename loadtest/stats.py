@@ -65,8 +65,10 @@ def latency_ms(requests: np.ndarray, metric: str) -> np.ndarray:
 def _meets_every_bound(requests: np.ndarray, slo: Slo) -> np.ndarray:
     good = np.ones(len(requests), dtype=bool)
     for bound in slo.latency_bounds():
-        values = np.nan_to_num(latency_ms(requests, bound.metric), nan=0.0)  # vLLM: no TPOT is 0
-        good &= values <= bound.limit_ms
+        values = latency_ms(requests, bound.metric)
+        if bound.metric == "tpot":
+            values = np.nan_to_num(values, nan=0.0)  # vLLM: a request of one token has TPOT 0
+        good &= values <= bound.limit_ms  # NaN (no first token) is no good
     return good
 
 

@@ -254,7 +254,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
                 "ttft_p95_ms",
                 "itl_p50_ms",
                 "itl_p95_ms",
-                "tpot_p99_ms",
+                "at_bounds",
                 "goodput_rps",
                 "mean_completion_tokens",
                 "error_rate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -195,7 +196,8 @@ def replicas_figure(fleets: dict[str, dict]):
         traffic.set_ylim(bottom=0)
     ax.set_zorder(traffic.get_zorder() + 1)  # the replica lines over the traffic
     ax.patch.set_visible(False)
-    for (label, fleet), dash, width in zip(with_trace.items(), ("-", "--", ":", "-."), (3.0, 2.0, 1.6, 1.2)):
+    styles = itertools.cycle(zip(("-", "--", ":", "-."), (3.0, 2.0, 1.6, 1.2), strict=True))
+    for (label, fleet), (dash, width) in zip(with_trace.items(), styles):
         by_minute = fleet["trace"]["replicas_by_minute"]
         hours = [m / 60.0 for m in range(len(by_minute))]
         ax.step(

@@ -8,6 +8,7 @@ from pathlib import Path
 from llmcap.confidence import interval_label
 from llmcap.profile import Slo
 from llmcap.rundir import plan_dir_of, read_accuracy
+from llmcap.slo import ALWAYS_SHOWN
 from reports import plots
 from reports.capacity import stand_in_banner, write_capacity
 from reports.render import Link, fmt, gib, model_text, pct, usd, write
@@ -368,6 +369,8 @@ def step_blocks(cap: dict) -> list[tuple]:
     # the NVML columns only where an exporter was read (a GPU run)
     gpu = any("gpu_memory_used_peak_bytes" in (s.get("server") or {}) for s in steps)
     goodput = any(s.get("goodput_rps") is not None for s in steps)  # runs since the bounds were generalized
+    # each bound the table's own columns do not show, at its own percentile
+    extra = [b for b in Slo.from_record(cap["slo"]).latency_bounds() if b.key not in ALWAYS_SHOWN] if goodput else []
     rows = []
     for s in steps:
         srv = s.get("server") or {}
@@ -380,7 +383,8 @@ def step_blocks(cap: dict) -> list[tuple]:
             fmt(s["p95_ms"]),
             fmt(s["p99_ms"]),
             fmt(s["ttft_p95_ms"]),
-            *([fmt(s.get("tpot_p99_ms"), 1), fmt(s.get("goodput_rps"), 2)] if goodput else []),
+            *[fmt((s.get("at_bounds") or {}).get(b.key), 1) for b in extra],
+            *([fmt(s.get("goodput_rps"), 2)] if goodput else []),
             pct(s["error_rate"], 1),
             pct(srv.get("kv_cache_usage_peak")),
             fmt(srv.get("num_requests_waiting_peak")),
@@ -405,7 +409,8 @@ def step_blocks(cap: dict) -> list[tuple]:
         "p95 ms",
         "p99 ms",
         "TTFT p95",
-        *(["TPOT p99", "goodput/s"] if goodput else []),
+        *[f"{b.name} ms" for b in extra],
+        *(["goodput/s"] if goodput else []),
         "errors",
         "KV peak",
         "queue peak",

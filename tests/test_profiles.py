@@ -98,7 +98,7 @@ def test_defaults_fill_in(tmp_path):
     "text,message",
     [
         (MINIMAL + "slo: {p95: 300}\n", "p.yaml: slo.p95: unknown key"),
-        (MINIMAL + "slo: {p95_ms: fast}\n", "p.yaml: slo.p95_ms: expected integer or number or null, got str 'fast'"),
+        (MINIMAL + "slo: {p95_ms: fast}\n", "p.yaml: slo.p95_ms: expected a number > 0, got 'fast'"),
         (MINIMAL.replace("{dtype: bfloat16}", "{dtyp: bfloat16}"), "p.yaml: serving.variants.bf16.dtyp: unknown key"),
         (MINIMAL + "serving: {port: true}\n", None),  # duplicate key at top level: YAML keeps the last
         (MINIMAL + "dataset: {path: nowhere.jsonl}\n", "p.yaml: dataset.path: file not found"),

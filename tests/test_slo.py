@@ -1,6 +1,8 @@
 """SLO bounds as users write them: parsed from a profile, a flag or a preset; each judged on its own
 latency (TPOT: (end - first token) / (tokens - 1)); goodput counts the requests that met them all."""
 
+import argparse
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from llmcap.confidence import FAIL, PASS
 from llmcap.profile import ProfileError, SearchParams, Slo, load_profile
 from llmcap.slo import PRESETS, parse_bounds
 from loadtest.search import EXTRA_DOUBLINGS, look_confidence, pass_looks, requests_to_pass
+from loadtest.settings import resolve
 from loadtest.stats import look, summarize_window, tpot_ms
 from tests.conftest import REPO
 from tests.test_search_logic import make_samples
@@ -60,9 +63,8 @@ def write(tmp_path, text):
     return path
 
 
-def test_a_profile_writes_bounds_as_keys():
-    profile = load_profile(REPO / "profiles" / "cpu-tiny.yaml")
-    assert keys(profile.slo)  # a shipped profile still loads, with its own bounds
+def test_a_shipped_profile_says_its_bound_in_the_new_form():
+    assert keys(load_profile(REPO / "profiles" / "cpu-tiny.yaml").slo) == {"e2e_p95_ms": 500}
 
 
 @pytest.mark.parametrize(
@@ -151,3 +153,25 @@ def test_a_clean_window_too_short_for_a_high_percentile_says_so():
     v = look(s, np.zeros(0), float("inf"), 1000.0, 1020.0, Slo(bounds="e2e_p99.9_ms=500"), 0.95)
     assert v.decision == "undecided"
     assert "not yet decidable against the allowed 0.1%; too few requests for p99.9: a pass needs 2,995" in v.reason
+
+
+def test_a_slo_argument_replaces_the_profiles_bounds_first_names_too(tmp_path):
+    """`slo: {p95_ms: 500}` run with `--slo e2e_p95_ms=300`: the argument wins, as every argument
+    does; `--slo tpot_p99_ms=50` leaves no end-to-end bound of the profile's behind."""
+    path = write(tmp_path, MINIMAL + "slo: {p95_ms: 500, p99_ms: 900}\n")
+    assert keys(load_profile(path).slo) == {"e2e_p95_ms": 500, "e2e_p99_ms": 900}
+    for spec, expected in [("e2e_p95_ms=300", {"e2e_p95_ms": 300}), ("tpot_p99_ms=50", {"tpot_p99_ms": 50})]:
+        run = resolve(argparse.Namespace(llmcap_profile=str(path), slo=spec, host=""), "text2sql")
+        assert keys(run.slo) == expected
+    beside = resolve(argparse.Namespace(llmcap_profile=str(path), slo_p99_ms=700.0, host=""), "text2sql")
+    assert keys(beside.slo) == {"e2e_p95_ms": 500, "e2e_p99_ms": 700}  # a first-name flag sets its one bound
+
+
+def test_a_result_keeps_the_bounds_it_ran_with():
+    """A preset's numbers as run, so a later change to the preset does not rewrite old reports."""
+    record = Slo(bounds="mlperf-llama3.1-8b-server").record()
+    assert record["bounds_ms"] == {"ttft_p99_ms": 2000, "tpot_p99_ms": 100}
+    record["bounds"] = "mlperf-llama3.1-8b-interactive"  # as if the name now meant other numbers
+    assert keys(Slo.from_record(record)) == {"ttft_p99_ms": 2000, "tpot_p99_ms": 100}
+    with pytest.raises(ValueError, match="expected a number of ms > 0, got inf"):
+        Slo(bounds="e2e_p95_ms=inf").latency_bounds()

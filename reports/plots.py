@@ -160,7 +160,8 @@ def server_figure(run_dir: Path, cap: dict):
         ax.plot([t - t0 for t, _ in points], [v for _, v in points], linewidth=1)
         ax.set_ylabel(label, fontsize=7)
         ax.grid(alpha=0.3)
-        if label in COUNTS:
+        if label in COUNTS:  # whole numbers from 0, and a flat zero still spans one request
+            ax.set_ylim(bottom=0, top=max(1.0, 1.05 * max(v for _, v in points)))
             ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         for s in cap["per_step"]:
             if s.get("start") and s.get("end"):

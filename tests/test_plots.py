@@ -93,15 +93,20 @@ def test_replicas_plot_has_integer_ticks_the_traffic_and_every_variant_visible()
 def test_server_plot_shows_the_kv_cache_in_percent_and_shades_marginal_apart(tmp_path):
     path = telemetry_path(tmp_path, "vllm")
     path.parent.mkdir(parents=True)
-    rows = lambda kv, running: [["vllm:kv_cache_usage_perc", {}, kv], ["vllm:num_requests_running", {}, running]]  # noqa: E731
+    rows = lambda kv, running: [  # noqa: E731
+        ["vllm:kv_cache_usage_perc", {}, kv],
+        ["vllm:num_requests_running", {}, running],
+        ["vllm:num_requests_waiting", {}, 0.0],  # none ever waited: a flat zero
+    ]
     path.write_text("".join(scrape_line(100.0 + t, rows(0.008 * t, t % 3)) for t in range(40)))
     steps = [step(2, 100, "pass", 101), step(4, 100, "marginal", 112), step(6, 100, "fail", 124)]
     fig = server_figure(tmp_path, {"per_step": steps})
-    kv, running = fig.axes
+    kv, running, waiting = fig.axes
     assert kv.get_ylabel() == "KV cache in use (%)"
     assert max(kv.get_lines()[0].get_ydata()) == pytest.approx(0.008 * 39 * 100)  # 31.2 %, not 0.312
     assert legend_texts(kv) == ["measured window: pass", "measured window: marginal", "measured window: fail"]
     hatches = [p.get_hatch() for p in kv.patches]
     assert hatches == [None, "//", None], hatches
-    ticks = tick_texts(running.yaxis)
-    assert all(float(t.replace("−", "-")).is_integer() for t in ticks), ticks
+    for counts in (running, waiting):
+        ticks = tick_texts(counts.yaxis)
+        assert ticks and all(float(t.replace("−", "-")).is_integer() and not t.startswith("−") for t in ticks), ticks

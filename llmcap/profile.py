@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 ARRIVAL_KINDS = ("poisson", "poisson-blocked", "constant", "trace")
+SEARCH_METHODS = ("steps", "estimate")
 DATASET_FORMATS = ("auto", "chat", "batch", "sharegpt", "jsonl", "csv", "text")  # loadtest/prompt_files.py
 DEVICES = ("gpu", "cpu")
 ENGINES = ("vllm", "transformers", "external")
@@ -239,6 +240,25 @@ class Slo:
 
 @dataclasses.dataclass
 class SearchParams:
+    method: str = setting(
+        "steps",
+        "search: 'steps' judges each rate pass or fail and bisects; 'estimate' fits the fraction over "
+        "each bound against rate across back-to-back chunks and stops at --interval-half-width",
+        "--search-method",
+        choices=SEARCH_METHODS,
+    )
+    interval_half_width: float = setting(
+        0.05,
+        "search 'estimate': stop when the interval on the maximum is within this share of it each side",
+        "--interval-half-width",
+        valid=Range(0, 1, low_included=False, high_included=False),
+    )
+    max_search_seconds: float = setting(
+        300.0,
+        "search 'estimate': time budget; past it the answer reports the precision reached",
+        "--max-search-seconds",
+        valid=POSITIVE,
+    )
     start_rps: float = setting(
         1.0, "search: first rate (a hint: a failing start rate steps down)", "--start-rps", valid=POSITIVE
     )

@@ -13,6 +13,7 @@ from llmcap.rundir import TELEMETRY_DIR, append_step, read_samples
 from loadtest import console
 from loadtest.clock import REAL, Clock, now
 from loadtest.closed_loop import run_levels
+from loadtest.estimate import run_estimate
 from loadtest.result import write_result
 from loadtest.run_state import RunState, state_of
 from loadtest.search import SearchOutcome, run_search, run_step
@@ -157,7 +158,8 @@ def control(environment) -> None:
             on_step(step)
             outcome = fixed_outcome(step)
         else:
-            outcome = run_search(
+            search = run_estimate if settings.search.method == "estimate" else run_search
+            outcome = search(
                 load,
                 settings.search,
                 settings.slo,

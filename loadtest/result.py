@@ -71,6 +71,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
         "max_sustained_rps": outcome.max_sustained_rps if outcome else None,
         "max_sustained_rps_interval": outcome.interval if outcome else None,
         "max_sustained_rps_fit": outcome.fit.as_dict() if outcome and outcome.fit else None,
+        "max_sustained_rps_crossing": outcome.crossing if outcome else None,
         "first_failing_rps": outcome.first_failing_rps if outcome else None,
         "generator_bottleneck": outcome.generator_bottleneck if outcome else None,
         "slo": settings.slo.record(),

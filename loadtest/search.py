@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llmcap.confidence import FAIL, PASS, SEARCH_INTERVAL_COVERAGE, UNDECIDED, fewest_to_pass
+from llmcap.confidence import FAIL, PASS, SEARCH_INTERVAL_COVERAGE, UNDECIDED, Coverage, fewest_to_pass
 from llmcap.profile import SearchParams
 from loadtest.clock import Clock
 from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
@@ -151,6 +151,8 @@ class SearchOutcome:
     interval_high_rps: float | None = None
     confidence: float | None = None
     fit: KneeEstimate | None = None  # how the answer was found inside the interval
+    crossing: dict | None = None  # the estimator's fit (loadtest/estimate.py: Crossing), where it ran
+    interval_coverage: Coverage = SEARCH_INTERVAL_COVERAGE  # what the interval's label says, as measured
 
     @property
     def interval(self) -> dict | None:
@@ -160,7 +162,7 @@ class SearchOutcome:
             "low": self.interval_low_rps,
             "high": self.interval_high_rps,
             "confidence": self.confidence,  # each end's verdict; the interval's coverage is the label's
-            "label": SEARCH_INTERVAL_COVERAGE.label,
+            "label": self.interval_coverage.label,
         }
 
 

@@ -35,6 +35,7 @@ from llmcap.rundir import ERROR_CODE, SAMPLE_DTYPE
 from llmcap.traces import ArrivalTrace
 from loadtest.arrivals import interarrival_gaps
 from loadtest.clock import VirtualClock
+from loadtest.estimate import run_estimate
 from loadtest.search import SearchOutcome, run_search
 
 DRAIN_POLL_S = 0.3  # as RunnerLoad.drain polls
@@ -240,7 +241,8 @@ def simulate_search(
     """One shipped search (`run_search`) of `server` in virtual time: (its outcome, the simulated
     seconds it took). The seed sets the arrivals, the service draws and the server's wandering."""
     load = SimulatedLoad(dataclasses.replace(server, seed=seed), arrival, trace, seed=seed)
-    outcome = run_search(load, params, slo, request_timeout_s)
+    search = run_estimate if params.method == "estimate" else run_search
+    outcome = search(load, params, slo, request_timeout_s)
     return outcome, load.clock.now()
 
 

@@ -1,0 +1,100 @@
+"""The estimator (loadtest/estimate.py): its fit on synthetic chunks whose truth is known, and the
+shipped search in virtual time. Its interval's coverage is measured by
+benchmarks/estimate_calibration.py, not here (minutes of simulation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from llmcap.confidence import ESTIMATE_INTERVAL_COVERAGE
+from llmcap.profile import Slo
+from loadtest.estimate import fit_crossing
+from loadtest.simulated import simulate_search
+from tests.test_search_sim import SETTINGS, true_knee
+
+KNEE, SLOPE = 100.0, 20.0  # logit(fraction over) rises 20 per unit of log(rate)
+RATES = np.array([0.95, 1.05, 0.97, 1.03, 1.0, 0.96, 1.04, 1.0]) * KNEE
+
+
+def fraction_at(rates: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-(math.log(0.05 / 0.95) + SLOPE * np.log(rates / KNEE))))
+
+
+def chunks(seed: int, rho: float = 0.0, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Counts over the bound per chunk: binomial, or beta-binomial with intra-chunk correlation rho."""
+    rng = np.random.default_rng(seed)
+    p = fraction_at(RATES)
+    if rho > 0:
+        p = rng.beta(p * (1 - rho) / rho, (1 - p) * (1 - rho) / rho)
+    return np.full(len(RATES), n), rng.binomial(n, p)
+
+
+def test_a_knee_is_recovered_from_binomial_chunks_and_its_interval_holds_it():
+    fits = [fit_crossing("p95", RATES, *chunks(seed), 0.05, 0.95) for seed in range(200)]
+    held = sum(f.low_rps <= KNEE <= f.high_rps for f in fits)
+    errors = np.array([f.rps / KNEE - 1 for f in fits])
+    assert held >= 186, held  # 95 % nominal: 190 expected, 186 is two standard deviations under
+    assert abs(np.median(errors)) < 0.005 and np.median(np.abs(errors)) < 0.01
+    assert np.median([f.dispersion for f in fits]) < 1.3  # binomial chunks scatter as a binomial
+
+
+def test_the_interval_widens_when_the_chunks_disagree():
+    plain = [fit_crossing("p95", RATES, *chunks(seed), 0.05, 0.95) for seed in range(100)]
+    scattered = [fit_crossing("p95", RATES, *chunks(seed, rho=0.02), 0.05, 0.95) for seed in range(100)]
+    widths = [np.median([f.half_width for f in fits if f]) for fits in (plain, scattered)]
+    assert widths[1] > 2 * widths[0], widths
+    assert np.median([f.dispersion for f in scattered if f]) > 2.5  # rho 0.02 at n 200: about 5
+    held = sum(f is not None and f.low_rps <= KNEE <= f.high_rps for f in scattered)
+    assert held >= 90, held
+
+
+def test_a_clear_pass_and_a_clear_failure_bound_the_crossing_on_their_side():
+    low_rates = RATES * 0.7  # every chunk far under: none over
+    n, over = np.full(len(RATES), 300), np.zeros(len(RATES), int)
+    assert fit_crossing("p95", low_rates, n, over, 0.05, 0.95) is None  # nothing rises: no crossing
+    n, over = chunks(1)
+    far_over = over.copy()
+    far_over[RATES > KNEE] = n[RATES > KNEE]  # all over above the knee, as an overload
+    fit = fit_crossing("p95", RATES, n, far_over, 0.05, 0.95)
+    assert fit is not None and fit.high_rps <= 1.05 * KNEE  # never above the rates that failed
+
+
+def test_the_effective_requests_a_chunk_shows_cap_its_weight():
+    n, over = chunks(3)
+    full = fit_crossing("p95", RATES, n, over, 0.05, 0.95)
+    capped = fit_crossing("p95", RATES, n, over, 0.05, 0.95, effective_n=n / 10.0)
+    assert capped.effective_requests <= full.effective_requests / 10 + 1e-6
+    assert capped.half_width > 2 * full.half_width
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "few-slots",
+        pytest.param(
+            "many-slots",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 37, open: where no line fits (every chunk none or all over), the answer "
+                "falls back to the located rate under, half the knee (2 of these 6 seeds)",
+            ),
+        ),
+    ],
+)
+def test_a_simulated_estimate_search_ends_in_its_budget_near_the_knee(name):
+    setting = SETTINGS[name]
+    params = dataclasses.replace(setting.params, method="estimate")
+    knee = true_knee(setting)
+    answers = []
+    for seed in range(6):
+        outcome, seconds = simulate_search(setting.server, params, Slo(p95_ms=setting.slo_ms), seed)
+        assert seconds <= params.max_search_seconds + 60  # the last chunk and its drain may run over
+        assert outcome.mode == "estimate" and outcome.interval["label"] == ESTIMATE_INTERVAL_COVERAGE.label
+        low, high = outcome.interval_low_rps, outcome.interval_high_rps or math.inf
+        assert low <= outcome.max_sustained_rps <= high  # the answer lies in its own interval
+        answers.append(outcome.max_sustained_rps / knee - 1)
+    assert abs(float(np.median(answers))) < 0.08, answers

@@ -1,4 +1,4 @@
-"""`--shard K/N`: the Kth of N parts of the tests selected, so that scripts/test.sh can run two halves
+"""`--shard K/N`: the Kth of N parts of the tests selected, so that scripts/test.sh can run three parts
 of the stub's tests at once (they mostly wait on the stub and on Locust). The parts are balanced by
 each test's time in a CI run (tests/durations.json, from pytest's --durations; a test not listed
 counts DEFAULT_S): the longest first, each to the part with the least time so far. Every process

@@ -1,6 +1,8 @@
 """The simulated load itself (loadtest/simulated.py): each part of the Load protocol does in virtual
 time what the real one does, exactly where the answer is known."""
 
+import random
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from llmcap.profile import SearchParams, Slo
 from llmcap.rundir import ERROR_CODE
 from loadtest.closed_loop import run_levels
 from loadtest.search import run_step
-from loadtest.simulated import Server, SimulatedLoad, serve, simulate_search
+from loadtest.simulated import Queue, Server, SimulatedLoad, fifo_fixed_starts, serve, simulate_search
 
 SLO = Slo(p95_ms=500)
 
@@ -53,6 +55,18 @@ def test_overload_refuses_past_the_queue_limit_and_times_out_the_rest():
     timed_out = error == ERROR_CODE["timeout"]
     assert np.allclose(end[timed_out], np.arange(0.0, 1.0, 0.01)[timed_out] + 0.45)
     assert (end[error == 0] - np.arange(0.0, 1.0, 0.01)[error == 0] <= 0.45 + 1e-9).all()
+
+
+@pytest.mark.parametrize("slots", [1, 4, 16])
+def test_the_closed_form_of_a_fixed_service_queue_is_the_queue(slots):
+    """fifo_fixed_starts (the true knees' fast path) against the queue it stands for, request by
+    request, through a queue that builds and drains (rates from half to twice what the slots serve)."""
+    rng = random.Random(slots)
+    arrivals = np.cumsum([rng.expovariate(slots / 0.1 * rng.choice([0.5, 2.0])) for _ in range(20_000)])
+    queue = Queue(Server(slots, 0.1), 0)
+    starts = np.array([queue.admit(t)[0] for t in arrivals.tolist()])
+    assert (starts > arrivals + 0.05).mean() > 0.03  # a queue did build (5-40 % waited)
+    np.testing.assert_allclose(fifo_fixed_starts(arrivals, slots, 0.1), starts, rtol=0, atol=1e-9)
 
 
 def test_a_wandering_server_changes_speed_by_the_minute_and_keeps_its_mean():

@@ -2,10 +2,10 @@
 # Install everything (tool, vLLM CPU engine, a headless browser for the HTML report test), check the
 # code (ruff lint and format, mypy), and run the whole test suite: while the engine and the browser
 # install, the tests that need neither, nor the stub server, nor the wall clock; then the stub's and
-# the browser's untimed tests in three parts at once (they mostly wait: two parts kept two cores a
-# third busy; three took 237 s where two took 332); then the engine's tests alone
-# (CPU-bound); then the wall-clock tests alone. A failure anywhere fails the script. Arguments go to
-# every run; with a -m of yours, one run after the installs instead.
+# the browser's untimed tests in three parts at once (they mostly wait: two kept two cores a third
+# busy); then the engine's tests alone (CPU-bound); then the wall-clock tests alone. A failure
+# anywhere fails the script. Arguments go to every run; with a -m of yours, one run after the
+# installs instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AFTER_INSTALLS="engine or browser or stub or realtime"  # pytest markers (pyproject.toml)

@@ -145,6 +145,9 @@ def interval_text(interval: dict | None) -> str:
     if not interval:
         return "no interval"
     level = f"{interval['confidence'] * 100:g} %"
+    if interval.get("ends") == "fitted":
+        high = f"-{interval['high']:.1f} req/s" if interval.get("high") is not None else " req/s and up"
+        return f"interval {interval['low']:.1f}{high} (a fitted crossing; {interval_label(interval)})"
     high = f"-{interval['high']:.1f} req/s" if interval.get("high") is not None else " req/s and up (no rate failed)"
     return f"interval {interval['low']:.1f}{high} (each end decided at {level}; {interval_label(interval)})"
 

@@ -78,6 +78,7 @@ def fit_crossing(
     # is one event however many requests it holds): the scatter alone cannot see that when no chunk
     # lies between none and all over
     cap = np.minimum(effective_n[keep], trials) / trials if effective_n is not None else np.ones(len(trials))
+    cap = _uniform_chunks_share(cap, trials, successes)
     k = len(rates)
     if k < MIN_CHUNKS or len(np.unique(rates)) < 2:
         return None
@@ -90,6 +91,7 @@ def fit_crossing(
     target = math.log(allowed_fraction / (1 - allowed_fraction))
     t = t_quantile(1 - (1 - confidence) / 2, k - 2)
     low, high = _fieller(a, b, target, np.linalg.inv(information), t)
+    low, high = _span_a_gap(rates / x0, trials, successes, low, high)
     total = int(trials.sum())
     effective = float((trials * np.minimum(1 / (1 + rho * (trials - 1)), cap)).sum())
     return Crossing(
@@ -103,6 +105,26 @@ def fit_crossing(
         total / effective,
         effective,
     )
+
+
+def _uniform_chunks_share(cap: np.ndarray, trials: np.ndarray, successes: np.ndarray) -> np.ndarray:
+    """A chunk with none or all over shows no clusters, so it cannot show its own correlation:
+    it counts no more than the most clustered chunk that could (the same queue made both)."""
+    uniform = (successes == 0) | (successes == trials)
+    if uniform.all() or not uniform.any():
+        return cap
+    return np.where(uniform, np.minimum(cap, cap[~uniform].min()), cap)
+
+
+def _span_a_gap(x: np.ndarray, trials: np.ndarray, successes: np.ndarray, low: float, high: float):
+    """(low, high) in log(x), widened to the gap between the highest rate with none over and the
+    lowest with all over when no chunk lies between: such data place the crossing in the gap and
+    no closer, whatever slope the penalty gives the line."""
+    none, every = successes == 0, successes == trials
+    if not np.all(none | every) or not none.any() or not every.any():
+        return low, high
+    gap_low, gap_high = float(np.log(x[none].max())), float(np.log(x[every].min()))
+    return (min(low, gap_low), max(high, gap_high)) if gap_low < gap_high else (low, high)
 
 
 def _williams(design: np.ndarray, trials: np.ndarray, successes: np.ndarray, cap: np.ndarray):
@@ -218,6 +240,17 @@ def refit(chunks: list[dict], confidence: float, from_rps: float) -> Crossing | 
 MIN_ESTIMATE_CHUNKS = 8
 
 
+def overload_ceiling(chunks: list[dict]) -> float:
+    """The lowest rate that overloaded: no answer lies above it."""
+    return min((c["offered_rps"] for c in chunks if c["overload"]), default=math.inf)
+
+
+def consistent(fit: Crossing, ceiling: float) -> bool:
+    """Whether a fitted interval bounds the crossing from below, under every rate that overloaded
+    (a server whose speed wanders can overload at a rate a later line puts under the crossing)."""
+    return 0 < fit.low_rps < ceiling
+
+
 def over_allowed(chunk: dict) -> bool:
     """Whether a chunk measured more over some bound than it allows (a point estimate: locating
     needs no confidence) or failed outright."""
@@ -318,12 +351,12 @@ def run_estimate(
         nonlocal offered
         if params.max_rps is not None:
             rate_rps = min(rate_rps, params.max_rps)
-        settle_s = 0.0 if rate_rps == offered else params.warmup_seconds
+        settle_s = 0.0 if rate_rps == offered else params.warmup_seconds * (2 if rate_rps < offered else 1)
         step = run_chunk(
             load, rate_rps, settle_s, params.step_seconds, slo, params, request_timeout_s, phase,
             change_rate=rate_rps != offered, on_tick=on_tick,
         )  # fmt: skip
-        offered = 0.0 if step["overload"] else rate_rps
+        offered = 0.0 if step["stopped"] == "overload" else rate_rps  # stopped: nothing is offered now
         step["index"] = len(chunks)
         chunks.append(step)
         on_step(step)
@@ -338,13 +371,15 @@ def run_estimate(
     if low is None or high is None:  # no capacity, or none found under max_rps
         return _outcome(chunks, params, low, high, converged=False)
     sign, ceiling = 1, high * FIT_SPAN
+    under_rps, over_rps = low, high  # bisected while no line fits
     while more():
         fit = refit(chunks, params.confidence, low / params.growth)
         estimated = sum(c["phase"] == ESTIMATE for c in chunks)
-        if fit and estimated >= MIN_ESTIMATE_CHUNKS and fit.half_width <= params.interval_half_width:
+        converged = fit and consistent(fit, overload_ceiling(chunks)) and fit.half_width <= params.interval_half_width
+        if converged and estimated >= MIN_ESTIMATE_CHUNKS:
             return _outcome(chunks, params, low, high, converged=True)
         # one chunk a rate located the crossing only roughly: the fit may move past either end
-        centre = min(max(fit.rps if fit else math.sqrt(low * high), low / FIT_SPAN), ceiling)
+        centre = min(max(fit.rps if fit else math.sqrt(under_rps * over_rps), low), ceiling)
         rate = centre * (1 + sign * DESIGN_SPREAD)
         sign = -sign
         for _ in range(CHUNKS_PER_RATE):
@@ -356,6 +391,7 @@ def run_estimate(
                 break
             if not more():
                 break
+        under_rps, over_rps = (under_rps, rate) if over_allowed(step) else (rate, over_rps)
     return _outcome(chunks, params, low, high, converged=False)
 
 
@@ -391,17 +427,18 @@ def _outcome(
     bottleneck: str | None = None,
 ) -> SearchOutcome:
     """The answer: the fitted crossing and its interval, never above a rate that overloaded;
-    without a fit, the highest rate measured under every bound, with no upper end."""
+    without a line that bounds it below and agrees with the overloads, the highest rate measured
+    under every bound and the located ends."""
     fit = None if bottleneck or low is None else refit(chunks, params.confidence, low / params.growth)
-    overloads = [c["offered_rps"] for c in chunks if c["overload"]]
-    ceiling = min(overloads, default=math.inf)
-    if fit is not None:
-        answer, lo, hi = (min(v, ceiling) for v in (fit.rps, fit.low_rps, fit.high_rps))
-        if lo <= 0 and high is not None:  # the fit bounds nothing yet: what locating found
-            lo, hi = low, high
-        answer = min(max(answer, lo), hi)
+    ceiling = overload_ceiling(chunks)
+    answer: float | None
+    lo: float | None
+    if fit is not None and consistent(fit, ceiling):
+        answer, lo, hi = min(fit.rps, ceiling), fit.low_rps, min(fit.high_rps, ceiling)
     else:
-        answer, lo, hi = low, low, high if high is not None else math.inf
+        under = [c["offered_rps"] for c in chunks if not over_allowed(c) and c["offered_rps"] < ceiling]
+        answer, lo, hi = max(under, default=low), low, min(high if high is not None else math.inf, ceiling)
+    overloads = [c["offered_rps"] for c in chunks if c["overload"]]
     return SearchOutcome(
         chunks,
         answer,

@@ -161,8 +161,9 @@ class SearchOutcome:
         return {
             "low": self.interval_low_rps,
             "high": self.interval_high_rps,
-            "confidence": self.confidence,  # each end's verdict; the interval's coverage is the label's
+            "confidence": self.confidence,  # each end's verdict, or the fit's nominal level
             "label": self.interval_coverage.label,
+            "ends": "fitted" if self.mode == "estimate" else "verdicts",
         }
 
 

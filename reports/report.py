@@ -224,6 +224,9 @@ def interval_text(interval: dict | None) -> str:
     if not interval:
         return "–"
     low, high = fmt(interval["low"], 1), interval.get("high")
+    if interval.get("ends") == "fitted":
+        span = f"{low} req/s and up" if high is None else f"{low}–{fmt(high, 1)} req/s"
+        return f"{span} (where the fitted fraction over crosses the allowed; {interval_label(interval)})"
     if high is None:
         span, ends = f"{low} req/s and up", f"passed at {low} req/s, no rate failed"
     else:

@@ -5,6 +5,7 @@ benchmarks/estimate_calibration.py, not here (minutes of simulation)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -12,9 +13,11 @@ import pytest
 
 from llmcap.confidence import ESTIMATE_INTERVAL_COVERAGE
 from llmcap.profile import Slo
+from loadtest import console
 from loadtest.estimate import fit_crossing
 from loadtest.simulated import simulate_search
-from tests.test_search_sim import SETTINGS, true_knee
+from reports import report
+from tests.test_search_sim import SETTINGS, WANDERING, true_knee
 
 KNEE, SLOPE = 100.0, 20.0  # logit(fraction over) rises 20 per unit of log(rate)
 RATES = np.array([0.95, 1.05, 0.97, 1.03, 1.0, 0.96, 1.04, 1.0]) * KNEE
@@ -71,20 +74,53 @@ def test_the_effective_requests_a_chunk_shows_cap_its_weight():
     assert capped.half_width > 2 * full.half_width
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "few-slots",
-        pytest.param(
-            "many-slots",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 37, open: where no line fits (every chunk none or all over), the answer "
-                "falls back to the located rate under, half the knee (2 of these 6 seeds)",
-            ),
-        ),
-    ],
-)
+def test_chunks_with_none_or_all_over_place_the_crossing_in_their_gap_and_no_closer():
+    rates = np.array([0.90, 0.93, 0.96, 1.04, 1.07, 1.10]) * KNEE
+    n, over = np.full(6, 1500), np.array([0, 0, 0, 1500, 1500, 1500])
+    fit = fit_crossing("p95", rates, n, over, 0.05, 0.95)
+    assert fit.low_rps <= 0.96 * KNEE and fit.high_rps >= 1.04 * KNEE, fit  # Firth alone: +-0.2 %
+    assert fit.half_width >= 0.04
+
+
+def test_a_chunk_with_none_over_counts_no_more_than_the_most_clustered_chunk_beside_it():
+    rates = np.array([0.95, 0.97, 1.0, 1.03, 1.05]) * KNEE
+    n, over = np.full(5, 1000), np.array([0, 0, 40, 200, 500])
+    shown = np.array([1000.0, 1000.0, 25.0, 50.0, 100.0])  # none over: no clusters to show
+    fit = fit_crossing("p95", rates, n, over, 0.05, 0.95, effective_n=shown)
+    assert fit.effective_requests <= 25 + 25 + 25 + 50 + 100 + 1e-6, fit  # 2,175 were they believed
+
+
+@functools.cache
+def many_slots_search(seed: int):
+    setting = SETTINGS["many-slots"]
+    params = dataclasses.replace(setting.params, method="estimate")
+    return simulate_search(setting.server, params, Slo(p95_ms=setting.slo_ms), seed)[0]
+
+
+def test_an_estimate_chunk_after_a_queue_excursion_still_measures_its_rate():
+    """Many slots, seed 0: the end look of a chunk at 0.98x the knee found the queue climbing and
+    stopped the load; the next chunk at that rate measured nothing, as did one after 190 req/s."""
+    outcome = many_slots_search(0)
+    assert all(c["scheduled"] > 0 for c in outcome.steps), [(c["offered_rps"], c["scheduled"]) for c in outcome.steps]
+
+
+def test_a_fitted_interval_is_printed_as_fitted_with_its_measured_coverage():
+    interval = many_slots_search(0).interval
+    for text in (console.interval_text(interval), report.interval_text(interval)):
+        assert "fitted" in text and "decided" not in text and ESTIMATE_INTERVAL_COVERAGE.label in text, text
+
+
+def test_an_answer_never_stands_on_a_line_that_a_measured_overload_contradicts():
+    """Wandering server, seed 2: 160 req/s overloaded in a slow minute; in faster ones the line put
+    the crossing at 162 (161.8-164.0), which capped at the overload read 160.0-160.0."""
+    params = dataclasses.replace(WANDERING.params, method="estimate")
+    outcome, _ = simulate_search(WANDERING.server, params, Slo(p95_ms=WANDERING.slo_ms), 2)
+    overloaded = min(c["offered_rps"] for c in outcome.steps if c["overload"])
+    assert outcome.max_sustained_rps < overloaded and not outcome.confirmed
+    assert outcome.interval_low_rps < outcome.max_sustained_rps <= outcome.interval_high_rps <= overloaded
+
+
+@pytest.mark.parametrize("name", ["few-slots", "many-slots"])
 def test_a_simulated_estimate_search_ends_in_its_budget_near_the_knee(name):
     setting = SETTINGS[name]
     params = dataclasses.replace(setting.params, method="estimate")

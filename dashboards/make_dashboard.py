@@ -4,7 +4,8 @@
 
 Every vLLM series is one server: selected by the `instance` and `model_name` variables and kept
 apart by them (`sum by (instance, model_name)`), so a BF16 and an FP8 server scraped by one
-Prometheus stay two lines; GPU series by `gpu_instance` and each GPU. Rate windows are
+Prometheus stay two lines; GPU series by `gpu_instance` and each GPU; llmcap's own figures
+(`--prometheus-port`) by `llmcap_instance` and run. Rate windows are
 `$__rate_interval`, which follows the scrape interval and the zoom, not a fixed minute that would
 blur a 10-s step. One unit per panel. `tests/test_dashboard.py` checks the file is this output.
 """
@@ -18,9 +19,11 @@ OUT = Path(__file__).with_name("llmcap-vllm.json")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SERVER = 'instance=~"$instance", model_name=~"$model_name"'
 GPU = 'instance=~"$gpu_instance"'
+LOAD = 'instance=~"$llmcap_instance"'
 BY_SERVER = "instance, model_name"
 SERVER_LEGEND = "{{instance}} {{model_name}}"
 GPU_LEGEND = "{{instance}} GPU {{gpu}}"
+LOAD_LEGEND = "{{instance}} {{run}}"
 
 
 def rate(metric: str) -> str:
@@ -40,8 +43,36 @@ def gpu(metric: str, extra: str = "") -> str:
     return f"{metric}{{{GPU}{extra}}}"
 
 
+def load(metric: str, extra: str = "") -> str:
+    """llmcap's own gauges (loadtest/exporter.py, --prometheus-port): exact figures, no rate()."""
+    return f"{metric}{{{LOAD}{extra}}}"
+
+
+def latency(metric: str, window: str) -> str:
+    return load("llmcap_latency_seconds", f', metric="{metric}", quantile="0.95", window="{window}"')
+
+
 # (title, unit, [(PromQL, legend)]): Grafana's unit ids (reqps, s, percentunit, bytes, watt, hertz, celsius)
 PANELS = [
+    (
+        "Offered and achieved rate (llmcap)",
+        "reqps",
+        [
+            (load("llmcap_offered_requests_per_second"), f"{LOAD_LEGEND} offered"),
+            (load("llmcap_achieved_requests_per_second", ', window="live"'), f"{LOAD_LEGEND} achieved, last 5 s"),
+            (load("llmcap_achieved_requests_per_second", ', window="step"'), f"{LOAD_LEGEND} achieved, last step"),
+        ],
+    ),
+    (
+        "p95 from the scheduled send against the SLO (llmcap, exact)",
+        "s",
+        [
+            (latency("e2e", "live"), f"{LOAD_LEGEND} p95, last 5 s"),
+            (latency("e2e", "step"), f"{LOAD_LEGEND} p95, last step"),
+            (latency("ttft", "step"), f"{LOAD_LEGEND} TTFT p95, last step"),
+            (load("llmcap_slo_limit_seconds"), f"{LOAD_LEGEND} SLO {{{{metric}}}} q{{{{quantile}}}}"),
+        ],
+    ),
     ("Requests completed / s", "reqps", [(rate("vllm:request_success_total"), SERVER_LEGEND)]),
     (
         "End-to-end latency (server)",
@@ -149,12 +180,13 @@ def dashboard() -> dict:
         variable("instance", "vLLM server", "label_values(vllm:num_requests_running, instance)"),
         variable("model_name", "model", 'label_values(vllm:num_requests_running{instance=~"$instance"}, model_name)'),
         variable("gpu_instance", "GPU exporter", "label_values(llmcap_gpu_memory_used_bytes, instance)"),
+        variable("llmcap_instance", "llmcap", "label_values(llmcap_offered_requests_per_second, instance)"),
     ]
     return {
         "title": "llmcap: vLLM load test",
         "uid": "llmcap-vllm",
         "schemaVersion": 39,
-        "version": 2,
+        "version": 3,
         "refresh": "5s",
         "time": {"from": "now-30m", "to": "now"},
         "tags": ["llmcap", "vllm"],

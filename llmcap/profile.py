@@ -220,9 +220,10 @@ class Slo:
             raise ValueError("no latency bound: give at least one, e.g. e2e_p95_ms=1000")
         return ordered(found.values())
 
-    def describe(self) -> str:
-        parts = [b.describe() for b in self.latency_bounds()]
-        return ", ".join([*parts, f"errors <= {self.max_error_rate:.1%}"])
+    def describe(self, le: str = "<=") -> str:
+        """'p95 <= 500 ms, errors <= 1 %' (le "≤" where the page is not plain text)."""
+        parts = [b.describe(le) for b in self.latency_bounds()]
+        return ", ".join([*parts, f"errors {le} {self.max_error_rate * 100:g} %"])
 
     def record(self) -> dict:
         """What result.json keeps: the settings, and the bounds they came to (a preset's numbers as run)."""

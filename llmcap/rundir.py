@@ -191,8 +191,8 @@ def read_errors(run_dir: str | os.PathLike) -> list[dict]:
 
 # -- JSON files ----------------------------------------------------------------------------------
 def _clean(value):
-    """JSON has no NaN: write null."""
-    if isinstance(value, float) and math.isnan(value):
+    """JSON has neither NaN nor infinity (Python's "Infinity" breaks strict readers): write null."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}

@@ -50,7 +50,7 @@ class Bound:
 
     @property
     def name(self) -> str:
-        return f"{METRICS[self.metric]}p{self.percentile:g}"
+        return bound_name(self.key)
 
     @property
     def allowed_fraction(self) -> float:
@@ -63,6 +63,12 @@ class Bound:
 
 def bound_key(metric: str, percentile: float) -> str:
     return f"{metric}_p{percentile:g}_ms"
+
+
+def bound_name(key: str) -> str:
+    """'TTFT p99' for ttft_p99_ms, 'p95' for e2e_p95_ms."""
+    metric, percentile = parse_key(key)
+    return f"{METRICS[metric]}p{percentile:g}"
 
 
 def parse_key(key: str) -> tuple[str, float]:

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 
-from llmcap.confidence import FAIL, PASS, interval_label
+from llmcap.confidence import ESTIMATE_ENDS, FAIL, PASS, interval_label
 from llmcap.rundir import read_result, write_progress
-from llmcap.slo import ALWAYS_SHOWN, Bound, parse_key
+from llmcap.slo import ALWAYS_SHOWN, bound_name
 from loadtest.clock import now
 
 _lines_to_stderr = False  # --result-json: stdout holds the JSON alone
@@ -85,7 +85,7 @@ def _other_bounds(step: dict) -> str:
     parts = []
     for key, value in (step.get("at_bounds") or {}).items():
         if key not in ALWAYS_SHOWN:
-            parts.append(f"{Bound(*parse_key(key), 0.0).name} {ms_text(value)} ms")
+            parts.append(f"{bound_name(key)} {ms_text(value)} ms")
     if step.get("goodput_rps") is not None:
         parts.append(f"goodput {step['goodput_rps']:.2f}/s")
     return "".join(f"{p}  " for p in parts)
@@ -145,9 +145,9 @@ def interval_text(interval: dict | None) -> str:
     if not interval:
         return "no interval"
     level = f"{interval['confidence'] * 100:g} %"
-    if interval.get("ends") == "fitted":
+    if interval.get("ends") in ESTIMATE_ENDS:
         high = f"-{interval['high']:.1f} req/s" if interval.get("high") is not None else " req/s and up"
-        return f"interval {interval['low']:.1f}{high} (a fitted crossing; {interval_label(interval)})"
+        return f"interval {interval['low']:.1f}{high} ({ESTIMATE_ENDS[interval['ends']]}; {interval_label(interval)})"
     high = f"-{interval['high']:.1f} req/s" if interval.get("high") is not None else " req/s and up (no rate failed)"
     return f"interval {interval['low']:.1f}{high} (each end decided at {level}; {interval_label(interval)})"
 
@@ -200,12 +200,14 @@ class ProgressFile:
         self.run_dir = run_dir
         self.steps = 0
         self.last_p95_ms = None
+        self.last_tick: dict = {}  # what the search is doing now (phase, offered_rps, window)
 
     def step_done(self, step: dict) -> None:
         self.steps += 1
         self.last_p95_ms = step.get("p95_ms")
 
     def tick(self, info: dict) -> None:
+        self.last_tick = info
         write_progress(
             self.run_dir,
             {

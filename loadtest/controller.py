@@ -141,7 +141,12 @@ def control(environment) -> None:
                 on_tick=state.progress.tick,
             )
         elif settings.rps is not None:
-            ticker = console.LiveLine(state.collector, settings)
+            line = console.LiveLine(state.collector, settings)
+
+            def ticker(info: dict) -> None:  # the live line, and progress for whoever watches
+                line.tick(info)
+                state.progress.tick(info)
+
             step = run_step(
                 load,
                 settings.rps,
@@ -152,7 +157,7 @@ def control(environment) -> None:
                 settings.search.confidence,
                 settings.request.timeout_s,
                 settings.search.max_lateness_ms,
-                on_tick=ticker.tick,
+                on_tick=ticker,
             )
             step["index"] = 0
             on_step(step)

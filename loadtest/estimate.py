@@ -17,6 +17,7 @@ as a failed step does. docs/statistics.md explains the model and its calibration
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -378,10 +379,11 @@ def run_estimate(
         converged = fit and consistent(fit, overload_ceiling(chunks)) and fit.half_width <= params.interval_half_width
         if converged and estimated >= MIN_ESTIMATE_CHUNKS:
             return _outcome(chunks, params, low, high, converged=True)
-        # one chunk a rate located the crossing only roughly: the fit may move past either end
-        centre = min(max(fit.rps if fit else math.sqrt(under_rps * over_rps), low), ceiling)
-        rate = centre * (1 + sign * DESIGN_SPREAD)
-        sign = -sign
+        if fit:  # either side of the line's crossing, never under what locating found under
+            rate = min(max(fit.rps * (1 + sign * DESIGN_SPREAD), low), ceiling)
+            sign = -sign
+        else:  # no line yet: the middle of what the chunks bracket
+            rate = min(math.sqrt(under_rps * over_rps), ceiling)
         for _ in range(CHUNKS_PER_RATE):
             step = measure(rate, ESTIMATE)
             if step["generator_bottleneck"]:
@@ -391,7 +393,11 @@ def run_estimate(
                 break
             if not more():
                 break
-        under_rps, over_rps = (under_rps, rate) if over_allowed(step) else (rate, over_rps)
+        if not fit:
+            measured = step["offered_rps"]
+            under_rps, over_rps = (
+                (under_rps, min(over_rps, measured)) if over_allowed(step) else (max(under_rps, measured), over_rps)
+            )
     return _outcome(chunks, params, low, high, converged=False)
 
 
@@ -406,12 +412,12 @@ def locate(measure, params: SearchParams, more) -> tuple[float | None, float | N
         if step["generator_bottleneck"]:
             break
         if over_allowed(step):
-            high = rate
+            high = step["offered_rps"]
             if low is not None or rate / params.growth < floor * (1 - 1e-9):
                 break
             rate /= params.growth
         else:
-            low = rate
+            low = step["offered_rps"]
             if high is not None or (params.max_rps is not None and rate >= params.max_rps):
                 break
             rate *= params.growth
@@ -426,29 +432,29 @@ def _outcome(
     converged: bool,
     bottleneck: str | None = None,
 ) -> SearchOutcome:
-    """The answer: the fitted crossing and its interval, never above a rate that overloaded;
-    without a line that bounds it below and agrees with the overloads, the highest rate measured
-    under every bound and the located ends."""
+    """The answer: the fitted crossing and its interval, under every rate that overloaded. Without
+    such a line, the highest rate a chunk measured under every bound below every chunk that measured
+    over, between the ends locating found (one chunk each)."""
     fit = None if bottleneck or low is None else refit(chunks, params.confidence, low / params.growth)
     ceiling = overload_ceiling(chunks)
-    answer: float | None
-    lo: float | None
-    if fit is not None and consistent(fit, ceiling):
-        answer, lo, hi = min(fit.rps, ceiling), fit.low_rps, min(fit.high_rps, ceiling)
-    else:
-        under = [c["offered_rps"] for c in chunks if not over_allowed(c) and c["offered_rps"] < ceiling]
-        answer, lo, hi = max(under, default=low), low, min(high if high is not None else math.inf, ceiling)
     overloads = [c["offered_rps"] for c in chunks if c["overload"]]
-    return SearchOutcome(
-        chunks,
-        answer,
-        min(overloads) if overloads else high,
-        converged,
-        generator_bottleneck=bottleneck,
-        mode="estimate",
-        interval_low_rps=lo,
-        interval_high_rps=hi if hi is not None and math.isfinite(hi) else None,
-        confidence=params.confidence,
-        crossing=fit.as_dict() if fit else None,
+    outcome = functools.partial(
+        SearchOutcome, generator_bottleneck=bottleneck, mode="estimate", confidence=params.confidence,
         interval_coverage=ESTIMATE_INTERVAL_COVERAGE,
-    )
+    )  # fmt: skip
+    first_failing = min(overloads) if overloads else high
+    if fit is not None and consistent(fit, ceiling) and fit.rps < ceiling:
+        hi = min(fit.high_rps, ceiling)
+        return outcome(
+            chunks, fit.rps, first_failing, converged, interval_low_rps=fit.low_rps,
+            interval_high_rps=hi if math.isfinite(hi) else None, crossing=fit.as_dict(), interval_ends="fitted",
+        )  # fmt: skip
+    top = min([ceiling, *(c["offered_rps"] for c in chunks if over_allowed(c))])
+    under = [c["offered_rps"] for c in chunks if not (c["generator_bottleneck"] or over_allowed(c))]
+    answer = max((r for r in under if r < top), default=None)
+    lo = min(low, answer) if low is not None and answer is not None else None
+    hi = min(high if high is not None else math.inf, ceiling)
+    return outcome(
+        chunks, answer, first_failing, False, interval_low_rps=lo,
+        interval_high_rps=hi if math.isfinite(hi) else None, interval_ends="located",
+    )  # fmt: skip

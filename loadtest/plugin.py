@@ -18,7 +18,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from llmcap.errors import BadInput, ExitCode
 from llmcap.log import get_logger
 from llmcap.rundir import PROMPTS_FILE, TELEMETRY_DIR, SampleWriter, write_synthetic_lengths
-from loadtest import console, synthetic_prompts, webui
+from loadtest import console, exporter, synthetic_prompts, webui
 from loadtest.arrivals import Dispatcher
 from loadtest.bodies import build_bodies
 from loadtest.controller import (
@@ -115,6 +115,8 @@ def _on_init(environment, **_kw):
                 writer = SampleWriter(settings.run_dir)
             except OSError as e:
                 raise BadInput(f"{settings.run_dir}: cannot write the run directory ({e.strerror})") from None
+            if settings.prometheus_port:
+                exporter.serve(state, settings.prometheus_port)
     except BadInput as e:
         fail(str(e), e.exit_code, quiet=is_worker)
     settings.profile.model.served_name = model

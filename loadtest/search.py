@@ -35,7 +35,7 @@ import numpy as np
 from llmcap.confidence import FAIL, PASS, SEARCH_INTERVAL_COVERAGE, UNDECIDED, Coverage, fewest_to_pass
 from llmcap.profile import SearchParams
 from loadtest.clock import Clock
-from loadtest.stats import Slo, generator_check, hard_failure, latency_bounds, look, summarize_window
+from loadtest.stats import Slo, generator_check, hard_failure, look, summarize_window
 
 GROW, DESCEND, BISECT, CONFIRM = "grow", "descend", "bisect", "confirm"
 CLOSED = "closed"  # a closed-loop level (loadtest/closed_loop.py), not a step of the search
@@ -153,6 +153,7 @@ class SearchOutcome:
     fit: KneeEstimate | None = None  # how the answer was found inside the interval
     crossing: dict | None = None  # the estimator's fit (loadtest/estimate.py: Crossing), where it ran
     interval_coverage: Coverage = SEARCH_INTERVAL_COVERAGE  # what the interval's label says, as measured
+    interval_ends: str = "verdicts"  # or the estimator's: "fitted" (its line), "located" (one chunk each)
 
     @property
     def interval(self) -> dict | None:
@@ -163,7 +164,7 @@ class SearchOutcome:
             "high": self.interval_high_rps,
             "confidence": self.confidence,  # each end's verdict, or the fit's nominal level
             "label": self.interval_coverage.label,
-            "ends": "fitted" if self.mode == "estimate" else "verdicts",
+            "ends": self.interval_ends,
         }
 
 
@@ -258,7 +259,7 @@ def window_seconds(params: SearchParams, slo: Slo, rate_rps: float, phase: str) 
 def requests_to_pass(slo: Slo, confidence: float) -> int:
     """The fewest requests that can pass the strictest bound: with none over it, the exact upper
     bound on the fraction over, 1 - (1 - confidence)^(1/n), must fall below the allowed fraction."""
-    return fewest_to_pass(min(b.allowed_fraction for b in latency_bounds(slo)), confidence)
+    return fewest_to_pass(min(b.allowed_fraction for b in slo.latency_bounds()), confidence)
 
 
 FAIL_LOOK_S = 2.0  # a step's first "failed yet?": an overload stops before its queue piles up
@@ -409,7 +410,7 @@ def _sequential(load: Load, window_start: float, min_s: float, max_s: float, slo
     passes = pass_looks(min_s, max_s)
     extra = extra_looks(max_s)
     # a request's side of every bound is known this long after it was due
-    known_after_s = max(b.limit_ms for b in latency_bounds(slo)) / 1000.0
+    known_after_s = max(b.limit_ms for b in slo.latency_bounds()) / 1000.0
     # failure looks judge the longest window's requests; past it they would only repeat themselves
     fails = fail_looks(max_s + known_after_s, min_s + known_after_s)
     pass_confidence, fail_confidence = look_levels(confidence, len(passes) + len(extra), len(fails))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from llmcap.profile import (
     AT_LEAST_ONE,
+    PORT,
     POSITIVE,
     Profile,
     ProfileError,
@@ -55,6 +56,12 @@ RUN_OPTIONS = [
         int,
         "the server's PID, when it runs on this machine (GPU memory of its process tree)",
         AT_LEAST_ONE,
+    ),
+    (
+        "--prometheus-port",
+        int,
+        "serve llmcap's own figures on this port's /metrics (offered and achieved rate, exact percentiles, the SLO)",
+        PORT,
     ),
     ("--store-text", bool, "also store prompt text with the samples (off: counts and a hash only)", None),
     ("--no-report", bool, "do not write the report at the end", None),
@@ -99,6 +106,7 @@ class RunSettings:
     metrics_url: str | None
     gpu_metrics_url: str | None
     server_pid: int | None
+    prometheus_port: int | None
     store_text: bool
     write_report: bool
     result_json: bool = False
@@ -202,6 +210,7 @@ def resolve(options, task_name: str) -> RunSettings:
         metrics_url=metrics_url,
         gpu_metrics_url=getattr(options, "gpu_metrics_url", None),
         server_pid=getattr(options, "server_pid", None),
+        prometheus_port=getattr(options, "prometheus_port", None),
         store_text=bool(getattr(options, "store_text", None)),
         write_report=not getattr(options, "no_report", None),
         result_json=bool(getattr(options, "result_json", None)),

@@ -29,7 +29,6 @@ from llmcap.confidence import (
 )
 from llmcap.profile import Slo
 from llmcap.rundir import ERROR_KINDS, itl_of
-from llmcap.slo import Bound
 
 __all__ = ["Slo", "summarize_window", "look", "Verdict", "hard_failure", "queue_grew", "generator_check", "pct"]
 
@@ -167,11 +166,6 @@ class Verdict:
     overload: bool = False
 
 
-def latency_bounds(slo: Slo) -> list[Bound]:
-    """Each latency bound the SLO sets, end to end first (the first one also judges a rise)."""
-    return slo.latency_bounds()
-
-
 def look(
     finished: np.ndarray,
     open_scheduled: np.ndarray,
@@ -186,7 +180,7 @@ def look(
     than any bound (and counts as over the end-to-end bounds; whether its first token came is not
     known, so it is left out of the TTFT and TPOT counts until it finishes). Failed requests are judged by
     the error rate, not here."""
-    bounds = latency_bounds(slo)
+    bounds = slo.latency_bounds()
     cut = min(end_s, as_of_s - max(b.limit_ms for b in bounds) / 1000.0)
     due = (finished["scheduled_s"] >= start_s) & (finished["scheduled_s"] < cut) & (finished["error"] == 0)
     done = finished[due]

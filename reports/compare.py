@@ -107,9 +107,11 @@ def rate_change(runs: list[dict], base_runs: list[dict]) -> dict | None:
         low_b, high_b = ib.get("low", min(b)), ib.get("high")
         low = low_a / high_b - 1 if high_b else -1.0  # no failing rate of the baseline: no floor
         high = high_a / low_b - 1 if high_a else None
-        level, basis = 1 - 2 * (1 - confidence), "one search each: their pass and fail rates"
+        fitted = ia.get("ends", "verdicts") != "verdicts"  # the estimator's intervals: no pass and fail
+        level = 1 - 2 * (1 - confidence)
+        basis = "one search each: " + ("their intervals' ends" if fitted else "their pass and fail rates")
         label = f"nominal {level * 100:g} %, were each search's interval right; one search's interval " + (
-            SEARCH_INTERVAL_COVERAGE.label
+            ia.get("label") or SEARCH_INTERVAL_COVERAGE.label
         )
     significant = low > 0 or (high is not None and high < 0)
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from llmcap.confidence import interval_label
+from llmcap.confidence import ESTIMATE_ENDS, interval_label
 from llmcap.profile import Slo
 from llmcap.rundir import plan_dir_of, read_accuracy
 from llmcap.slo import ALWAYS_SHOWN
@@ -42,8 +42,7 @@ def notice_blocks(cap: dict) -> list[tuple]:
 
 def slo_text(record: dict) -> str:
     """'p95 ≤ 500 ms, errors ≤ 1 %': the SLO a result.json recorded, of any version."""
-    slo = Slo.from_record(record)
-    return ", ".join([b.describe("≤") for b in slo.latency_bounds()] + [f"errors ≤ {slo.max_error_rate * 100:g} %"])
+    return Slo.from_record(record).describe("≤")
 
 
 def bound_rows(cap: dict, bounds, at: str) -> list[list[str]]:
@@ -224,9 +223,9 @@ def interval_text(interval: dict | None) -> str:
     if not interval:
         return "–"
     low, high = fmt(interval["low"], 1), interval.get("high")
-    if interval.get("ends") == "fitted":
+    if interval.get("ends") in ESTIMATE_ENDS:
         span = f"{low} req/s and up" if high is None else f"{low}–{fmt(high, 1)} req/s"
-        return f"{span} (where the fitted fraction over crosses the allowed; {interval_label(interval)})"
+        return f"{span} ({ESTIMATE_ENDS[interval['ends']]}; {interval_label(interval)})"
     if high is None:
         span, ends = f"{low} req/s and up", f"passed at {low} req/s, no rate failed"
     else:

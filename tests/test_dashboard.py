@@ -5,9 +5,10 @@ import json
 import re
 import urllib.request
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.exporter import LoadView
 from serving.gpu_exporter import GpuMetrics
 from tests.conftest import REPO
 from tests.test_gpu_exporter import FakeNvml
@@ -19,7 +20,7 @@ def queried_metrics() -> set[str]:
     names = set()
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for target in panel["targets"]:
-            names |= set(re.findall(r"\b(vllm:[a-z0-9_:]+|llmcap_gpu_[a-z0-9_]+)", target["expr"]))
+            names |= set(re.findall(r"(?<![\w$])(vllm:[a-z0-9_:]+|llmcap_[a-z0-9_]+)", target["expr"]))
     return names
 
 
@@ -33,6 +34,19 @@ def test_gpu_panels_use_exporter_metrics():
     have = exposed(generate_latest(metrics.registry).decode())
     gpu = {m for m in queried_metrics() if m.startswith("llmcap_gpu_")}
     assert gpu and gpu <= have, gpu - have
+
+
+def test_llmcap_panels_use_what_a_run_serves(tmp_path):
+    """The gauges of a search's state (tests/test_exporter.py checks their values), once it has
+    judged a step, is offering a rate and has an answer."""
+    from tests.test_exporter import searched_state
+
+    state = searched_state(tmp_path)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LoadView(state))
+    have = exposed(generate_latest(registry).decode())
+    load = {m for m in queried_metrics() if m.startswith("llmcap_") and not m.startswith("llmcap_gpu_")}
+    assert load and load <= have, load - have
 
 
 def test_vllm_panels_use_real_vllm_metrics(cpu_server):
@@ -67,7 +81,7 @@ def test_every_series_is_named_and_kept_apart_by_server():
     legend is raw PromQL; rate windows follow the scrape interval; GPUs follow their own variable."""
     board = json.loads(DASHBOARD.read_text())
     variables = {v["name"] for v in board["templating"]["list"]}
-    assert {"datasource", "instance", "model_name", "gpu_instance"} <= variables
+    assert {"datasource", "instance", "model_name", "gpu_instance", "llmcap_instance"} <= variables
     targets = [t for panel in board["panels"] for t in panel["targets"]]
     for t in targets:
         expr, legend = t["expr"], t["legendFormat"]
@@ -75,8 +89,10 @@ def test_every_series_is_named_and_kept_apart_by_server():
         assert "[1m]" not in expr and ("rate(" not in expr or "[$__rate_interval]" in expr), t
         if "vllm:" in expr:
             assert '$instance"' in expr and '$model_name"' in expr and "by (instance, model_name" in expr, t
+        elif "llmcap_gpu_" not in expr:
+            assert '$llmcap_instance"' in expr and "{{run}}" in legend, t
         else:
             assert '$gpu_instance"' in expr, t
     units = [p["fieldConfig"]["defaults"]["unit"] for p in board["panels"]]
     assert "hertz" in units and "celsius" in units  # clock and temperature no longer share an axis
-    assert len(board["panels"]) == 14 and len(targets) == 24
+    assert len(board["panels"]) == 16 and len(targets) == 31

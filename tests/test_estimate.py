@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 
 import numpy as np
 import pytest
 
 from llmcap.confidence import ESTIMATE_INTERVAL_COVERAGE
-from llmcap.profile import Slo
+from llmcap.profile import SearchParams, Slo
+from llmcap.rundir import write_json
 from loadtest import console
-from loadtest.estimate import fit_crossing
+from loadtest.estimate import _outcome, fit_crossing
 from loadtest.simulated import simulate_search
 from reports import report
 from tests.test_search_sim import SETTINGS, WANDERING, true_knee
@@ -66,6 +68,15 @@ def test_a_clear_pass_and_a_clear_failure_bound_the_crossing_on_their_side():
     assert fit is not None and fit.high_rps <= 1.05 * KNEE  # never above the rates that failed
 
 
+def test_a_crossing_bounded_only_from_below_is_written_as_json_any_reader_parses(tmp_path):
+    n, over = chunks(4)
+    unbounded = dataclasses.replace(fit_crossing("p95", RATES, n, over, 0.05, 0.95), high_rps=math.inf)
+    write_json(tmp_path / "result.json", {"max_sustained_rps_crossing": unbounded.as_dict()})
+    text = (tmp_path / "result.json").read_text()
+    strict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert strict["max_sustained_rps_crossing"]["high_rps"] is None
+
+
 def test_the_effective_requests_a_chunk_shows_cap_its_weight():
     n, over = chunks(3)
     full = fit_crossing("p95", RATES, n, over, 0.05, 0.95)
@@ -78,7 +89,7 @@ def test_chunks_with_none_or_all_over_place_the_crossing_in_their_gap_and_no_clo
     rates = np.array([0.90, 0.93, 0.96, 1.04, 1.07, 1.10]) * KNEE
     n, over = np.full(6, 1500), np.array([0, 0, 0, 1500, 1500, 1500])
     fit = fit_crossing("p95", rates, n, over, 0.05, 0.95)
-    assert fit.low_rps <= 0.96 * KNEE and fit.high_rps >= 1.04 * KNEE, fit  # Firth alone: +-0.2 %
+    assert fit.low_rps <= 0.96 * KNEE and fit.high_rps >= 1.04 * KNEE, fit  # Firth alone: 96.7-99.8
     assert fit.half_width >= 0.04
 
 
@@ -111,13 +122,36 @@ def test_a_fitted_interval_is_printed_as_fitted_with_its_measured_coverage():
 
 
 def test_an_answer_never_stands_on_a_line_that_a_measured_overload_contradicts():
-    """Wandering server, seed 2: 160 req/s overloaded in a slow minute; in faster ones the line put
-    the crossing at 162 (161.8-164.0), which capped at the overload read 160.0-160.0."""
+    """Wandering server, seed 2: 160 req/s overloaded in a slow minute; in faster ones a line put the
+    crossing over 160 (161.8-164.0, capped at the overload it read 160.0-160.0). Such a line is not
+    used: the answer is a rate a chunk held, between the ends locating found."""
     params = dataclasses.replace(WANDERING.params, method="estimate")
     outcome, _ = simulate_search(WANDERING.server, params, Slo(p95_ms=WANDERING.slo_ms), 2)
     overloaded = min(c["offered_rps"] for c in outcome.steps if c["overload"])
     assert outcome.max_sustained_rps < overloaded and not outcome.confirmed
     assert outcome.interval_low_rps < outcome.max_sustained_rps <= outcome.interval_high_rps <= overloaded
+    assert outcome.interval["ends"] == "located" and outcome.crossing is None
+
+
+def test_without_a_line_the_answer_is_a_rate_held_inside_the_located_ends_and_says_so():
+    """Few slots, seed 16: no line fitted; the highest rate a chunk held (17.2) lay over the rate
+    locating found over (16) and outside its own interval (8-16)."""
+    setting = SETTINGS["few-slots"]
+    params = dataclasses.replace(setting.params, method="estimate")
+    outcome, _ = simulate_search(setting.server, params, Slo(p95_ms=setting.slo_ms), 16)
+    assert outcome.interval_low_rps <= outcome.max_sustained_rps <= outcome.interval_high_rps, outcome.interval
+    assert outcome.interval["ends"] == "located" and not outcome.confirmed
+    assert "no line fits" in console.interval_text(outcome.interval)
+
+
+def test_a_chunk_the_generator_could_not_keep_up_with_is_never_the_answer():
+    def chunk(rate: float, bottleneck: bool = False) -> dict:
+        counts = {"name": "p95", "n": 100, "over": 0, "allowed_fraction": 0.05, "effective_n": 100.0}
+        return {"offered_rps": rate, "overload": False, "generator_bottleneck": bottleneck, "exceedance": [counts]}
+
+    chunks = [chunk(10), chunk(20), chunk(40, bottleneck=True)]
+    outcome = _outcome(chunks, SearchParams(start_rps=10), 20.0, None, False, bottleneck="the generator fell behind")
+    assert outcome.max_sustained_rps == 20 and outcome.generator_bottleneck
 
 
 @pytest.mark.parametrize("name", ["few-slots", "many-slots"])

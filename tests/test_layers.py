@@ -38,6 +38,7 @@ TOP = {
     "loadtest.shape",
     "loadtest.run_state",
     "loadtest.webui",
+    "loadtest.exporter",
 } | {f"loadtest.{name}" for name in TASKS}
 
 

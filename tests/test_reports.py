@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from llmcap.confidence import ESTIMATE_INTERVAL_COVERAGE, t_quantile
 from llmcap.confidence import SEARCH_INTERVAL_COVERAGE as COVERAGE
-from llmcap.confidence import t_quantile
 from llmcap.rundir import RESULT_SCHEMA_VERSION
 from reports.capacity import capacity
 from reports.compare import write_comparison
@@ -308,6 +308,18 @@ def test_compare_fp8_against_bf16(tmp_path):
     md = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "+15 % (+11 % to +18 %), significant" in md and "255.3 (255.3–262.0)" in md
     assert "SLO: p95 ≤ 1000 ms, errors ≤ 1 %." in md  # one SLO for both, said once
+
+
+def test_a_comparison_of_estimator_runs_names_their_intervals_and_their_label(tmp_path):
+    """The estimator's interval has no pass and fail rates: its ends and its own measured label."""
+    runs = [make_run(tmp_path, "bf16"), make_run(tmp_path, "fp8", quantization="fp8", rps=255.3, high=262.0)]
+    for run in runs:
+        result = json.loads((run / "result.json").read_text())
+        result["max_sustained_rps_interval"] |= {"ends": "fitted", "label": ESTIMATE_INTERVAL_COVERAGE.label}
+        (run / "result.json").write_text(json.dumps(result))
+    change = write_comparison(runs, tmp_path / "cmp")["variants"][1]["max_sustained_rps_change"]
+    assert change["basis"] == "one search each: their intervals' ends", change
+    assert change["label"].endswith(ESTIMATE_INTERVAL_COVERAGE.label) and COVERAGE.label not in change["label"]
 
 
 def test_a_comparison_of_runs_under_different_slos_says_each(tmp_path):

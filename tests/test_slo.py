@@ -25,7 +25,7 @@ def keys(slo: Slo) -> dict:
 def test_a_spec_takes_pairs_and_presets_later_ones_overriding():
     slo = Slo(bounds="mlperf-llama3.1-8b-server, ttft_p99_ms=1500 ,e2e_p99.9_ms=9000")
     assert keys(slo) == {"e2e_p99.9_ms": 9000, "ttft_p99_ms": 1500, "tpot_p99_ms": 100}
-    assert slo.describe() == "p99.9 <= 9000 ms, TTFT p99 <= 1500 ms, TPOT p99 <= 100 ms, errors <= 1.0%"
+    assert slo.describe() == "p99.9 <= 9000 ms, TTFT p99 <= 1500 ms, TPOT p99 <= 100 ms, errors <= 1 %"
     assert keys(Slo(bounds="mlperf-llama3.1-8b-interactive")) == {"ttft_p99_ms": 500, "tpot_p99_ms": 30}
     assert all(parse_bounds(spec) for spec in PRESETS.values())
 
@@ -36,7 +36,7 @@ def test_the_first_names_keep_their_meaning():
     assert keys(Slo(p99_ms=800)) == {"e2e_p95_ms": 1000, "e2e_p99_ms": 800}
     assert keys(Slo(p95_ms=500, ttft_p95_ms=200)) == {"e2e_p95_ms": 500, "ttft_p95_ms": 200}
     old_record = {"p95_ms": 600.0, "p99_ms": None, "ttft_p95_ms": None, "max_error_rate": 0.01}
-    assert Slo.from_record(old_record).describe() == "p95 <= 600 ms, errors <= 1.0%"
+    assert Slo.from_record(old_record).describe() == "p95 <= 600 ms, errors <= 1 %"
 
 
 @pytest.mark.parametrize(

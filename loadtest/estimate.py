@@ -437,12 +437,11 @@ def _outcome(
     over, between the ends locating found (one chunk each)."""
     fit = None if bottleneck or low is None else refit(chunks, params.confidence, low / params.growth)
     ceiling = overload_ceiling(chunks)
-    overloads = [c["offered_rps"] for c in chunks if c["overload"]]
     outcome = functools.partial(
         SearchOutcome, generator_bottleneck=bottleneck, mode="estimate", confidence=params.confidence,
         interval_coverage=ESTIMATE_INTERVAL_COVERAGE,
     )  # fmt: skip
-    first_failing = min(overloads) if overloads else high
+    first_failing = ceiling if math.isfinite(ceiling) else high
     if fit is not None and consistent(fit, ceiling) and fit.rps < ceiling:
         hi = min(fit.high_rps, ceiling)
         return outcome(

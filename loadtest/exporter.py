@@ -32,16 +32,16 @@ class LoadView:
         if self.state.settings is None:  # scraped before the run is set up
             return
         run = self.state.settings.name
-        yield from self._rates(run)
-        yield self._latency(run)
+        live = recent(self.state.collector) if self.state.collector else {}
+        step = self.state.steps[-1] if self.state.steps else {}
+        yield from self._rates(run, live, step)
+        yield self._latency(run, live, step)
         yield self._slo(run)
         yield from self._answer(run)
 
-    def _rates(self, run: str):
+    def _rates(self, run: str, live: dict, step: dict):
         progress = self.state.progress
         offered = progress.last_tick.get("offered_rps") if progress and progress.last_tick else None
-        live = recent(self.state.collector) if self.state.collector else {}
-        step = self.state.steps[-1] if self.state.steps else {}
         yield _gauge("llmcap_offered_requests_per_second", "the rate the generator offers now", run, offered)
         achieved = GaugeMetricFamily(
             "llmcap_achieved_requests_per_second", "requests completed per second", labels=["run", "window"]
@@ -60,14 +60,12 @@ class LoadView:
         )
         yield _gauge("llmcap_steps_judged", "steps the search has judged", run, len(self.state.steps))
 
-    def _latency(self, run: str) -> GaugeMetricFamily:
+    def _latency(self, run: str, live: dict, step: dict) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
             "llmcap_latency_seconds",
             "exact percentiles, from the scheduled send time, of the requests of a window",
             labels=["run", "window", "metric", "quantile"],
         )
-        live = recent(self.state.collector) if self.state.collector else {}
-        step = self.state.steps[-1] if self.state.steps else {}
         for window, figures, fields in (("live", live, LIVE_LATENCY), ("step", step, STEP_LATENCY)):
             for (metric, q), field in fields.items():
                 if figures.get(field) is not None:

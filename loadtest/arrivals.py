@@ -213,4 +213,6 @@ class Dispatcher:
                 delay = due - now()
                 if delay > 0 and self._changed.wait(delay):
                     break  # new rate: restart the schedule from now
+                if self._changed.is_set():
+                    break  # changed as the wait timed out: that due time belongs to the old schedule
                 self._issue(due)

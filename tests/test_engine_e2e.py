@@ -17,7 +17,7 @@ def test_telemetry_and_server_summaries_agree_with_the_client(cpu_server, tmp_pa
         "loadtest/text2sql.py",
         cpu_server.url,
         "--rps",
-        "8",
+        "6",
         "--duration",
         "12",
         # long enough answers that a request is always running when the once-a-second scrape
@@ -25,6 +25,9 @@ def test_telemetry_and_server_summaries_agree_with_the_client(cpu_server, tmp_pa
         "--max-tokens",
         "64",
         "--ignore-eos",
+        # the telemetry is checked, not the latency: an AVX2 EPYC's emulated bf16 took 2.1 s at p95
+        "--slo-p95-ms",
+        "30000",
         "--run-dir",
         str(run_dir),
     )

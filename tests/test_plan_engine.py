@@ -27,14 +27,16 @@ SHORT_WINDOWS = [
     "--confirm-seconds",
     "5",
     "--max-step-seconds",
-    "16",
+    "24",
     "--precision",
     "0.3",
 ]
-# far under the engine's knee (near 70 req/s), and quick to pass: a pass at 95 % needs ~110 requests,
-# 7 s at 16 req/s, 14 s at 8 (at 4 req/s a 16-s window cannot hold them)
+# a pass at 95 % needs ~110 requests: 7 s at 16 req/s, 14 s at 8 (at 4 req/s a 24-s window cannot hold them)
 QUICK_RPS = "16"
-SHORT = [*SHORT_WINDOWS, "--start-rps", QUICK_RPS]
+# one rate any x86 CPU's engine holds, bf16 included: on an AVX2 EPYC bf16 is emulated and 30-token
+# answers at 16 req/s overran a 500-ms p95 (CI, 51f1ee7); 8-token answers at 8 req/s under 2 s do not
+ANY_CPU_RATE = ["--start-rps", "8", "--max-rps", "8", "--max-tokens", "8", "--slo-p95-ms", "2000"]
+ANY_CPU_TOKENS = 8
 
 
 # The transformers test checks the engine's path through plan, not its capacity: one rate it holds
@@ -59,9 +61,9 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
     plan_dir = tmp_path / "plan"
     t0 = time.time()
     run = subprocess.run(
-        # capped at the start rate: what is checked here is the plan around the searches (the stub tests
-        # search); each server start costs half a minute on two cores
-        [LLMCAP, "plan", str(CPU_PROFILE), "--out", str(plan_dir), *SHORT, "--max-rps", QUICK_RPS],
+        # one rate: what is checked here is the plan around the searches (the stub tests search); each
+        # server start costs half a minute on two cores
+        [LLMCAP, "plan", str(CPU_PROFILE), "--out", str(plan_dir), *SHORT_WINDOWS, *ANY_CPU_RATE],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -86,8 +88,8 @@ def test_plan_on_a_cpu_without_avx512_compares_what_it_can_run(tmp_path):
         check_recorded(config, ("auto", dtype))
         ok = read_samples(run_dir)[0]
         ok = ok[ok["error"] == 0]
-        # answered in full and streamed (the profile's 30 tokens, ignore_eos)
-        assert len(ok) and (ok["completion_tokens"] == 30).all() and (ok["itl_count"] > 0).all()
+        # answered in full and streamed (ignore_eos)
+        assert len(ok) and (ok["completion_tokens"] == ANY_CPU_TOKENS).all() and (ok["itl_count"] > 0).all()
         assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()
     comparison = json.loads((plan_dir / "comparison.json").read_text())
     by_name = {v["variant"]: v for v in comparison["variants"]}

@@ -7,7 +7,7 @@ step the search judged. Served by the process that runs the search (the master, 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from llmcap.errors import BadInput
 from loadtest.console import recent
@@ -42,6 +42,8 @@ class LoadView:
     def _rates(self, run: str, live: dict, step: dict):
         progress = self.state.progress
         offered = progress.last_tick.get("offered_rps") if progress and progress.last_tick else None
+        if self.state.outcome is not None:
+            offered = 0.0  # the run has its answer: nothing is offered any more
         yield _gauge("llmcap_offered_requests_per_second", "the rate the generator offers now", run, offered)
         achieved = GaugeMetricFamily(
             "llmcap_achieved_requests_per_second", "requests completed per second", labels=["run", "window"]
@@ -58,7 +60,9 @@ class LoadView:
             run,
             None if lateness is None else lateness / 1000,
         )
-        yield _gauge("llmcap_steps_judged", "steps the search has judged", run, len(self.state.steps))
+        judged = CounterMetricFamily("llmcap_steps_judged", "steps the search has judged", labels=["run"])
+        judged.add_metric([run], len(self.state.steps))
+        yield judged
 
     def _latency(self, run: str, live: dict, step: dict) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
@@ -70,6 +74,11 @@ class LoadView:
             for (metric, q), field in fields.items():
                 if figures.get(field) is not None:
                     family.add_metric([run, window, metric, f"{q:g}"], figures[field] / 1000)
+        at_bounds = step.get("at_bounds") or {}
+        for bound in self.state.settings.slo.latency_bounds():  # the SLO's own percentiles, p99.9 say
+            q = bound.percentile / 100
+            if (bound.metric, q) not in STEP_LATENCY and at_bounds.get(bound.key) is not None:
+                family.add_metric([run, "step", bound.metric, f"{q:g}"], at_bounds[bound.key] / 1000)
         return family
 
     def _slo(self, run: str) -> GaugeMetricFamily:
@@ -102,12 +111,14 @@ def _gauge(name: str, documentation: str, run: str, value: float | None) -> Gaug
     return family
 
 
-def serve(state: RunState, port: int, bind: str = "127.0.0.1") -> CollectorRegistry:
-    """/metrics on `port`, in the background, for as long as the process runs."""
+def serve(state: RunState, port: int, bind: str) -> CollectorRegistry:
+    """/metrics on `bind`:`port`, in the background, for as long as the process runs."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LoadView(state))
     try:
         start_http_server(port, addr=bind, registry=registry)
     except OSError as e:
-        raise BadInput(f"--prometheus-port {port}: cannot listen on {bind}:{port} ({e.strerror})") from None
+        raise BadInput(
+            f"--prometheus-port {port}, --prometheus-bind {bind}: cannot listen there ({e.strerror or e})"
+        ) from None
     return registry

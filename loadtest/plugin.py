@@ -116,7 +116,7 @@ def _on_init(environment, **_kw):
             except OSError as e:
                 raise BadInput(f"{settings.run_dir}: cannot write the run directory ({e.strerror})") from None
             if settings.prometheus_port:
-                exporter.serve(state, settings.prometheus_port)
+                exporter.serve(state, settings.prometheus_port, settings.prometheus_bind)
     except BadInput as e:
         fail(str(e), e.exit_code, quiet=is_worker)
     settings.profile.model.served_name = model

@@ -33,6 +33,8 @@ from loadtest.dialect import exports_metrics
 from loadtest.search import RateSearch
 
 # (argument, type, help, valid range): options of one run, with no profile counterpart
+DEFAULT_PROMETHEUS_BIND = "127.0.0.1"  # this machine only: a load generator's figures are not for the network
+
 RUN_OPTIONS = [
     ("--llmcap-profile", str, "llmcap profile YAML (slo, search, request, model, dataset)", None),
     ("--run-dir", str, "where samples and results go (default runs/<UTC time>-<name>)", None),
@@ -62,6 +64,12 @@ RUN_OPTIONS = [
         int,
         "serve llmcap's own figures on this port's /metrics (offered and achieved rate, exact percentiles, the SLO)",
         PORT,
+    ),
+    (
+        "--prometheus-bind",
+        str,
+        f"the address --prometheus-port listens on (default {DEFAULT_PROMETHEUS_BIND}; 0.0.0.0: every interface)",
+        None,
     ),
     ("--store-text", bool, "also store prompt text with the samples (off: counts and a hash only)", None),
     ("--no-report", bool, "do not write the report at the end", None),
@@ -107,6 +115,7 @@ class RunSettings:
     gpu_metrics_url: str | None
     server_pid: int | None
     prometheus_port: int | None
+    prometheus_bind: str
     store_text: bool
     write_report: bool
     result_json: bool = False
@@ -211,6 +220,7 @@ def resolve(options, task_name: str) -> RunSettings:
         gpu_metrics_url=getattr(options, "gpu_metrics_url", None),
         server_pid=getattr(options, "server_pid", None),
         prometheus_port=getattr(options, "prometheus_port", None),
+        prometheus_bind=getattr(options, "prometheus_bind", None) or DEFAULT_PROMETHEUS_BIND,
         store_text=bool(getattr(options, "store_text", None)),
         write_report=not getattr(options, "no_report", None),
         result_json=bool(getattr(options, "result_json", None)),

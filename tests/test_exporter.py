@@ -48,19 +48,22 @@ def test_each_gauge_is_the_figure_the_run_recorded_exactly(tmp_path):
     state = searched_state(tmp_path)
     state.progress.last_tick = {}
     outcome, setting, settings = state.outcome, SETTING, state.settings
+    state.outcome = None  # still searching
     run = ("run", settings.name)
     before = scrape(state)
     assert not any(key[0] == "llmcap_offered_requests_per_second" for key in before)  # nothing offered yet
     state.progress.tick({"phase": "grow", "offered_rps": 12.5})
+    assert scrape(state)[("llmcap_offered_requests_per_second", run)] == 12.5
+    state.outcome = outcome
     got = scrape(state)
-    assert got[("llmcap_offered_requests_per_second", run)] == 12.5
+    assert got[("llmcap_offered_requests_per_second", run)] == 0  # answered: the load has stopped
     last = outcome.steps[-1]
     for (metric, q), field in STEP_LATENCY.items():
         key = ("llmcap_latency_seconds", ("metric", metric), ("quantile", f"{q:g}"), run, ("window", "step"))
         assert got[key] == last[field] / 1000, (key, got.get(key), last[field])  # exact: no histogram between
     assert got[("llmcap_achieved_requests_per_second", run, ("window", "step"))] == last["achieved_rps"]
     assert got[("llmcap_slo_limit_seconds", ("metric", "e2e"), ("quantile", "0.95"), run)] == setting.slo_ms / 1000
-    assert got[("llmcap_steps_judged", run)] == len(outcome.steps)
+    assert got[("llmcap_steps_judged_total", run)] == len(outcome.steps)
     answer = {
         end: got.get(("llmcap_max_sustained_requests_per_second", ("end", end), run)) for end in ("answer", "low")
     }
@@ -97,7 +100,7 @@ def test_a_run_serves_its_live_figures_while_it_offers_load(stub, tmp_path):
     assert 0 < seen[e2e_p95] < 1, seen
 
 
-def test_a_port_out_of_range_or_taken_is_a_one_line_error_before_any_load(stub, tmp_path):
+def test_a_port_out_of_range_or_taken_or_an_unknown_address_is_a_one_line_error_before_any_load(stub, tmp_path):
     stub.reset()
     cmd = [LOCUST, "-f", str(REPO / "loadtest/text2sql.py"), "--headless", "-H", stub.url, "--only-summary"]
     cmd += ["--rps", "5", "--duration", "2", "--run-dir", str(tmp_path), "--no-report", "--prometheus-port"]
@@ -108,5 +111,23 @@ def test_a_port_out_of_range_or_taken_is_a_one_line_error_before_any_load(stub, 
         listening.listen()
         taken = listening.getsockname()[1]
         busy = subprocess.run([*cmd, str(taken)], capture_output=True, text=True, timeout=120)
-    assert busy.returncode == 2 and f"--prometheus-port {taken}: cannot listen" in busy.stderr, busy.stderr[-2000:]
+    assert busy.returncode == 2 and f"--prometheus-port {taken}, --prometheus-bind" in busy.stderr, busy.stderr[-2000:]
+    nowhere = subprocess.run(
+        [*cmd, str(free_port()), "--prometheus-bind", "no.such.host.invalid"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert nowhere.returncode == 2 and "--prometheus-bind no.such.host.invalid: cannot listen" in nowhere.stderr
     assert stub.stats()["requests"] == 0  # refused before any load
+
+
+def test_the_step_window_has_each_percentile_the_slo_bounds(tmp_path):
+    """An SLO at p99.9, which STEP_LATENCY does not list: the step's own figure at that bound is served."""
+    settings = resolve(argparse.Namespace(host="http://127.0.0.1:1", slo="e2e_p99.9_ms=900"), "text2sql")
+    key = settings.slo.latency_bounds()[0].key
+    state = RunState(settings=settings, steps=[{"at_bounds": {key: 812.5}, "achieved_rps": 3.0}])
+    got = scrape(state)
+    e2e_p999 = ("llmcap_latency_seconds", ("metric", "e2e"), ("quantile", "0.999"), ("run", settings.name))
+    assert got[(*e2e_p999, ("window", "step"))] == 0.8125
+    assert got[("llmcap_slo_limit_seconds", ("metric", "e2e"), ("quantile", "0.999"), ("run", settings.name))] == 0.9

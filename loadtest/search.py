@@ -194,8 +194,9 @@ def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> 
     few-slot answers down to 13 % under it, benchmarks/README.md). The low end, a rate that passed,
     uses only which side of the bound a step fell; this uses how far, from every request measured
     near the knee, and so lands closer to the true maximum (benchmarks/README.md). Kept inside the
-    interval and at or under the highest rate measured below `high_rps` that did not fail with
-    confidence (passed or marginal): a line is not a measurement past its data.
+    interval, at or under the highest rate measured below `high_rps` that did not fail with
+    confidence (passed or marginal): a line is not a measurement past its data; and at or under the
+    lowest rate over the low end counted as failed (failed or marginal), which the report says it is.
     With too few steps, or fractions that do not rise with the rate, the answer is the low end."""
     measured = [s for s in steps if s.get("exceedance") and s.get("offered_rps")]
     near = [s for s in measured if NEAR_KNEE[0] * low_rps <= s["offered_rps"] <= NEAR_KNEE[1] * low_rps]
@@ -207,6 +208,9 @@ def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> 
         if s.get("decision") != FAIL and (high_rps is None or s["offered_rps"] < high_rps)
     ]
     ceiling = max(held, default=low_rps)
+    # nor past a rate counted as failed: a marginal 10 under an answer of 10.1 contradicts it (CI, 51f1ee7)
+    counted_failed = [s["offered_rps"] for s in measured if s.get("decision") in (FAIL, MARGINAL)]
+    ceiling = min([ceiling, *(r for r in counted_failed if r > low_rps)])
     best = KneeEstimate(low_rps, False, 0, 0)
     for name in sorted({e["name"] for s in near for e in s["exceedance"]}):
         x, y, w, n = [], [], [], 0

@@ -144,12 +144,13 @@ def interval_text(interval: dict | None) -> str:
     """'interval 30.0-34.0 req/s (each end decided at 95 %; held the true maximum in ...)'."""
     if not interval:
         return "no interval"
-    level = f"{interval['confidence'] * 100:g} %"
-    if interval.get("ends") in ESTIMATE_ENDS:
-        high = f"-{interval['high']:.1f} req/s" if interval.get("high") is not None else " req/s and up"
-        return f"interval {interval['low']:.1f}{high} ({ESTIMATE_ENDS[interval['ends']]}; {interval_label(interval)})"
-    high = f"-{interval['high']:.1f} req/s" if interval.get("high") is not None else " req/s and up (no rate failed)"
-    return f"interval {interval['low']:.1f}{high} (each end decided at {level}; {interval_label(interval)})"
+    estimated = interval.get("ends") in ESTIMATE_ENDS
+    if interval.get("high") is not None:
+        high = f"-{interval['high']:.1f} req/s"
+    else:  # marginal steps may lie above: they are undecided, not failed
+        high = " req/s and up" + ("" if estimated else " (no rate failed with confidence)")
+    ends = ESTIMATE_ENDS[interval["ends"]] if estimated else f"each end decided at {interval['confidence'] * 100:g} %"
+    return f"interval {interval['low']:.1f}{high} ({ends}; {interval_label(interval)})"
 
 
 LIVE_S = 5.0  # what "now" means for a live figure

@@ -227,7 +227,7 @@ def interval_text(interval: dict | None) -> str:
         span = f"{low} req/s and up" if high is None else f"{low}–{fmt(high, 1)} req/s"
         return f"{span} ({ESTIMATE_ENDS[interval['ends']]}; {interval_label(interval)})"
     if high is None:
-        span, ends = f"{low} req/s and up", f"passed at {low} req/s, no rate failed"
+        span, ends = f"{low} req/s and up", f"passed at {low} req/s, no rate failed with confidence"
     else:
         span, ends = f"{low}–{fmt(high, 1)} req/s", f"passed at {low} req/s, failed at {fmt(high, 1)}"
     level = f"{interval['confidence'] * 100:g} %"

@@ -47,7 +47,7 @@ TELEMETRY_DIR = "telemetry"
 SERVER_DIR = "server"
 ACCURACY_DIR = "accuracy"
 PLAN_FILE = "plan.json"  # in a plan directory, from its start: what its runs' reports link back to
-# result.json's latency_at_max: these figures of the confirmed step
+# result.json's latency_at_max: these figures of step_at_max
 LATENCY_KEYS = (
     "p50_ms",
     "p95_ms",
@@ -59,6 +59,19 @@ LATENCY_KEYS = (
     "tpot_p50_ms",
     "tpot_p99_ms",
 )
+
+
+def step_at_max(steps: list[dict], max_sustained_rps: float | None) -> dict | None:
+    """The step whose figures a result gives at its answer: the last confirming (or fixed-rate) step
+    that passed; where none confirmed (the estimator confirms nothing), the step that passed at the
+    highest rate not over the answer."""
+    confirmed = [s for s in steps if s.get("phase") in ("confirm", "fixed") and s.get("passed")]
+    if confirmed:
+        return confirmed[-1]
+    if not max_sustained_rps:
+        return None
+    held = [s for s in steps if s.get("passed") and 0 < (s.get("offered_rps") or 0) <= max_sustained_rps * (1 + 1e-9)]
+    return max(held, key=lambda s: s["offered_rps"], default=None)
 
 
 # -- samples -------------------------------------------------------------------------------------

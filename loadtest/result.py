@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from llmcap.rundir import LATENCY_KEYS, RESULT_SCHEMA_VERSION, read_samples, read_steps
+from llmcap.rundir import LATENCY_KEYS, RESULT_SCHEMA_VERSION, read_samples, read_steps, step_at_max
 from llmcap.rundir import write_result as write_result_file
 from loadtest.stats import summarize_window
 
@@ -61,8 +61,7 @@ def write_result(settings, outcome, started: float | None, partial: bool) -> dic
                     "generator_bottleneck": False,
                 }
             ]
-    confirmed = [s for s in steps if s.get("phase") in ("confirm", "fixed") and s["passed"]]
-    at_max = confirmed[-1] if confirmed else None
+    at_max = step_at_max(steps, outcome.max_sustained_rps if outcome else None)
     result = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "name": settings.name,

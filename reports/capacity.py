@@ -23,6 +23,7 @@ from llmcap.rundir import (
     read_result,
     read_samples,
     read_server_config,
+    step_at_max,
     write_json,
 )
 from reports.cost import hosted_usd_per_million_requests, usd_per_million_requests, usd_per_million_tokens
@@ -40,11 +41,6 @@ def load_hosted_prices(path: str | Path | None = None) -> dict:
     path = Path(path) if path else DEFAULT_PRICES
     data = yaml.safe_load(path.read_text())
     return {"as_of": str(data["as_of"]), "source": data.get("source", ""), "prices": data["prices"]}
-
-
-def _confirm_step(result: dict) -> dict | None:
-    passed = [s for s in result["steps"] if s.get("phase") in ("confirm", "fixed") and s.get("passed")]
-    return passed[-1] if passed else None
 
 
 def _peak_over_steps(steps: list[dict], key: str) -> float | None:
@@ -115,7 +111,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         raise BadInput(f"{run_dir}: not a run directory (no {RESULT_FILE})")
     server = read_server_config(run_dir) or {}
     cost_cfg = {**DEFAULT_COST, **(result.get("cost") or {})}
-    at = _confirm_step(result)
+    at = step_at_max(result["steps"], result.get("max_sustained_rps"))
     rps = result.get("max_sustained_rps")
     steps = result["steps"]
     gpus = cost_cfg["gpus_per_replica"]

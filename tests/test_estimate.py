@@ -14,7 +14,7 @@ import pytest
 
 from llmcap.confidence import ESTIMATE_INTERVAL_COVERAGE
 from llmcap.profile import SearchParams, Slo
-from llmcap.rundir import write_json
+from llmcap.rundir import step_at_max, write_json
 from loadtest import console
 from loadtest.estimate import _outcome, fit_crossing
 from loadtest.simulated import simulate_search
@@ -166,5 +166,8 @@ def test_a_simulated_estimate_search_ends_in_its_budget_near_the_knee(name):
         assert outcome.mode == "estimate" and outcome.interval["label"] == ESTIMATE_INTERVAL_COVERAGE.label
         low, high = outcome.interval_low_rps, outcome.interval_high_rps or math.inf
         assert low <= outcome.max_sustained_rps <= high  # the answer lies in its own interval
+        # the report's latency at max: a chunk that passed, at or under the answer
+        at = step_at_max(outcome.steps, outcome.max_sustained_rps)
+        assert at is not None and at["offered_rps"] <= outcome.max_sustained_rps and at["p95_ms"] <= setting.slo_ms
         answers.append(outcome.max_sustained_rps / knee - 1)
     assert abs(float(np.median(answers))) < 0.08, answers

@@ -371,7 +371,7 @@ def run_estimate(
         return _outcome(chunks, params, low, high, converged=False, bottleneck=chunks[-1]["reason"])
     if low is None or high is None:  # no capacity, or none found under max_rps
         return _outcome(chunks, params, low, high, converged=False)
-    sign, ceiling = 1, high * FIT_SPAN
+    sign, design_ceiling = 1, high * FIT_SPAN  # no chunk above: the fit's span, or an overload's rate
     under_rps, over_rps = low, high  # bisected while no line fits
     while more():
         fit = refit(chunks, params.confidence, low / params.growth)
@@ -380,16 +380,16 @@ def run_estimate(
         if converged and estimated >= MIN_ESTIMATE_CHUNKS:
             return _outcome(chunks, params, low, high, converged=True)
         if fit:  # either side of the line's crossing, never under what locating found under
-            rate = min(max(fit.rps * (1 + sign * DESIGN_SPREAD), low), ceiling)
+            rate = min(max(fit.rps * (1 + sign * DESIGN_SPREAD), low), design_ceiling)
             sign = -sign
         else:  # no line yet: the middle of what the chunks bracket
-            rate = min(math.sqrt(under_rps * over_rps), ceiling)
+            rate = min(math.sqrt(under_rps * over_rps), design_ceiling)
         for _ in range(CHUNKS_PER_RATE):
             step = measure(rate, ESTIMATE)
             if step["generator_bottleneck"]:
                 return _outcome(chunks, params, low, high, converged=False, bottleneck=step["reason"])
             if step["overload"]:
-                ceiling = min(ceiling, rate)
+                design_ceiling = min(design_ceiling, rate)
                 break
             if not more():
                 break

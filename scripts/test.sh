@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Install everything (tool, vLLM CPU engine, a headless browser for the HTML report test), check the
-# code (ruff lint and format, mypy), and run the whole test suite: while the engine and the browser
-# install, the tests that need neither, nor the stub server, nor the wall clock; then the stub's and
-# the browser's untimed tests in three parts at once (they mostly wait: two kept two cores a third
-# busy); then the engine's tests alone (CPU-bound); then the wall-clock tests alone. A failure
-# anywhere fails the script. Arguments go to every run; with a -m of yours, one run after the
-# installs instead.
+# Install everything (tool, vLLM CPU engine, a headless browser for the HTML report test, Prometheus
+# for the dashboard's queries), check the code (ruff lint and format, mypy), and run the whole test
+# suite: while the engine and the Debian packages install, the tests that need none of them, nor the
+# stub server, nor the wall clock; then the stub's and the browser's untimed tests in three parts at
+# once (they mostly wait: two kept two cores a third busy); then the engine's tests alone (CPU-bound,
+# the Prometheus test among them); then the wall-clock tests alone. A failure anywhere fails the
+# script. Arguments go to every run; with a -m of yours, one run after the installs instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AFTER_INSTALLS="engine or browser or stub or realtime"  # pytest markers (pyproject.toml)
@@ -42,22 +42,23 @@ if [ "${LLMCAP_SKIP_ENGINE:-0}" != 1 ]; then
   bash scripts/install-cpu-engine.sh >"$logs/engine.log" 2>&1 &
   engine=$!
 fi
-bash scripts/install-browser.sh >"$logs/browser.log" 2>&1 &
-browser=$!
-echo "checking the code: ruff, ruff format, mypy (the engine and the browser install meanwhile)"
+# one apt-get at a time: two would race for dpkg's lock
+(bash scripts/install-browser.sh && bash scripts/install-prometheus.sh) >"$logs/debian.log" 2>&1 &
+debian=$!
+echo "checking the code: ruff, ruff format, mypy (the engine, Chromium and Prometheus install meanwhile)"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 if [[ " $* " == *" -m "* ]]; then  # your own selection: one run, once everything is installed
   if [ -n "$engine" ]; then finished engine "$engine"; fi
-  finished browser "$browser"
+  finished debian "$debian"
   run_tests "$@"
   exit
 fi
 echo "tests beside the installs: not ($AFTER_INSTALLS)"
 run_tests -m "not ($AFTER_INSTALLS)" "$@"
 if [ -n "$engine" ]; then finished engine "$engine"; fi
-finished browser "$browser"
+finished debian "$debian"
 echo "tests after the installs, in $PARTS parts at once: $WAITING"
 in_parts "$WAITING" "$@"
 echo "the engine's tests, alone: engine"

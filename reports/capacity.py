@@ -43,6 +43,15 @@ def load_hosted_prices(path: str | Path | None = None) -> dict:
     return {"as_of": str(data["as_of"]), "source": data.get("source", ""), "prices": data["prices"]}
 
 
+def _first_failing_rps(result: dict) -> float | None:
+    """The search's lowest rate that did not pass; a partial run, which has no search outcome, reads
+    it off the steps it judged (failed or marginal: as the search counts them)."""
+    if result.get("first_failing_rps") is not None or not result.get("partial"):
+        return result.get("first_failing_rps")
+    judged = [s["offered_rps"] for s in result["steps"] if s.get("decision") in ("fail", "marginal")]
+    return min(judged, default=None)
+
+
 def _peak_over_steps(steps: list[dict], key: str) -> float | None:
     values = [s.get("server", {}).get(key) for s in steps]
     values = [v for v in values if v is not None]
@@ -130,7 +139,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "max_sustained_rps": rps,
         "max_sustained_rps_interval": result.get("max_sustained_rps_interval"),
         "max_sustained_rps_fit": result.get("max_sustained_rps_fit"),
-        "first_failing_rps": result.get("first_failing_rps"),
+        "first_failing_rps": _first_failing_rps(result),
         "generator_bottleneck": result.get("generator_bottleneck"),
         "steps": len(steps),
         "gpu": cost_cfg["gpu"],

@@ -76,7 +76,7 @@ def headline_blocks(cap: dict) -> list[tuple]:
         ["Where the true maximum lies", interval_text(interval)],
         ["SLO held", slo_text(cap["slo"])],
         *bound_rows(cap, bounds, at),
-        # marginal steps count here: the answer, fitted from their counts, may lie above this rate
+        # marginal steps count here, as the search counts them: the answer lies at or under this rate
         ["Lowest rate that did not pass (failed or marginal)", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
         [
             f"Latency {at}, p50 / p95 / p99",

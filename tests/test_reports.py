@@ -270,6 +270,20 @@ def test_an_answer_without_a_fit_is_the_rate_that_passed(tmp_path):
     assert "Latency at max" in report and "(passed)" not in report
 
 
+def test_a_partial_run_reads_its_lowest_rate_that_did_not_pass_off_its_steps(tmp_path):
+    """Interrupted mid-search (no outcome, so no first_failing_rps): the marginal and failed steps
+    it judged still say where it stopped passing (the GPU example showed '–' over two marginal steps)."""
+    run = make_run(tmp_path)
+    data = json.loads((run / "result.json").read_text())
+    data.update(partial=True, max_sustained_rps=None, max_sustained_rps_interval=None, first_failing_rps=None)
+    data["steps"][2]["decision"] = "fail"
+    data["steps"][3] = step(3, "bisect", 300, 900, 1100, 1200, False, 1300, decision="marginal")
+    (run / "result.json").write_text(json.dumps(data))
+    assert capacity(run)["first_failing_rps"] == 300
+    write_report(run)
+    assert "| Lowest rate that did not pass (failed or marginal) | 300 req/s |" in (run / "report.md").read_text()
+
+
 def test_report_files_and_html_escaping(tmp_path):
     run = make_run(tmp_path, name="<script>alert(1)</script>", model="evil<script>alert(2)</script>")
     errors = run / "result.json"

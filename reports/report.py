@@ -371,6 +371,7 @@ def step_blocks(cap: dict) -> list[tuple]:
     # the NVML columns only where an exporter was read (a GPU run)
     gpu = any("gpu_memory_used_peak_bytes" in (s.get("server") or {}) for s in steps)
     goodput = any(s.get("goodput_rps") is not None for s in steps)  # runs since the bounds were generalized
+    histogram = any((s.get("server") or {}).get("server_e2e_p50_ms") is not None for s in steps)  # vLLM's /metrics
     # each bound the table's own columns do not show, at its own percentile
     extra = [b for b in Slo.from_record(cap["slo"]).latency_bounds() if b.key not in ALWAYS_SHOWN] if goodput else []
     rows = []
@@ -423,9 +424,13 @@ def step_blocks(cap: dict) -> list[tuple]:
         header += ["GPU memory peak (device / server)", "GPU busy (mean)", "GPU power mean W"]
     header += ["window s", "verdict", "reason"]
     note = (
-        "Client latencies are exact percentiles of every request's time from its scheduled send. The server "
-        "p50 comes from vLLM's e2e latency histogram: interpolated inside the bucket that holds it, and the "
-        "bucket's bounds are all the histogram knows (vLLM's first bucket ends at 300 ms)."
+        "Client latencies are exact percentiles of every request's time from its scheduled send."
+        + (
+            " The server p50 comes from vLLM's e2e latency histogram: interpolated inside the bucket that holds "
+            "it, and the bucket's bounds are all the histogram knows (vLLM's first bucket ends at 300 ms)."
+            if histogram
+            else ""
+        )
         + (" Goodput: requests per second that met every latency bound of the SLO." if goodput else "")
     )
     return [("h2", "Steps"), ("table", header, rows), ("note", note)]

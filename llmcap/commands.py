@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmcap.rundir import is_run_dir
+from llmcap.rundir import PLAN_FILE, is_run_dir
 
 
 def _user_error(message: str):
@@ -17,8 +17,14 @@ def cmd_report(args) -> int:
     from reports.report import write_report
 
     run_dir = Path(args.run_dir)
+    if (run_dir / PLAN_FILE).is_file() and not is_run_dir(run_dir):
+        from llmcap.plan import rerender
+
+        rerender(run_dir, args.prices)
+        print(f"llmcap: {run_dir}: every run's report, comparison.md, comparison.html and index written again")
+        return 0
     if not is_run_dir(run_dir):
-        raise _user_error(f"{run_dir}: not a run directory (no result.json)")
+        raise _user_error(f"{run_dir}: not a run directory (no result.json) nor a plan's (no {PLAN_FILE})")
     cap = write_report(run_dir, args.prices)
     rps = cap.get("max_sustained_rps")
     print(
@@ -60,7 +66,9 @@ def cmd_cost(args) -> int:
 
 def register_reports(sub) -> None:
     p = sub.add_parser("report", help="write the capacity report of a run directory")
-    p.add_argument("run_dir", help="a load test's run directory (it holds result.json)")
+    p.add_argument(
+        "run_dir", help="a load test's run directory (it holds result.json), or a plan's: all of it written again"
+    )
     p.add_argument("--prices", help="hosted-API price table (default profiles/hosted_prices.yaml)")
     p.set_defaults(func=cmd_report)
 

@@ -10,6 +10,7 @@ Ctrl-C (or SIGTERM) stops the server and the load, and keeps finished runs.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -36,6 +37,7 @@ from loadtest import console
 from loadtest.closed_loop import parse_levels
 from reports.compare import run_links, write_comparison
 from reports.render import Link, fmt, model_text, write
+from reports.report import write_report
 from serving.launcher import Server, ServerError, port_is_free, variant_unsupported
 
 REPO = Path(__file__).resolve().parent.parent
@@ -349,6 +351,20 @@ def plan(
         log.warning("interrupted; servers stopped, finished runs kept")
     finally:
         signal.signal(signal.SIGTERM, old_term)
+    _write_comparison_and_index(plan_dir, profile, names, statuses, repeats, interrupted)
+    print(f"llmcap plan: comparison report: {plan_dir / 'comparison.html'} (and comparison.md)", flush=True)
+    if interrupted:
+        return ExitCode.INTERRUPTED, plan_dir
+    if any(s == "failed" for s, _ in statuses.values()):
+        return ExitCode.FAILED, plan_dir
+    if any(s == "no-capacity" for s, _ in statuses.values()):
+        return ExitCode.NO_CAPACITY, plan_dir
+    return ExitCode.OK, plan_dir
+
+
+def _write_comparison_and_index(
+    plan_dir: Path, profile: Profile, names: list[str], statuses: dict, repeats: int, interrupted: bool
+) -> None:
     runs = [
         (n, d)
         for n in names
@@ -362,14 +378,26 @@ def plan(
             failures[n] = "not run (plan interrupted)"
     comparison = write_comparison([d for _, d in runs], plan_dir, labels=[n for n, _ in runs], failures=failures)
     _write_index(plan_dir, profile, names, statuses, comparison, interrupted)
-    print(f"llmcap plan: comparison report: {plan_dir / 'comparison.html'} (and comparison.md)", flush=True)
-    if interrupted:
-        return ExitCode.INTERRUPTED, plan_dir
-    if any(s == "failed" for s, _ in statuses.values()):
-        return ExitCode.FAILED, plan_dir
-    if any(s == "no-capacity" for s, _ in statuses.values()):
-        return ExitCode.NO_CAPACITY, plan_dir
-    return ExitCode.OK, plan_dir
+
+
+def rerender(plan_dir: Path, prices: str | None = None) -> None:
+    """A finished plan's reports, comparison and index written again by this code from what its runs
+    recorded (`llmcap report PLAN_DIR`): nothing is served or measured."""
+    try:
+        record = json.loads((plan_dir / PLAN_FILE).read_text())
+        profile = load_profile(record["profile"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ProfileError(f"{plan_dir / PLAN_FILE}: cannot re-render this plan ({e})") from None
+    if record.get("running"):
+        raise ProfileError(f"{plan_dir}: the plan is still running (or died): nothing to re-render")
+    names = record["variants"]
+    statuses = {n: (v["status"], v["detail"]) for n, v in record["statuses"].items()}
+    repeats = max([len(list((plan_dir / n).glob("run-*"))) for n in names] + [1])
+    for n in names:
+        for r in range(1, repeats + 1):
+            if is_run_dir(run_dir := run_dir_of(plan_dir, n, r, repeats)):
+                write_report(run_dir, prices)
+    _write_comparison_and_index(plan_dir, profile, names, statuses, repeats, record["interrupted"])
 
 
 RANK = {"ok": 0, "no-capacity": 1, "unsupported": 2, "failed": 3, "interrupted": 4}

@@ -53,7 +53,8 @@ def model_text(model: str | None) -> str:
     stays in capacity.json), a hub id as it is."""
     if not model:
         return "–"
-    return f"{Path(model).name} (a local checkpoint)" if Path(model).is_absolute() else model
+    local = Path(model).is_absolute() or model.startswith(".")  # a hub id is org/name, never ./ or /
+    return f"{Path(model).name} (a local checkpoint)" if local else model
 
 
 def gib(value) -> str:

@@ -178,6 +178,7 @@ class KneeEstimate:
     fitted: bool  # False: the answer is the interval's low end (too little to fit a line)
     steps: int  # the steps near the knee it rests on
     requests: int  # their requests (of the bound whose crossing is the answer)
+    at_marginal: bool = False  # the line crossed at or past a marginal rate over the low end: held at it
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -208,9 +209,10 @@ def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> 
         if s.get("decision") != FAIL and (high_rps is None or s["offered_rps"] < high_rps)
     ]
     ceiling = max(held, default=low_rps)
-    # nor past a rate counted as failed: a marginal 10 under an answer of 10.1 contradicts it (CI, 51f1ee7)
+    # nor past a rate the table counts as failed, a marginal one included: the answer would contradict it
     counted_failed = [s["offered_rps"] for s in measured if s.get("decision") in (FAIL, MARGINAL)]
-    ceiling = min([ceiling, *(r for r in counted_failed if r > low_rps)])
+    marginal_cap = min((r for r in counted_failed if r > low_rps), default=math.inf)
+    ceiling = min(ceiling, marginal_cap)
     best = KneeEstimate(low_rps, False, 0, 0)
     for name in sorted({e["name"] for s in near for e in s["exceedance"]}):
         x, y, w, n = [], [], [], 0
@@ -234,7 +236,7 @@ def knee_estimate(steps: list[dict], low_rps: float, high_rps: float | None) -> 
         crossing = math.exp(xm + (math.log(allowed / (1 - allowed)) - ym) / slope)
         rps = max(low_rps, min(crossing, ceiling))
         if not best.fitted or rps < best.rps:
-            best = KneeEstimate(rps, True, len(x), n)
+            best = KneeEstimate(rps, True, len(x), n, at_marginal=rps == marginal_cap)
     return best
 
 

@@ -216,6 +216,8 @@ def fit_text(fit: dict | None) -> str:
         # when their fractions over do not rise with the rate (a machine that drifted mid-search)
         return " (the highest rate that passed: the steps near the knee fit no rising line)"
     basis = f"{fit['requests']:,} requests in {fit['steps']} steps"
+    if fit.get("at_marginal"):  # undecided there, and the line crosses at or past it
+        return f" (the line fitted over {basis} crosses at or past this rate, whose step was undecided: held at it)"
     return f" (where the fraction over the bound crosses the allowed, fitted over {basis})"
 
 

@@ -19,6 +19,7 @@ from loadtest.search import (
     window_seconds,
 )
 from loadtest.stats import Slo, generator_check, hard_failure, look, summarize_window
+from reports import report
 
 
 def drive(capacity: float, params: SearchParams, lucky: set = frozenset()):
@@ -149,6 +150,17 @@ def test_knee_estimate_stays_inside_the_interval_and_the_rates_measured():
     assert knee_estimate(curve_steps(12.0, [12, 14, 16, 18]), 16.0, 18.0).rps == 16.0  # below the rate that passed
     # no step failed with confidence: not past the highest rate measured
     assert knee_estimate(curve_steps(30.0, [16, 18, 20]), 16.0, None).rps == 20.0
+
+
+def test_knee_estimate_never_passes_a_rate_the_table_counts_as_failed():
+    """8 passed, 10 and 12 were marginal, nothing failed with confidence, and the line crosses at
+    10.1 (an AVX2 CI run's fp32 search): the answer is held at 10, the marginal rate, and says so."""
+    steps = [{**s, "decision": "pass" if s["offered_rps"] == 8 else "marginal"} for s in curve_steps(10.1, [8, 10, 12])]
+    unheld = knee_estimate([{**s, "decision": "pass"} for s in steps], 8.0, None)
+    assert unheld.rps == pytest.approx(10.1, rel=0.005) and not unheld.at_marginal  # the line itself
+    held = knee_estimate(steps, 8.0, None)
+    assert held.rps == 10.0 and held.at_marginal
+    assert "whose step was undecided: held at it" in report.fit_text(held.as_dict())
 
 
 def test_knee_estimate_never_answers_a_rate_that_failed():

@@ -311,7 +311,7 @@ def plan(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plan_dir = Path(out or f"plans/{stamp}-{profile.name}")
     plan_dir.mkdir(parents=True, exist_ok=True)
-    _write_plan_record(plan_dir, profile, names, {}, False, running=True)  # its runs' reports link back to it
+    _write_plan_record(plan_dir, profile, names, {}, repeats, False, running=True)  # its runs' reports link back
     ensure_tiny_model(profile)
     progress = Progress(names, profile, repeats)
     statuses: dict[str, tuple[str, str]] = {}
@@ -377,7 +377,7 @@ def _write_comparison_and_index(
         if n not in statuses and n not in finished:
             failures[n] = "not run (plan interrupted)"
     comparison = write_comparison([d for _, d in runs], plan_dir, labels=[n for n, _ in runs], failures=failures)
-    _write_index(plan_dir, profile, names, statuses, comparison, interrupted)
+    _write_index(plan_dir, profile, names, statuses, repeats, comparison, interrupted)
 
 
 def rerender(plan_dir: Path, prices: str | None = None) -> None:
@@ -385,19 +385,20 @@ def rerender(plan_dir: Path, prices: str | None = None) -> None:
     recorded (`llmcap report PLAN_DIR`): nothing is served or measured."""
     try:
         record = json.loads((plan_dir / PLAN_FILE).read_text())
+        names, interrupted = record["variants"], record["interrupted"]
+        statuses = {n: (v["status"], v["detail"]) for n, v in record["statuses"].items()}
+        # the profile's path as the plan was given it: relative ones from where the plan ran
         profile = load_profile(record["profile"])
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ProfileError(f"{plan_dir / PLAN_FILE}: cannot re-render this plan ({e})") from None
-    if record.get("running"):
-        raise ProfileError(f"{plan_dir}: the plan is still running (or died): nothing to re-render")
-    names = record["variants"]
-    statuses = {n: (v["status"], v["detail"]) for n, v in record["statuses"].items()}
-    repeats = max([len(list((plan_dir / n).glob("run-*"))) for n in names] + [1])
+    # older plans did not record it: run-k folders mean repeats, however few of them finished
+    most = max(len(list((plan_dir / n).glob("run-*"))) for n in names) if names else 0
+    repeats = record.get("repeats") or (max(2, most) if most else 1)
     for n in names:
         for r in range(1, repeats + 1):
             if is_run_dir(run_dir := run_dir_of(plan_dir, n, r, repeats)):
                 write_report(run_dir, prices)
-    _write_comparison_and_index(plan_dir, profile, names, statuses, repeats, record["interrupted"])
+    _write_comparison_and_index(plan_dir, profile, names, statuses, repeats, interrupted)
 
 
 RANK = {"ok": 0, "no-capacity": 1, "unsupported": 2, "failed": 3, "interrupted": 4}
@@ -409,7 +410,13 @@ def run_dir_of(plan_dir: Path, variant: str, round_: int, repeats: int) -> Path:
 
 
 def _write_index(
-    plan_dir: Path, profile: Profile, names: list[str], statuses: dict, comparison: dict, interrupted: bool
+    plan_dir: Path,
+    profile: Profile,
+    names: list[str],
+    statuses: dict,
+    repeats: int,
+    comparison: dict,
+    interrupted: bool,
 ) -> None:
     rows = []
     by_name = {v["variant"]: v for v in comparison["variants"]}
@@ -430,16 +437,23 @@ def _write_index(
         ("p", ["Comparison: ", Link("comparison", "comparison"), " (and comparison.json)."]),
     ]
     write(blocks, plan_dir, "index", f"llmcap plan: {profile.name}")
-    _write_plan_record(plan_dir, profile, names, statuses, interrupted)
+    _write_plan_record(plan_dir, profile, names, statuses, repeats, interrupted)
 
 
 def _write_plan_record(
-    plan_dir: Path, profile: Profile, names: list[str], statuses: dict, interrupted: bool, running: bool = False
+    plan_dir: Path,
+    profile: Profile,
+    names: list[str],
+    statuses: dict,
+    repeats: int,
+    interrupted: bool,
+    running: bool = False,
 ) -> None:
     record = {
         "running": running,  # true until the plan writes its index and comparison
         "profile": profile.file,
         "variants": names,
+        "repeats": repeats,
         "interrupted": interrupted,
         "statuses": {n: {"status": s, "detail": d} for n, (s, d) in statuses.items()},
     }

@@ -42,8 +42,8 @@ class LoadView:
     def _rates(self, run: str, live: dict, step: dict):
         progress = self.state.progress
         offered = progress.last_tick.get("offered_rps") if progress and progress.last_tick else None
-        if self.state.outcome is not None:
-            offered = 0.0  # the run has its answer: nothing is offered any more
+        if self.state.outcome is not None or self.state.done:
+            offered = 0.0  # the run has its answer, or has stopped: nothing is offered any more
         yield _gauge("llmcap_offered_requests_per_second", "the rate the generator offers now", run, offered)
         achieved = GaugeMetricFamily(
             "llmcap_achieved_requests_per_second", "requests completed per second", labels=["run", "window"]

@@ -32,9 +32,9 @@ from loadtest.closed_loop import parse_levels
 from loadtest.dialect import exports_metrics
 from loadtest.search import RateSearch
 
-# (argument, type, help, valid range): options of one run, with no profile counterpart
 DEFAULT_PROMETHEUS_BIND = "127.0.0.1"  # this machine only: a load generator's figures are not for the network
 
+# (argument, type, help, valid range): options of one run, with no profile counterpart
 RUN_OPTIONS = [
     ("--llmcap-profile", str, "llmcap profile YAML (slo, search, request, model, dataset)", None),
     ("--run-dir", str, "where samples and results go (default runs/<UTC time>-<name>)", None),

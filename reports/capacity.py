@@ -46,7 +46,8 @@ def load_hosted_prices(path: str | Path | None = None) -> dict:
 def _first_failing_rps(result: dict) -> float | None:
     """The search's lowest rate that did not pass; a partial run, which has no search outcome, reads
     it off the steps it judged (failed or marginal: as the search counts them)."""
-    if result.get("first_failing_rps") is not None or not result.get("partial"):
+    estimated = (result.get("search") or {}).get("method") == "estimate"  # its chunks are not verdicts
+    if result.get("first_failing_rps") is not None or not result.get("partial") or estimated:
         return result.get("first_failing_rps")
     judged = [s["offered_rps"] for s in result["steps"] if s.get("decision") in ("fail", "marginal")]
     return min(judged, default=None)
@@ -133,6 +134,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "model": server.get("model") or result.get("model"),
         "partial": result.get("partial", False),
         "mode": result.get("mode"),
+        "search_method": (result.get("search") or {}).get("method", "steps"),
         "arrival": result.get("arrival"),
         "arrival_trace": result.get("arrival_trace"),
         "slo": result["slo"],

@@ -76,8 +76,7 @@ def headline_blocks(cap: dict) -> list[tuple]:
         ["Where the true maximum lies", interval_text(interval)],
         ["SLO held", slo_text(cap["slo"])],
         *bound_rows(cap, bounds, at),
-        # marginal steps count here, as the search counts them: the answer lies at or under this rate
-        ["Lowest rate that did not pass (failed or marginal)", f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
+        [first_failing_label(cap), f"{fmt(cap.get('first_failing_rps'), 1)} req/s"],
         [
             f"Latency {at}, p50 / p95 / p99",
             f"{fmt(lat.get('p50_ms'))} / {fmt(lat.get('p95_ms'))} / {fmt(lat.get('p99_ms'))} ms",
@@ -205,6 +204,13 @@ def session_blocks(cap: dict) -> list[tuple]:
     )
     header = ["turn", "requests", "mean prompt tokens", "p50 ms", "p95 ms", "TTFT p50 ms", "errors"]
     return [("h2", "Sessions"), ("p", text), ("table", header, rows)]
+
+
+def first_failing_label(cap: dict) -> str:
+    if cap.get("search_method") == "estimate":  # its chunks are measurements, not verdicts
+        return "Lowest rate found over the SLO (an overload, or where locating found it over)"
+    # marginal steps count here, as the search counts them: the answer lies at or under this rate
+    return "Lowest rate that did not pass (failed or marginal)"
 
 
 def fit_text(fit: dict | None) -> str:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian's Prometheus, for the test that asks a real Prometheus every query of the Grafana dashboard
 # (tests/test_prometheus.py). Installed when absent and this user can (root with apt-get, as in CI);
-# a failed install fails. Elsewhere the test skips and says why. Nothing is started here.
+# a failed install fails. Elsewhere the test skips and says why. This script starts nothing (where
+# systemd runs, Debian's package starts its own prometheus.service; the test starts its own).
 set -euo pipefail
 if command -v prometheus >/dev/null 2>&1; then
   exit 0

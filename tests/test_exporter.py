@@ -54,7 +54,9 @@ def test_each_gauge_is_the_figure_the_run_recorded_exactly(tmp_path):
     assert not any(key[0] == "llmcap_offered_requests_per_second" for key in before)  # nothing offered yet
     state.progress.tick({"phase": "grow", "offered_rps": 12.5})
     assert scrape(state)[("llmcap_offered_requests_per_second", run)] == 12.5
-    state.outcome = outcome
+    state.done = True  # stopped without an answer (interrupted, or the controller failed)
+    assert scrape(state)[("llmcap_offered_requests_per_second", run)] == 0
+    state.done, state.outcome = False, outcome
     got = scrape(state)
     assert got[("llmcap_offered_requests_per_second", run)] == 0  # answered: the load has stopped
     last = outcome.steps[-1]
@@ -113,12 +115,12 @@ def test_a_port_out_of_range_or_taken_or_an_unknown_address_is_a_one_line_error_
         busy = subprocess.run([*cmd, str(taken)], capture_output=True, text=True, timeout=120)
     assert busy.returncode == 2 and f"--prometheus-port {taken}, --prometheus-bind" in busy.stderr, busy.stderr[-2000:]
     nowhere = subprocess.run(
-        [*cmd, str(free_port()), "--prometheus-bind", "no.such.host.invalid"],
+        [*cmd, str(free_port()), "--prometheus-bind", "192.0.2.1"],  # TEST-NET-1: no machine of ours has it
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert nowhere.returncode == 2 and "--prometheus-bind no.such.host.invalid: cannot listen" in nowhere.stderr
+    assert nowhere.returncode == 2 and "--prometheus-bind 192.0.2.1: cannot listen" in nowhere.stderr, nowhere.stderr
     assert stub.stats()["requests"] == 0  # refused before any load
 
 

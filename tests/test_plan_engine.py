@@ -34,8 +34,8 @@ SHORT_WINDOWS = [
 # a pass at 95 % needs ~110 requests: 7 s at 16 req/s, 14 s at 8 (at 4 req/s a 24-s window cannot hold them)
 QUICK_RPS = "16"
 # one rate any x86 CPU's engines hold, bf16 included: on an AVX2 EPYC bf16 is emulated and 30-token
-# answers at 16 req/s overran a 500-ms p95 (CI, 51f1ee7), and transformers serve's own tail reached
-# 470-700 ms at any rate from 0.5 to 4 req/s; 8-token answers at 8 req/s under 2 s do not
+# answers at 16 req/s overran a 500-ms p95, and transformers serve's own tail reached 470-700 ms at
+# any rate from 0.5 to 4 req/s; 8-token answers at 8 req/s under 2 s do not
 ANY_CPU_TOKENS = 8
 ANY_CPU_RATE = ["--start-rps", "8", "--max-rps", "8", "--max-tokens", str(ANY_CPU_TOKENS), "--slo-p95-ms", "2000"]
 

@@ -7,6 +7,7 @@ two vLLM servers stay two series."""
 
 import http.server
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -52,7 +53,7 @@ def ask(base: str, query: str) -> list[dict]:
     return reply["data"]["result"]
 
 
-def serve_text(text: str) -> int:
+def serve_text(text: str) -> http.server.ThreadingHTTPServer:
     """A /metrics that always answers `text` (a recorded vLLM), on a port of its own."""
 
     class Recorded(http.server.BaseHTTPRequestHandler):
@@ -69,7 +70,7 @@ def serve_text(text: str) -> int:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorded)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_address[1]
+    return server
 
 
 def scrape_config(tmp_path, targets: dict[str, list[str]]):
@@ -91,59 +92,77 @@ def dashboard_queries() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
 
 
 def test_every_query_of_the_dashboard_returns_data_from_a_real_prometheus(cpu_server, tmp_path):
-    urllib.request.urlopen(cpu_server.url + "/metrics", timeout=10).read()
+    live = cpu_server.url.removeprefix("http://")
     recorded = serve_text(urllib.request.urlopen(cpu_server.url + "/metrics", timeout=10).read().decode())
     gpu = GpuMetrics(FakeNvml())
     gpu.sample()
-    gpu_port, load_port, prom_port = free_port(), free_port(), free_port()
-    start_http_server(gpu_port, addr="127.0.0.1", registry=gpu.registry)
-    live = cpu_server.url.removeprefix("http://")
+    gpu_server, _ = start_http_server(0, addr="127.0.0.1", registry=gpu.registry)
+    load_port, prom_port = free_port(), free_port()
     config = scrape_config(
         tmp_path,
         {
-            "vllm": [live, f"127.0.0.1:{recorded}"],
-            "llmcap-gpu": [f"127.0.0.1:{gpu_port}"],
+            "vllm": [live, f"127.0.0.1:{recorded.server_address[1]}"],
+            "llmcap-gpu": [f"127.0.0.1:{gpu_server.server_port}"],
             "llmcap": [f"127.0.0.1:{load_port}"],
         },
     )
-    prometheus = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"]
-        + [f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "prometheus.log", "w"),
-    )
-    search = None
+    panels, variables = dashboard_queries()
+    queries = {substituted(e): title for title, e in panels if not EVENT_ONLY & set(re.findall(r"\w+", e))}
+    queries |= {variable_query(q): f"variable {name}" for name, q in variables}
+    base, log = f"http://127.0.0.1:{prom_port}", tmp_path / "locust.log"
+    with open(tmp_path / "prometheus.log", "w") as prometheus_log, open(log, "w") as locust_log:
+        prometheus = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"]
+            + [f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=prometheus_log,
+        )
+        search = None
+        try:
+            wait_ready(base, prometheus, tmp_path)
+            cmd = [LOCUST, "-f", str(REPO / "loadtest/text2sql.py"), "--headless", "-H", cpu_server.url]
+            cmd += ["--only-summary", "--run-dir", str(tmp_path / "run"), "--no-report", "--prometheus-port"]
+            search = subprocess.Popen([*cmd, str(load_port), *SEARCH], stdout=locust_log, stderr=subprocess.STDOUT)
+            answered = ask_until_answered(base, queries, live, search)
+        finally:
+            for process in (search, prometheus):
+                stop(process)
+            recorded.shutdown()
+            gpu_server.shutdown()
+    pending = {q: t for q, t in queries.items() if q not in answered}
+    assert not pending, f"no data for {len(pending)} queries: {pending}; locust: {log.read_text()[-2000:]}"
+    assert len(answered["count by (instance) (vllm:num_requests_running)"]) == 2  # two servers to choose from
+    print(f"{len(panels) - len(EVENT_ONLY)} of {len(panels)} panel queries and {len(variables)} variables answered")
+
+
+def ask_until_answered(base: str, queries: dict, live: str, search: subprocess.Popen) -> dict[str, list]:
+    """Each query's first answer with data, asked once a second while the search runs (its own series
+    go stale once it stops). A vLLM query counts once both servers are in it, the live one with a
+    number (a histogram over counters that did not move is NaN)."""
+    answered: dict[str, list] = {}
+    deadline = time.time() + 120
+    while len(answered) < len(queries) and time.time() < deadline and search.poll() is None:
+        for query in queries.keys() - answered.keys():
+            found = ask(base, query)
+            by_instance = {s["metric"]["instance"]: float(s["value"][1]) for s in found if "instance" in s["metric"]}
+            if "vllm:" in query and by_instance:
+                if len(by_instance) < 2 or not math.isfinite(by_instance.get(live, math.nan)):
+                    continue
+            if found:
+                answered[query] = found
+        time.sleep(1)
+    return answered
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None:
+        return
+    process.terminate()
     try:
-        base = f"http://127.0.0.1:{prom_port}"
-        wait_ready(base, prometheus, tmp_path)
-        cmd = [LOCUST, "-f", str(REPO / "loadtest/text2sql.py"), "--headless", "-H", cpu_server.url]
-        cmd += ["--only-summary", "--run-dir", str(tmp_path / "run"), "--no-report", "--prometheus-port"]
-        search = subprocess.Popen([*cmd, str(load_port), *SEARCH], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        panels, variables = dashboard_queries()
-        pending = {expr: title for title, expr in panels if not EVENT_ONLY & set(re.findall(r"\w+", expr))}
-        results: dict[str, list[dict]] = {}
-        deadline = time.time() + 120
-        while pending and time.time() < deadline and search.poll() is None:
-            for expr in list(pending):
-                found = ask(base, substituted(expr))
-                # a vLLM query is answered once both servers have been scraped: two series, never one sum
-                if found and ("vllm:" not in expr or len({s["metric"]["instance"] for s in found}) == 2):
-                    results[expr] = found
-                    del pending[expr]
-            time.sleep(1)
-        assert not pending, f"no data from Prometheus for {len(pending)} queries: {pending}"
-        seen_values = {name: ask(base, variable_query(q)) for name, q in variables}
-    finally:
-        if search is not None:
-            search.terminate()
-            search.wait(timeout=60)
-        prometheus.terminate()
-        prometheus.wait(timeout=30)
-    assert len(results) == len(panels) - sum(bool(EVENT_ONLY & set(re.findall(r"\w+", e))) for _, e in panels)
-    for name, values in seen_values.items():
-        assert values, f"variable {name} offers no value"
-    assert len(seen_values["instance"]) == 2  # two vLLM servers to choose from
-    print(f"{len(results)} panel queries of {len(panels)} and {len(seen_values)} variables answered")
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def wait_ready(base: str, prometheus: subprocess.Popen, tmp_path) -> None:

@@ -272,7 +272,7 @@ def test_an_answer_without_a_fit_is_the_rate_that_passed(tmp_path):
 
 def test_a_partial_run_reads_its_lowest_rate_that_did_not_pass_off_its_steps(tmp_path):
     """Interrupted mid-search (no outcome, so no first_failing_rps): the marginal and failed steps
-    it judged still say where it stopped passing (the GPU example showed '–' over two marginal steps)."""
+    it judged still say where it stopped passing."""
     run = make_run(tmp_path)
     data = json.loads((run / "result.json").read_text())
     data.update(partial=True, max_sustained_rps=None, max_sustained_rps_interval=None, first_failing_rps=None)
@@ -334,6 +334,23 @@ def test_a_comparison_of_estimator_runs_names_their_intervals_and_their_label(tm
     change = write_comparison(runs, tmp_path / "cmp")["variants"][1]["max_sustained_rps_change"]
     assert change["basis"] == "one search each: their intervals' ends", change
     assert change["label"].endswith(ESTIMATE_INTERVAL_COVERAGE.label) and COVERAGE.label not in change["label"]
+
+
+def test_an_estimator_run_names_its_lowest_rate_over_as_what_it_is(tmp_path):
+    """Its chunks are measurements, not verdicts: no 'did not pass' row, and a partial run reads no
+    marginal chunk as the rate it stopped passing at."""
+    run = make_run(tmp_path)
+    result = json.loads((run / "result.json").read_text())
+    result["search"] = {"method": "estimate"}
+    (run / "result.json").write_text(json.dumps(result))
+    write_report(run)
+    report = (run / "report.md").read_text()
+    assert "| Lowest rate found over the SLO (an overload, or where locating found it over) | 229.0 req/s |" in report
+    assert "did not pass" not in report
+    result.update(partial=True, first_failing_rps=None)
+    result["steps"][3]["decision"] = "marginal"
+    (run / "result.json").write_text(json.dumps(result))
+    assert capacity(run)["first_failing_rps"] is None
 
 
 def test_a_comparison_of_runs_under_different_slos_says_each(tmp_path):

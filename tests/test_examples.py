@@ -39,5 +39,5 @@ def test_the_cpu_example_says_what_it_is():
         assert "STAND-IN" in report and "Hosted APIs" not in report
         assert "KV cache in use: peak at max sustained / over all steps" in report
         assert re.search(r"\d \(\d[\d,]*–[\d,]+\]", report), "server p50 with its bucket"
-        assert "no datasheet peak" in report and "## Fleet for the forecast" in report
+        assert "Distance to the hardware limit" not in report and "## Fleet for the forecast" in report
         assert "Prompt tokens served from the prefix cache" in report

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from llmcap.errors import BadInput
-from llmcap.profile import CostSettings, TrafficSettings
+from llmcap.profile import CostSettings, SearchParams, TrafficSettings
 from llmcap.rundir import (
     CAPACITY_FILE,
     LATENCY_KEYS,
@@ -43,11 +43,15 @@ def load_hosted_prices(path: str | Path | None = None) -> dict:
     return {"as_of": str(data["as_of"]), "source": data.get("source", ""), "prices": data["prices"]}
 
 
+def _search_method(result: dict) -> str:
+    return (result.get("search") or {}).get("method", SearchParams().method)  # older results: the default
+
+
 def _first_failing_rps(result: dict) -> float | None:
-    """The search's lowest rate that did not pass; a partial run, which has no search outcome, reads
-    it off the steps it judged (failed or marginal: as the search counts them)."""
-    estimated = (result.get("search") or {}).get("method") == "estimate"  # its chunks are not verdicts
-    if result.get("first_failing_rps") is not None or not result.get("partial") or estimated:
+    """The search's lowest rate that did not pass; a partial step search, which has no search
+    outcome, reads it off the steps it judged (failed or marginal: as the search counts them). An
+    estimator's chunks are not verdicts."""
+    if result.get("first_failing_rps") is not None or not result.get("partial") or _search_method(result) == "estimate":
         return result.get("first_failing_rps")
     judged = [s["offered_rps"] for s in result["steps"] if s.get("decision") in ("fail", "marginal")]
     return min(judged, default=None)
@@ -134,7 +138,7 @@ def capacity(run_dir: str | Path, prices_path: str | Path | None = None) -> dict
         "model": server.get("model") or result.get("model"),
         "partial": result.get("partial", False),
         "mode": result.get("mode"),
-        "search_method": (result.get("search") or {}).get("method", "steps"),
+        "search_method": _search_method(result),
         "arrival": result.get("arrival"),
         "arrival_trace": result.get("arrival_trace"),
         "slo": result["slo"],
